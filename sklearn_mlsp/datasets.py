@@ -1,0 +1,901 @@
+"""Loaders for image aesthetics and quality datasets that are already on disk.
+
+In the style of :mod:`sklearn.datasets`, each loader returns a
+:class:`sklearn.utils.Bunch`; nothing is downloaded. The loaders read the
+labels, build the image paths and check that the images can be opened.
+Images that cannot be used are left out, never silently: they are listed in
+``bunch.missing`` and counted in a warning.
+
+- :func:`load_ava` -- AVA (Murray et al., CVPR 2012), with the official test
+  split used by Hosu et al. (CVPR 2019).
+- :func:`load_csv_dataset` -- a label file with one image name and one score
+  per row (KonIQ-10k, SPAQ, BIQ2021 and similar).
+- :func:`load_clive` -- LIVE In the Wild Image Quality Challenge (CLIVE).
+"""
+
+import csv as _csv
+import math
+import os
+import warnings
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from sklearn.utils import Bunch, check_random_state
+
+__all__ = ["load_ava", "load_csv_dataset", "load_clive"]
+
+_N_SHOWN = 5  # how many offending ids or rows an error or warning quotes
+
+_AVA_N_COLUMNS = 15
+_AVA_TEST_LIST = os.path.join("aesthetics_image_lists", "generic_test.jpgl")
+_CLIVE_TRAINING_IMAGES = frozenset(f"t{i}.bmp" for i in range(1, 8))
+
+
+# --------------------------------------------------------------------------
+# Checking image files
+# --------------------------------------------------------------------------
+
+
+class _DirectoryIndex:
+    """Cached listings of image directories.
+
+    Existence is decided by exact name in the listing rather than by
+    ``os.path.exists``: one ``listdir`` is much cheaper than a ``stat`` per
+    image on large folders, and a case mismatch (``x.jpg`` vs ``x.JPG``) is
+    then reported the same way on case-insensitive file systems (macOS,
+    Windows) as on Linux, where it would break.
+    """
+
+    def __init__(self):
+        self._cache = {}
+
+    def _listing(self, directory):
+        if directory not in self._cache:
+            try:
+                names = os.listdir(directory or ".")
+            except OSError:
+                names = []
+            by_lower, by_stem = {}, {}
+            for name in names:
+                by_lower.setdefault(name.lower(), []).append(name)
+                by_stem.setdefault(os.path.splitext(name)[0].lower(), []).append(name)
+            self._cache[directory] = (set(names), by_lower, by_stem)
+        return self._cache[directory]
+
+    def exists(self, path):
+        directory, name = os.path.split(path)
+        return name in self._listing(directory)[0]
+
+    def case_variants(self, path):
+        """Names in the folder that differ from ``path``'s only by case."""
+        directory, name = os.path.split(path)
+        return sorted(self._listing(directory)[1].get(name.lower(), []))
+
+    def suggestion(self, path):
+        """A close file name for a 'did you mean' hint, or None."""
+        directory, name = os.path.split(path)
+        _, by_lower, by_stem = self._listing(directory)
+        candidates = by_lower.get(name.lower()) or by_stem.get(
+            os.path.splitext(name)[0].lower()
+        ) or by_stem.get(name.lower())
+        return sorted(candidates)[0] if candidates else None
+
+
+def _header_error(path):
+    """Return None if PIL can parse the header of ``path``, else the reason."""
+    try:
+        # Image.open only reads the header; decoding all of AVA would take hours.
+        with Image.open(path) as image:
+            image.size
+    except Exception as exc:  # PIL raises many types for broken files
+        return f"unreadable image ({type(exc).__name__}: {exc})"
+    return None
+
+
+def _check_image_files(ids, paths, case_insensitive=False):
+    """Check that each image exists and has a readable header.
+
+    Parameters
+    ----------
+    ids : sequence
+        Identifiers used in the report.
+    paths : list of str
+        Expected paths.
+    case_insensitive : bool, default=False
+        Accept a unique file whose name differs only by case.
+
+    Returns
+    -------
+    keep : ndarray of bool
+        Images that can be used.
+    paths : list of str
+        Paths, with names corrected for case where ``case_insensitive``.
+    missing : list of tuple
+        ``(id, path, reason)`` of the images left out.
+    """
+    index = _DirectoryIndex()
+    keep = np.ones(len(paths), dtype=bool)
+    resolved = list(paths)
+    missing = []
+    for i, (image_id, path) in enumerate(zip(ids, paths)):
+        reason = None
+        if not index.exists(path):
+            variants = index.case_variants(path)
+            if case_insensitive and len(variants) == 1:
+                resolved[i] = path = os.path.join(os.path.dirname(path), variants[0])
+            elif case_insensitive and len(variants) > 1:
+                reason = f"file not found; several names differ only by case: {variants}"
+            else:
+                hint = index.suggestion(path)
+                reason = "file not found" + (f" (did you mean {hint!r}?)" if hint else "")
+        if reason is None:
+            reason = _header_error(path)
+        if reason is not None:
+            keep[i] = False
+            missing.append((image_id, path, reason))
+    return keep, resolved, missing
+
+
+def _missing_frame(rows, id_dtype):
+    """DataFrame ``id, path, reason`` of the images left out."""
+    frame = pd.DataFrame(rows, columns=["id", "path", "reason"])
+    if not rows:
+        frame = frame.astype({"id": id_dtype, "path": object, "reason": object})
+    return frame
+
+
+def _warn_left_out(dataset, n_total, missing):
+    """Warn with the count of left-out images, per reason, and the first ids."""
+    if len(missing) == 0:
+        return
+    # Reasons carry per-file detail in parentheses; count by the leading kind.
+    kinds = missing["reason"].str.split(r" \(|;", n=1, regex=True).str[0]
+    counts = ", ".join(f"{n} {kind}" for kind, n in kinds.value_counts(sort=False).items())
+    first = ", ".join(str(i) for i in missing["id"].iloc[:_N_SHOWN])
+    more = ", ..." if len(missing) > _N_SHOWN else ""
+    warnings.warn(
+        f"{dataset}: {len(missing)} of {n_total} images left out ({counts}); "
+        f"first: {first}{more}. See bunch.missing for the full list.",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
+def _require_directory(image_dir, what):
+    if not os.path.isdir(image_dir):
+        raise FileNotFoundError(
+            f"{what}: image directory not found: {os.fspath(image_dir)!r}. "
+            "Pass the folder that holds the images, or check_images=False to "
+            "load the labels without looking at the images."
+        )
+
+
+def _require_some_left(dataset, keep, missing):
+    if len(keep) and not keep.any():
+        shown = "; ".join(f"{p} ({r})" for _, p, r in missing[:3])
+        raise ValueError(
+            f"{dataset}: none of the {len(keep)} images could be used, e.g. {shown}. "
+            "Is the image directory right?"
+        )
+
+
+def _random_split(n, fraction, random_state, names):
+    """Seeded split of ``n`` items into ``names[0]`` and ``names[1]``.
+
+    ``fraction`` (float in [0, 1), rounded up as in
+    :func:`sklearn.model_selection.train_test_split`, or an int count) goes
+    to ``names[1]``.
+    """
+    rng = check_random_state(random_state)
+    if isinstance(fraction, (int, np.integer)) and not isinstance(fraction, bool):
+        n_second = int(fraction)
+        if not 0 <= n_second <= n:
+            raise ValueError(f"split size {n_second} is not between 0 and {n}")
+    else:
+        n_second = math.ceil(float(fraction) * n)
+    split = np.full(n, names[0], dtype=object)
+    split[rng.permutation(n)[:n_second]] = names[1]
+    return split.astype(str)
+
+
+# --------------------------------------------------------------------------
+# AVA
+# --------------------------------------------------------------------------
+
+
+def _read_ava_txt(path):
+    """Parse AVA.txt into an (n, 15) int64 array, with line-numbered errors."""
+    line_numbers = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            n_fields = len(line.split())
+            if n_fields == 0:
+                continue
+            if n_fields != _AVA_N_COLUMNS:
+                raise ValueError(
+                    f"{path}, line {lineno}: expected {_AVA_N_COLUMNS} "
+                    "whitespace-separated columns (index, image id, 10 rating "
+                    f"counts, 2 tags, challenge), found {n_fields}: {line.strip()[:100]!r}"
+                )
+            line_numbers.append(lineno)
+    if not line_numbers:
+        raise ValueError(f"{path} holds no rows")
+    line_numbers = np.asarray(line_numbers)
+    # The column count is checked above, so the fast C parser can do the rest.
+    table = pd.read_csv(path, sep=r"\s+", header=None, dtype=str).to_numpy()
+    try:
+        values = table.astype(np.int64)
+    except ValueError:
+        for row, lineno in zip(table, line_numbers):
+            for value in row:
+                try:
+                    int(value)
+                except ValueError:
+                    raise ValueError(
+                        f"{path}, line {lineno}: {value!r} is not an integer; every "
+                        "column of AVA.txt holds integers"
+                    ) from None
+        raise
+    negative = np.flatnonzero((values[:, 2:12] < 0).any(axis=1))
+    if negative.size:
+        raise ValueError(
+            f"{path}, line {line_numbers[negative[0]]}: negative rating count"
+        )
+    return values, line_numbers
+
+
+def _read_id_list(path):
+    """Read a .jpgl list: one integer image id per line."""
+    ids = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            text = line.strip()
+            if not text:
+                continue
+            try:
+                ids.append(int(text))
+            except ValueError:
+                raise ValueError(
+                    f"{path}, line {lineno}: expected one integer image id per line, "
+                    f"found {text[:100]!r}"
+                ) from None
+    return np.asarray(ids, dtype=np.int64)
+
+
+_AVA_DESCR = """\
+AVA: A Large-Scale Database for Aesthetic Visual Analysis
+---------------------------------------------------------
+
+Murray, Marchesotti and Perronnin, CVPR 2012. About 255,000 photographs from
+dpchallenge.com, each rated on a 1-10 scale by 78-549 voters.
+
+- target: mean opinion score (MOS), the mean of the 1-10 ratings computed from
+  the ten rating counts of AVA.txt.
+- distribution: the ten counts normalised to sum to one; n_votes: their sum.
+- tags: the two semantic tag ids (0 = none); challenge: the challenge id.
+- split: "test" for the ids of the official generic test list
+  (aesthetics_image_lists/generic_test.jpgl, 20,000 ids); the rest split at
+  random into "train" and "validation" (Hosu et al., CVPR 2019, used 95 / 5
+  and could read 19,928 of the 20,000 test images).
+
+This copy: {n} images ({n_train} train, {n_val} validation, {n_test} test);
+{n_missing} left out (see bunch.missing).
+"""
+
+
+def load_ava(
+    root,
+    image_dir=None,
+    test_list=None,
+    validation_fraction=0.05,
+    random_state=0,
+    check_images=True,
+    as_frame=False,
+):
+    """Load the AVA aesthetics dataset from a local copy.
+
+    Reads ``<root>/AVA.txt`` and the official test list, and splits the
+    remaining images into train and validation at random.
+
+    Parameters
+    ----------
+    root : str or path-like
+        Folder holding ``AVA.txt`` and ``aesthetics_image_lists/``.
+    image_dir : str or path-like, default=None
+        Folder holding the images as ``<id>.jpg``; default ``<root>/images``.
+    test_list : str, path-like or array-like of int, default=None
+        The test ids, as a ``.jpgl`` file (one id per line) or as ids; default
+        ``<root>/aesthetics_image_lists/generic_test.jpgl``.
+    validation_fraction : float, default=0.05
+        Share of the non-test images put in the validation split (rounded up).
+        The split is drawn over all labelled non-test images before missing
+        images are dropped, so an image's split does not depend on which
+        other images a given copy lacks.
+    random_state : int, RandomState instance or None, default=0
+        Seed of the train / validation split.
+    check_images : bool, default=True
+        Check that each image exists and that PIL can read its header (no
+        full decode; a file truncated after its header passes). Images that
+        fail are left out and reported. ``False`` skips all file access, e.g.
+        to read the labels without the images.
+    as_frame : bool, default=False
+        Also return the per-image data as a DataFrame in ``frame``.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        Dictionary-like object with the following attributes, one row per
+        image kept, in the order of ``AVA.txt``.
+
+        ids : ndarray of int64, shape (n_images,)
+            AVA image ids.
+        paths : ndarray of str, shape (n_images,)
+            Image paths.
+        target : ndarray of float64, shape (n_images,)
+            Mean opinion score, in [1, 10].
+        split : ndarray of str, shape (n_images,)
+            ``"train"``, ``"validation"`` or ``"test"``.
+        distribution : ndarray of float64, shape (n_images, 10)
+            Share of votes for scores 1 to 10.
+        n_votes : ndarray of int64, shape (n_images,)
+            Number of votes.
+        tags : ndarray of int64, shape (n_images, 2)
+            Semantic tag ids, 0 where absent.
+        challenge : ndarray of int64, shape (n_images,)
+            Challenge id.
+        missing : DataFrame
+            Images left out, with columns ``id``, ``path`` and ``reason``
+            (no votes, file not found, unreadable image).
+        frame : DataFrame or None
+            With ``as_frame=True``, the above as columns ``id``, ``path``,
+            ``mos``, ``split``, ``n_votes``, ``dist_1`` to ``dist_10``,
+            ``tag1``, ``tag2``, ``challenge``.
+        DESCR : str
+            Description of the dataset.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``AVA.txt``, the test list or the image folder is absent.
+    ValueError
+        If ``AVA.txt`` or the test list is malformed (the message gives the
+        line), or an image id is listed twice.
+
+    Warns
+    -----
+    UserWarning
+        When images are left out (with their number and the first ids), or
+        when test ids are absent from ``AVA.txt``.
+    """
+    root = os.fspath(root)
+    ava_txt = os.path.join(root, "AVA.txt")
+    if not os.path.isfile(ava_txt):
+        raise FileNotFoundError(
+            f"AVA.txt not found: looked for {os.path.abspath(ava_txt)!r}. "
+            "root must be the folder of the AVA release that holds AVA.txt."
+        )
+    if not 0 <= validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
+    image_dir = os.path.join(root, "images") if image_dir is None else os.fspath(image_dir)
+
+    values, line_numbers = _read_ava_txt(ava_txt)
+    ids = values[:, 1]
+    counts = values[:, 2:12]
+    _, first, occurrences = np.unique(ids, return_index=True, return_counts=True)
+    if (occurrences > 1).any():
+        dup = int(ids[first[np.argmax(occurrences > 1)]])
+        lines = line_numbers[ids == dup].tolist()
+        raise ValueError(f"{ava_txt}: image id {dup} appears more than once (lines {lines})")
+
+    if test_list is None:
+        test_list = os.path.join(root, _AVA_TEST_LIST)
+    if isinstance(test_list, (str, os.PathLike)):
+        if not os.path.isfile(test_list):
+            raise FileNotFoundError(
+                f"AVA test list not found: {os.fspath(test_list)!r}. Pass test_list= "
+                "the generic_test.jpgl file, or the test ids themselves."
+            )
+        test_ids = _read_id_list(os.fspath(test_list))
+    else:
+        test_ids = np.asarray(test_list, dtype=np.int64).ravel()
+    is_test = np.isin(ids, test_ids)
+    unknown = np.setdiff1d(test_ids, ids)
+    if unknown.size:
+        warnings.warn(
+            f"AVA: {unknown.size} of {np.unique(test_ids).size} test ids are not in "
+            f"AVA.txt and are ignored; first: {', '.join(map(str, unknown[:_N_SHOWN]))}.",
+            UserWarning,
+            stacklevel=2,
+        )
+
+    n_votes = counts.sum(axis=1)
+    voted = n_votes > 0
+    split = np.full(len(ids), "test", dtype=object)
+    pool = np.flatnonzero(~is_test & voted)
+    split[pool] = _random_split(
+        len(pool), validation_fraction, random_state, ("train", "validation")
+    )
+    split = split.astype(str)
+
+    paths = [os.path.join(image_dir, f"{i}.jpg") for i in ids]
+    missing = [(int(i), p, "no votes") for i, p in zip(ids[~voted], np.asarray(paths)[~voted])]
+    keep = voted.copy()
+    if check_images:
+        _require_directory(image_dir, "AVA")
+        checked = np.flatnonzero(voted)
+        ok, _, file_missing = _check_image_files(
+            ids[checked].tolist(), [paths[i] for i in checked]
+        )
+        keep[checked[~ok]] = False
+        _require_some_left("AVA", keep, file_missing)
+        missing += file_missing
+    # Report in the order of AVA.txt, whatever the reason.
+    order = {image_id: k for k, image_id in enumerate(ids.tolist())}
+    missing.sort(key=lambda row: order[row[0]])
+    missing = _missing_frame(missing, np.int64)
+    _warn_left_out("AVA", len(ids), missing)
+
+    counts, n_votes = counts[keep], n_votes[keep]
+    distribution = counts / n_votes[:, None]
+    target = distribution @ np.arange(1, 11, dtype=np.float64)
+    bunch = Bunch(
+        ids=ids[keep],
+        paths=np.asarray(paths, dtype=str)[keep],
+        target=target,
+        split=split[keep],
+        distribution=distribution,
+        n_votes=n_votes,
+        tags=values[keep, 12:14],
+        challenge=values[keep, 14],
+        missing=missing,
+        frame=None,
+    )
+    if as_frame:
+        frame = pd.DataFrame(
+            {
+                "id": bunch.ids,
+                "path": bunch.paths,
+                "mos": target,
+                "split": bunch.split,
+                "n_votes": n_votes,
+            }
+        )
+        for k in range(10):
+            frame[f"dist_{k + 1}"] = distribution[:, k]
+        frame["tag1"], frame["tag2"] = bunch.tags[:, 0], bunch.tags[:, 1]
+        frame["challenge"] = bunch.challenge
+        bunch.frame = frame
+    bunch.DESCR = _AVA_DESCR.format(
+        n=len(target),
+        n_train=int((bunch.split == "train").sum()),
+        n_val=int((bunch.split == "validation").sum()),
+        n_test=int((bunch.split == "test").sum()),
+        n_missing=len(missing),
+    )
+    return bunch
+
+
+# --------------------------------------------------------------------------
+# Label files (KonIQ-10k, SPAQ, BIQ2021, ...)
+# --------------------------------------------------------------------------
+
+_SEPARATORS = (",", ";", "\t")
+
+
+def _detect_separator(header, wanted):
+    """Pick the separator that makes the header hold the wanted columns.
+
+    Falls back to the one giving the most columns, comma on ties.
+    """
+    splits = {
+        sep: [name.strip() for name in next(_csv.reader([header], delimiter=sep), [])]
+        for sep in _SEPARATORS
+    }
+    for sep, names in splits.items():
+        if all(w in names for w in wanted):
+            return sep
+    return max(_SEPARATORS, key=lambda sep: len(splits[sep]))
+
+
+def _show_rows(frame, rows, columns):
+    """Quote a few rows of a label file, with their line numbers."""
+    shown = []
+    for i in rows[:_N_SHOWN]:
+        cells = ", ".join(f"{c}={frame.at[i, c]!r}" for c in columns)
+        shown.append(f"line {frame.at[i, '_line']}: {cells}")
+    more = f"; ... ({len(rows)} in all)" if len(rows) > _N_SHOWN else ""
+    return "; ".join(shown) + more
+
+
+def _read_label_file(path, image_col, score_col, split_col):
+    """Read a label file into a str DataFrame plus a ``_line`` column."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"label file not found: {path!r}")
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
+        header = f.readline()
+    if not header.strip():
+        raise ValueError(f"{path}: the label file is empty (no header line)")
+    wanted = [c for c in (image_col, score_col, split_col) if c is not None]
+    sep = _detect_separator(header, wanted)
+    try:
+        # All as text, so that names such as "0001.jpg" or "nan.jpg" survive.
+        frame = pd.read_csv(
+            path,
+            sep=sep,
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=False,
+            skipinitialspace=True,
+            encoding="utf-8-sig",
+        )
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot be read as a {sep!r}-separated file: {exc}") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    absent = [c for c in wanted if c not in frame.columns]
+    if absent:
+        raise ValueError(
+            f"{path}: no column {', '.join(map(repr, absent))}; the file "
+            f"({sep!r}-separated) has the columns {list(frame.columns)}. "
+            "Pass image_col=, score_col= (and split_col=) with the right names."
+        )
+    # Line in the file of each row (header is line 1), before blank rows go.
+    frame["_line"] = np.arange(2, len(frame) + 2)
+    blank = (frame.drop(columns="_line").fillna("").astype(str).apply(lambda s: s.str.strip()) == "").all(axis=1)
+    return frame.loc[~blank].reset_index(drop=True), sep
+
+
+def _parse_scores(frame, path, image_col, score_col, sep):
+    """Convert the score column to float, naming the offending rows."""
+    text = frame[score_col].astype(str).str.strip()
+    scores = pd.to_numeric(text, errors="coerce")
+    if sep == ";" and scores.isna().any() and text.str.contains(",").any():
+        # Semicolon files often come with decimal commas (European locale).
+        scores = pd.to_numeric(text.str.replace(",", ".", regex=False), errors="coerce")
+    scores = scores.to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(scores))
+    if bad.size:
+        raise ValueError(
+            f"{path}: {bad.size} non-numeric or missing value(s) in score column "
+            f"{score_col!r}: {_show_rows(frame, bad, [image_col, score_col])}"
+        )
+    return scores
+
+
+def _check_names(frame, path, image_col):
+    """Reject empty and duplicate image names, naming the rows."""
+    names = frame[image_col].astype(str).str.strip()
+    empty = np.flatnonzero((names == "").to_numpy())
+    if empty.size:
+        raise ValueError(
+            f"{path}: {empty.size} empty image name(s) in column {image_col!r}: "
+            f"{_show_rows(frame, empty, [image_col])}"
+        )
+    dup = names.duplicated(keep=False).to_numpy()
+    if dup.any():
+        first = names[dup].unique()[:_N_SHOWN]
+        detail = "; ".join(
+            f"{n!r} on lines {frame.loc[(names == n).to_numpy(), '_line'].tolist()}" for n in first
+        )
+        raise ValueError(
+            f"{path}: {names[dup].nunique()} image name(s) appear more than once "
+            f"in column {image_col!r}: {detail}"
+        )
+    return names.to_numpy(dtype=object)
+
+
+def load_csv_dataset(
+    csv,
+    image_dir,
+    image_col="image",
+    score_col="mos",
+    split_col=None,
+    test_size=None,
+    random_state=0,
+    check_images=True,
+    case_insensitive=False,
+    as_frame=False,
+):
+    """Load an image quality or aesthetics dataset from a label file.
+
+    For label files with one row per image, a column of image names and a
+    column of scores, such as KonIQ-10k (``image_name``, ``MOS``), SPAQ
+    exported to CSV, or BIQ2021 (``image``, ``mos``).
+
+    Parameters
+    ----------
+    csv : str or path-like
+        The label file. The separator (comma, semicolon or tab) is detected
+        from the header. With semicolons, decimal commas in the scores are
+        accepted. Blank lines and spaces around names and values are ignored;
+        names may hold spaces and parentheses (``"ss03 (7805).jpg"``).
+    image_dir : str or path-like
+        Folder holding the images; the names are relative to it.
+    image_col : str, default="image"
+        Column of image file names.
+    score_col : str, default="mos"
+        Column of scores (the regression target).
+    split_col : str, default=None
+        Column holding a given split (e.g. ``"train"`` / ``"test"``),
+        returned as ``split``.
+    test_size : float or int, default=None
+        If given, draw a seeded random split instead: this share (float,
+        rounded up) or number (int) of the images is ``"test"``, the rest
+        ``"train"``. Drawn over all rows before missing images are dropped.
+        Cannot be combined with ``split_col``.
+    random_state : int, RandomState instance or None, default=0
+        Seed of the random split.
+    check_images : bool, default=True
+        Check that each image exists and that PIL can read its header.
+        Images that fail are left out and reported; a name that differs from
+        a file only by case, or only by extension, is reported with a
+        "did you mean" hint. ``False`` skips all file access.
+    case_insensitive : bool, default=False
+        Accept a file whose name differs from the label only by case
+        (``x.jpg`` listed, ``x.JPG`` on disk) and use the name on disk. Off
+        by default: such a mismatch works on case-insensitive file systems
+        but breaks on Linux, so it is reported rather than papered over.
+        Needs ``check_images=True``.
+    as_frame : bool, default=False
+        Also return the label file as a DataFrame in ``frame``: all its
+        columns (the score as float), plus ``path`` and, with ``test_size``,
+        ``split`` (replacing columns of those names).
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        Dictionary-like object with the following attributes, one row per
+        image kept, in the order of the file.
+
+        ids : ndarray of str, shape (n_images,)
+            Image names as listed.
+        paths : ndarray of str, shape (n_images,)
+            Image paths (names on disk with ``case_insensitive=True``).
+        target : ndarray of float64, shape (n_images,)
+            Scores.
+        split : ndarray of str of shape (n_images,), or None
+            From ``split_col`` or ``test_size``; None without either.
+        missing : DataFrame
+            Images left out, with columns ``id``, ``path`` and ``reason``.
+        frame : DataFrame or None
+            With ``as_frame=True``, see above.
+        DESCR : str
+            Description of what was loaded.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the label file or the image folder is absent.
+    ValueError
+        If the label file lacks a column (the message lists those it has),
+        holds non-numeric scores, empty or duplicate names (the message
+        quotes the lines), or if none of the images can be used.
+
+    Warns
+    -----
+    UserWarning
+        When images are left out, with their number and the first names.
+    """
+    path = os.fspath(csv)
+    image_dir = os.fspath(image_dir)
+    if split_col is not None and test_size is not None:
+        raise ValueError("give split_col or test_size, not both")
+    if case_insensitive and not check_images:
+        raise ValueError("case_insensitive=True looks names up on disk: it needs check_images=True")
+    if test_size is not None and not isinstance(test_size, (int, np.integer)):
+        if not 0 < float(test_size) < 1:
+            raise ValueError(f"a float test_size must be in (0, 1), got {test_size}")
+
+    frame, sep = _read_label_file(path, image_col, score_col, split_col)
+    if len(frame) == 0:
+        raise ValueError(f"{path}: the label file has a header but no rows")
+    scores = _parse_scores(frame, path, image_col, score_col, sep)
+    names = _check_names(frame, path, image_col)
+
+    if split_col is not None:
+        split = frame[split_col].astype(str).str.strip().to_numpy(dtype=str)
+    elif test_size is not None:
+        split = _random_split(len(frame), test_size, random_state, ("train", "test"))
+    else:
+        split = None
+
+    paths = [os.path.join(image_dir, n) for n in names]
+    keep = np.ones(len(frame), dtype=bool)
+    missing = []
+    if check_images:
+        _require_directory(image_dir, path)
+        keep, paths, missing = _check_image_files(names.tolist(), paths, case_insensitive)
+        resolved = pd.Series(paths)[keep]
+        if case_insensitive and resolved.duplicated().any():
+            clash = resolved[resolved.duplicated(keep=False)].iloc[0]
+            raise ValueError(
+                f"{path}: names differing only by case point to the same file {clash!r}"
+            )
+        _require_some_left(path, keep, missing)
+    missing = _missing_frame(missing, object)
+    _warn_left_out(os.path.basename(path), len(frame), missing)
+
+    bunch = Bunch(
+        ids=names[keep].astype(str),
+        paths=np.asarray(paths, dtype=str)[keep],
+        target=scores[keep],
+        split=None if split is None else split[keep],
+        missing=missing,
+        frame=None,
+    )
+    if as_frame:
+        out = frame.loc[keep].drop(columns="_line").reset_index(drop=True)
+        out[image_col] = bunch.ids
+        out[score_col] = bunch.target
+        out["path"] = bunch.paths
+        if test_size is not None:
+            out["split"] = bunch.split
+        bunch.frame = out
+    split_text = ""
+    if bunch.split is not None:
+        values, n = np.unique(bunch.split, return_counts=True)
+        split_text = " Split: " + ", ".join(f"{c} {v}" for v, c in zip(values, n)) + "."
+    bunch.DESCR = (
+        f"Images and scores from the label file {path}\n"
+        f"(image names: column {image_col!r}, scores: column {score_col!r}; "
+        f"images in {image_dir}).\n\n"
+        f"{len(bunch.target)} images kept, {len(missing)} left out "
+        f"(see bunch.missing).{split_text}\n"
+    )
+    return bunch
+
+
+# --------------------------------------------------------------------------
+# LIVE In the Wild (CLIVE)
+# --------------------------------------------------------------------------
+
+
+def _load_mat_variable(path, variable):
+    """One variable of a MATLAB .mat file, flattened, with clear errors."""
+    from scipy.io import loadmat
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"CLIVE: {variable} file not found: {path!r}")
+    try:
+        content = loadmat(path, simplify_cells=True)
+    except NotImplementedError:
+        raise ValueError(
+            f"{path} is a MATLAB v7.3 (HDF5) file, which scipy.io.loadmat cannot "
+            "read; re-save it in MATLAB with save(..., '-v7')"
+        ) from None
+    except Exception as exc:
+        raise ValueError(f"{path} cannot be read as a MATLAB .mat file: {exc}") from None
+    if variable not in content:
+        present = [k for k in content if not k.startswith("__")]
+        raise ValueError(f"{path} has no variable {variable!r}; it holds {present}")
+    return np.asarray(content[variable], dtype=object).ravel()
+
+
+_CLIVE_DESCR = """\
+LIVE In the Wild Image Quality Challenge Database (CLIVE)
+---------------------------------------------------------
+
+Ghadiyaram and Bovik, IEEE TIP 2016. 1,162 photographs taken with mobile
+devices, with authentic distortions, each rated by about 175 subjects on
+Amazon Mechanical Turk; MOS on a 0-100 scale (higher is better).
+
+The release lists 1,169 images; the 7 training images t1.bmp to t7.bmp, shown
+to subjects before rating, are dropped as is customary.
+
+This copy: {n} images kept, {n_missing} left out (see bunch.missing).
+"""
+
+
+def load_clive(root, check_images=True, as_frame=False):
+    """Load the LIVE In the Wild (CLIVE) dataset from its release layout.
+
+    Expects ``<root>/Data/AllImages_release.mat`` (variable
+    ``AllImages_release``: cell array of file names),
+    ``<root>/Data/AllMOS_release.mat`` (``AllMOS_release``: 1 x N MOS) and
+    the images in ``<root>/Images/``. ``<root>/Data/AllStdDev_release.mat``
+    is read too when present. The training images ``t1.bmp`` to ``t7.bmp``
+    are dropped by name.
+
+    Parameters
+    ----------
+    root : str or path-like
+        Folder of the release (holding ``Data/`` and ``Images/``).
+    check_images : bool, default=True
+        Check that each image exists and that PIL can read its header.
+        Images that fail are left out and reported. ``False`` skips all file
+        access.
+    as_frame : bool, default=False
+        Also return the data as a DataFrame in ``frame`` (columns ``image``,
+        ``path``, ``mos`` and ``std`` when available).
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        Dictionary-like object with the following attributes, one row per
+        image kept, in release order.
+
+        ids : ndarray of str, shape (n_images,)
+            Image file names.
+        paths : ndarray of str, shape (n_images,)
+            Image paths.
+        target : ndarray of float64, shape (n_images,)
+            MOS, 0 to 100.
+        std : ndarray of float64 of shape (n_images,), or None
+            Standard deviation of the ratings, when the release file is present.
+        missing : DataFrame
+            Images left out, with columns ``id``, ``path`` and ``reason``.
+        frame : DataFrame or None
+            With ``as_frame=True``, see above.
+        DESCR : str
+            Description of the dataset.
+
+    Raises
+    ------
+    FileNotFoundError
+        If a release file or the image folder is absent.
+    ValueError
+        If a .mat file lacks its variable or the names and scores differ in
+        number.
+
+    Warns
+    -----
+    UserWarning
+        When images are left out, with their number and the first names.
+    """
+    root = os.fspath(root)
+    names_file = os.path.join(root, "Data", "AllImages_release.mat")
+    mos_file = os.path.join(root, "Data", "AllMOS_release.mat")
+    std_file = os.path.join(root, "Data", "AllStdDev_release.mat")
+    image_dir = os.path.join(root, "Images")
+
+    raw = _load_mat_variable(names_file, "AllImages_release")
+    # A cell may load as a str or as a 1-element array, depending on how it was saved.
+    names = np.array(
+        [str(np.asarray(n).ravel()[0]) if np.asarray(n).size else "" for n in raw],
+        dtype=object,
+    )
+    names = np.array([n.strip() for n in names], dtype=object)
+    mos = _load_mat_variable(mos_file, "AllMOS_release").astype(np.float64)
+    if len(mos) != len(names):
+        raise ValueError(
+            f"CLIVE: {names_file} lists {len(names)} images but {mos_file} holds "
+            f"{len(mos)} scores"
+        )
+    std = None
+    if os.path.isfile(std_file):
+        std = _load_mat_variable(std_file, "AllStdDev_release").astype(np.float64)
+        if len(std) != len(names):
+            raise ValueError(
+                f"CLIVE: {names_file} lists {len(names)} images but {std_file} holds "
+                f"{len(std)} values"
+            )
+
+    rated = np.array([n not in _CLIVE_TRAINING_IMAGES for n in names])
+    names, mos = names[rated], mos[rated]
+    std = None if std is None else std[rated]
+
+    paths = [os.path.join(image_dir, n) for n in names]
+    keep = np.ones(len(names), dtype=bool)
+    missing = []
+    if check_images:
+        _require_directory(image_dir, "CLIVE")
+        keep, paths, missing = _check_image_files(names.tolist(), paths)
+        _require_some_left("CLIVE", keep, missing)
+    missing = _missing_frame(missing, object)
+    _warn_left_out("CLIVE", len(names), missing)
+
+    bunch = Bunch(
+        ids=names[keep].astype(str),
+        paths=np.asarray(paths, dtype=str)[keep],
+        target=mos[keep],
+        std=None if std is None else std[keep],
+        missing=missing,
+        frame=None,
+    )
+    if as_frame:
+        frame = pd.DataFrame({"image": bunch.ids, "path": bunch.paths, "mos": bunch.target})
+        if bunch.std is not None:
+            frame["std"] = bunch.std
+        bunch.frame = frame
+    bunch.DESCR = _CLIVE_DESCR.format(n=len(bunch.target), n_missing=len(missing))
+    return bunch

@@ -1,0 +1,210 @@
+"""PyTorch modules of the MLSP heads (Hosu et al., CVPR 2019, section 3.2).
+
+Every module maps a batch of features of one view to one score per image,
+shape ``(batch, 1)``. Narrow heads take ``(batch, C)``; :class:`Pool3FC` takes
+wide features ``(batch, C, k, k)``.
+"""
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["FC3", "Single1FC", "Single3FC", "Multi3FC", "Pool3FC"]
+
+
+def _he_normal_(layer, nonlinearity="relu"):
+    # He-normal as in the authors' Keras code; biases start at zero.
+    nn.init.kaiming_normal_(layer.weight, nonlinearity=nonlinearity)
+    if getattr(layer, "bias", None) is not None:
+        nn.init.zeros_(layer.bias)
+
+
+def _as_tuple(value, n, name):
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        value = tuple(value)
+        if len(value) != n:
+            raise ValueError(f"{name} has {len(value)} entries, expected {n} (one per hidden layer)")
+        return value
+    return (value,) * n
+
+
+class FC3(nn.Module):
+    """The paper's fully connected block ("3FC").
+
+    Each hidden layer is ``Linear -> ReLU -> BatchNorm1d -> Dropout`` with
+    He-normal weights, followed by a linear output layer.
+
+    Parameters
+    ----------
+    in_features : int
+        Width of the input.
+    hidden : sequence of int or None, default=(2048, 1024, 256)
+        Widths of the hidden layers (three in the paper, any number here).
+        ``None`` stands for ``in_features``, so ``(None, 1024, 256)`` makes
+        the first hidden layer as wide as the input.
+    dropout : float or sequence of float, default=(0.25, 0.25, 0.5)
+        Dropout rate after each hidden layer; the paper's "(+do)" variant uses
+        ``(0.5, 0.5, 0.75)``.
+    out_features : int, default=1
+        Width of the linear output.
+    """
+
+    def __init__(self, in_features, hidden=(2048, 1024, 256), dropout=(0.25, 0.25, 0.5), out_features=1):
+        super().__init__()
+        hidden = tuple(in_features if h is None else int(h) for h in hidden)
+        dropout = _as_tuple(dropout, len(hidden), "dropout")
+        layers = []
+        width = int(in_features)
+        for h, p in zip(hidden, dropout):
+            linear = nn.Linear(width, h)
+            _he_normal_(linear)
+            layers += [linear, nn.ReLU(), nn.BatchNorm1d(h), nn.Dropout(p)]
+            width = h
+        self.hidden = nn.Sequential(*layers)
+        self.output = nn.Linear(width, out_features)
+        _he_normal_(self.output, nonlinearity="linear")
+
+    def forward(self, x):
+        return self.output(self.hidden(x))
+
+
+class Single1FC(nn.Module):
+    """Single-1FC: one linear layer from narrow features to the score.
+
+    Parameters
+    ----------
+    in_features : int
+        Number of feature channels ``C``.
+    """
+
+    def __init__(self, in_features):
+        super().__init__()
+        self.output = nn.Linear(int(in_features), 1)
+        _he_normal_(self.output, nonlinearity="linear")
+
+    def forward(self, x):
+        return self.output(x)
+
+
+class Single3FC(nn.Module):
+    """Single-3FC: the :class:`FC3` block on narrow features.
+
+    Parameters
+    ----------
+    in_features : int
+        Number of feature channels ``C``.
+    hidden : sequence of int or None, default=(2048, 1024, 256)
+        Hidden widths, see :class:`FC3`.
+    dropout : float or sequence of float, default=(0.25, 0.25, 0.5)
+        Dropout rates, see :class:`FC3`.
+    """
+
+    def __init__(self, in_features, hidden=(2048, 1024, 256), dropout=(0.25, 0.25, 0.5)):
+        super().__init__()
+        self.fc = FC3(in_features, hidden=hidden, dropout=dropout)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+class Multi3FC(nn.Module):
+    """Multi-3FC: one :class:`FC3` per feature tap, scores combined linearly.
+
+    Built from the paper's text (section 3.2.1, Fig. 5): each tap's narrow
+    features go through their own 3FC, and a learned weighted sum (a
+    ``Linear(n_taps, 1)``, starting as the plain mean) gives the final score.
+
+    Parameters
+    ----------
+    tap_channels : sequence of int
+        Channel count of each tap, in the order the taps are concatenated.
+    hidden : sequence of int or None, default=(None, 1024, 256)
+        Hidden widths of every per-tap 3FC; ``None`` means that tap's channel
+        count (the paper's X).
+    dropout : float or sequence of float, default=(0.25, 0.25, 0.5)
+        Dropout rates, see :class:`FC3`.
+    in_features : int or None, default=None
+        Total channel count; if given it must equal ``sum(tap_channels)``
+        (a consistency check only).
+    """
+
+    def __init__(self, tap_channels, hidden=(None, 1024, 256), dropout=(0.25, 0.25, 0.5), in_features=None):
+        super().__init__()
+        self.tap_channels = tuple(int(c) for c in tap_channels)
+        if not self.tap_channels or min(self.tap_channels) < 1:
+            raise ValueError(f"tap_channels must be positive channel counts, got {tap_channels!r}")
+        if in_features is not None and int(in_features) != sum(self.tap_channels):
+            raise ValueError(
+                f"tap_channels sum to {sum(self.tap_channels)} but the features have {in_features} channels"
+            )
+        self.taps = nn.ModuleList(FC3(c, hidden=hidden, dropout=dropout) for c in self.tap_channels)
+        self.combine = nn.Linear(len(self.tap_channels), 1)
+        nn.init.constant_(self.combine.weight, 1.0 / len(self.tap_channels))
+        nn.init.zeros_(self.combine.bias)
+
+    def forward(self, x):
+        parts = torch.split(x, self.tap_channels, dim=1)
+        scores = torch.cat([fc(p) for fc, p in zip(self.taps, parts)], dim=1)
+        return self.combine(scores)
+
+
+class _ConvBNReLU(nn.Sequential):
+    """Conv2d without bias, then BatchNorm2d and ReLU, "same" padding."""
+
+    def __init__(self, in_channels, out_channels, kernel_size):
+        kh, kw = kernel_size
+        conv = nn.Conv2d(in_channels, out_channels, (kh, kw), padding=(kh // 2, kw // 2), bias=False)
+        _he_normal_(conv)
+        super().__init__(conv, nn.BatchNorm2d(out_channels), nn.ReLU())
+
+
+class Pool3FC(nn.Module):
+    """Pool-3FC: a reduced inception module on wide features, then a 3FC.
+
+    Three columns keep the ``k x k`` grid ("same" padding):
+
+    1. 1x1 conv with ``width`` filters;
+    2. 1x1 conv with ``width`` filters, then parallel 1x3 and 3x1 convs with
+       ``width // 2`` filters each, concatenated;
+    3. 3x3 average pooling (stride 1, padding excluded from the mean), then
+       a 1x1 conv with ``width`` filters.
+
+    The columns are concatenated, globally average pooled and fed to a
+    :class:`FC3`.
+
+    Parameters
+    ----------
+    in_channels : int
+        Number of feature channels ``C``.
+    width : int, default=1024
+        Filters per column (the paper's 1024, giving 3072 pooled channels).
+    hidden : sequence of int or None, default=(None, 1024, 256)
+        Hidden widths of the 3FC; ``None`` means the pooled width
+        (``3 * width`` = 3072 in the paper).
+    dropout : float or sequence of float, default=(0.25, 0.25, 0.5)
+        Dropout rates, see :class:`FC3`.
+    """
+
+    def __init__(self, in_channels, width=1024, hidden=(None, 1024, 256), dropout=(0.25, 0.25, 0.5)):
+        super().__init__()
+        width = int(width)
+        half = max(width // 2, 1)
+        self.col1 = _ConvBNReLU(in_channels, width, (1, 1))
+        self.col2_reduce = _ConvBNReLU(in_channels, width, (1, 1))
+        self.col2_1x3 = _ConvBNReLU(width, half, (1, 3))
+        self.col2_3x1 = _ConvBNReLU(width, half, (3, 1))
+        self.col3 = nn.Sequential(
+            nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False),
+            _ConvBNReLU(in_channels, width, (1, 1)),
+        )
+        self.out_channels = 2 * width + 2 * half
+        self.fc = FC3(self.out_channels, hidden=hidden, dropout=dropout)
+
+    def forward(self, x):
+        reduced = self.col2_reduce(x)
+        columns = torch.cat(
+            [self.col1(x), self.col2_1x3(reduced), self.col2_3x1(reduced), self.col3(x)],
+            dim=1,
+        )
+        return self.fc(columns.mean(dim=(2, 3)))
