@@ -23,7 +23,7 @@ import pandas as pd
 from PIL import Image
 from sklearn.utils import Bunch, check_random_state
 
-__all__ = ["load_ava", "load_csv_dataset", "load_clive"]
+__all__ = ["load_ava", "load_clive", "load_csv_dataset"]
 
 _N_SHOWN = 5  # how many offending ids or rows an error or warning quotes
 
@@ -76,19 +76,21 @@ class _DirectoryIndex:
         """A close file name for a 'did you mean' hint, or None."""
         directory, name = os.path.split(path)
         _, by_lower, by_stem = self._listing(directory)
-        candidates = by_lower.get(name.lower()) or by_stem.get(
-            os.path.splitext(name)[0].lower()
-        ) or by_stem.get(name.lower())
-        return sorted(candidates)[0] if candidates else None
+        candidates = (
+            by_lower.get(name.lower())
+            or by_stem.get(os.path.splitext(name)[0].lower())
+            or by_stem.get(name.lower())
+        )
+        return min(candidates) if candidates else None
 
 
 def _header_error(path):
     """Return None if PIL can parse the header of ``path``, else the reason."""
     try:
         # Image.open only reads the header; decoding all of AVA would take hours.
-        with Image.open(path) as image:
-            image.size
-    except Exception as exc:  # PIL raises many types for broken files
+        with Image.open(path):
+            pass
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for broken files
         return f"unreadable image ({type(exc).__name__}: {exc})"
     return None
 
@@ -125,10 +127,14 @@ def _check_image_files(ids, paths, case_insensitive=False):
             if case_insensitive and len(variants) == 1:
                 resolved[i] = path = os.path.join(os.path.dirname(path), variants[0])
             elif case_insensitive and len(variants) > 1:
-                reason = f"file not found; several names differ only by case: {variants}"
+                reason = (
+                    f"file not found; several names differ only by case: {variants}"
+                )
             else:
                 hint = index.suggestion(path)
-                reason = "file not found" + (f" (did you mean {hint!r}?)" if hint else "")
+                reason = "file not found" + (
+                    f" (did you mean {hint!r}?)" if hint else ""
+                )
         if reason is None:
             reason = _header_error(path)
         if reason is not None:
@@ -151,7 +157,9 @@ def _warn_left_out(dataset, n_total, missing):
         return
     # Reasons carry per-file detail in parentheses; count by the leading kind.
     kinds = missing["reason"].str.split(r" \(|;", n=1, regex=True).str[0]
-    counts = ", ".join(f"{n} {kind}" for kind, n in kinds.value_counts(sort=False).items())
+    counts = ", ".join(
+        f"{n} {kind}" for kind, n in kinds.value_counts(sort=False).items()
+    )
     first = ", ".join(str(i) for i in missing["id"].iloc[:_N_SHOWN])
     more = ", ..." if len(missing) > _N_SHOWN else ""
     warnings.warn(
@@ -376,8 +384,12 @@ def load_ava(
             "root must be the folder of the AVA release that holds AVA.txt."
         )
     if not 0 <= validation_fraction < 1:
-        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
-    image_dir = os.path.join(root, "images") if image_dir is None else os.fspath(image_dir)
+        raise ValueError(
+            f"validation_fraction must be in [0, 1), got {validation_fraction}"
+        )
+    image_dir = (
+        os.path.join(root, "images") if image_dir is None else os.fspath(image_dir)
+    )
 
     values, line_numbers = _read_ava_txt(ava_txt)
     ids = values[:, 1]
@@ -386,7 +398,9 @@ def load_ava(
     if (occurrences > 1).any():
         dup = int(ids[first[np.argmax(occurrences > 1)]])
         lines = line_numbers[ids == dup].tolist()
-        raise ValueError(f"{ava_txt}: image id {dup} appears more than once (lines {lines})")
+        raise ValueError(
+            f"{ava_txt}: image id {dup} appears more than once (lines {lines})"
+        )
 
     if test_list is None:
         test_list = os.path.join(root, _AVA_TEST_LIST)
@@ -419,7 +433,9 @@ def load_ava(
     split = split.astype(str)
 
     paths = [os.path.join(image_dir, f"{i}.jpg") for i in ids]
-    missing = [(int(i), p, "no votes") for i, p in zip(ids[~voted], np.asarray(paths)[~voted])]
+    missing = [
+        (int(i), p, "no votes") for i, p in zip(ids[~voted], np.asarray(paths)[~voted])
+    ]
     keep = voted.copy()
     if check_images:
         _require_directory(image_dir, "AVA")
@@ -498,54 +514,77 @@ def _detect_separator(header, wanted):
     return max(_SEPARATORS, key=lambda sep: len(splits[sep]))
 
 
-def _show_rows(frame, rows, columns):
+def _show_rows(frame, lines, rows, columns):
     """Quote a few rows of a label file, with their line numbers."""
     shown = []
     for i in rows[:_N_SHOWN]:
         cells = ", ".join(f"{c}={frame.at[i, c]!r}" for c in columns)
-        shown.append(f"line {frame.at[i, '_line']}: {cells}")
+        shown.append(f"line {lines[i]}: {cells}")
     more = f"; ... ({len(rows)} in all)" if len(rows) > _N_SHOWN else ""
     return "; ".join(shown) + more
 
 
 def _read_label_file(path, image_col, score_col, split_col):
-    """Read a label file into a str DataFrame plus a ``_line`` column."""
+    """Read a label file as text.
+
+    Returns
+    -------
+    frame : DataFrame
+        All cells as str, stripped; blank lines dropped.
+    lines : ndarray of int
+        Line in the file of each row, for error messages.
+    sep : str
+        The separator found.
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"label file not found: {path!r}")
-    with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
-        header = f.readline()
-    if not header.strip():
-        raise ValueError(f"{path}: the label file is empty (no header line)")
     wanted = [c for c in (image_col, score_col, split_col) if c is not None]
-    sep = _detect_separator(header, wanted)
+    rows, lines = [], []
     try:
-        # All as text, so that names such as "0001.jpg" or "nan.jpg" survive.
-        frame = pd.read_csv(
-            path,
-            sep=sep,
-            dtype=str,
-            keep_default_na=False,
-            skip_blank_lines=False,
-            skipinitialspace=True,
-            encoding="utf-8-sig",
-        )
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: cannot be read as a {sep!r}-separated file: {exc}") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    absent = [c for c in wanted if c not in frame.columns]
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            first = f.readline()
+            if not first.strip():
+                raise ValueError(f"{path}: the label file is empty (no header line)")
+            sep = _detect_separator(first, wanted)
+            f.seek(0)
+            # The csv module rather than pandas: pandas silently turns a row
+            # with an extra field into an index, and loses line numbers.
+            reader = _csv.reader(f, delimiter=sep, skipinitialspace=True)
+            header = [name.strip() for name in next(reader)]
+            for record in reader:
+                record = [cell.strip() for cell in record]
+                if not any(record):
+                    continue
+                if len(record) > len(header) and not any(record[len(header) :]):
+                    record = record[: len(header)]  # trailing separators
+                if len(record) != len(header):
+                    raise ValueError(
+                        f"{path}, line {reader.line_num}: {len(record)} fields where "
+                        f"the header has {len(header)} ({sep!r}-separated): {record}"
+                    )
+                rows.append(record)
+                lines.append(reader.line_num)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a UTF-8 text file ({exc})") from None
+    except _csv.Error as exc:
+        raise ValueError(f"{path}: cannot be parsed as CSV: {exc}") from None
+    absent = [c for c in wanted if c not in header]
     if absent:
         raise ValueError(
             f"{path}: no column {', '.join(map(repr, absent))}; the file "
-            f"({sep!r}-separated) has the columns {list(frame.columns)}. "
+            f"({sep!r}-separated) has the columns {header}. "
             "Pass image_col=, score_col= (and split_col=) with the right names."
         )
-    # Line in the file of each row (header is line 1), before blank rows go.
-    frame["_line"] = np.arange(2, len(frame) + 2)
-    blank = (frame.drop(columns="_line").fillna("").astype(str).apply(lambda s: s.str.strip()) == "").all(axis=1)
-    return frame.loc[~blank].reset_index(drop=True), sep
+    repeated = [c for c in wanted if header.count(c) > 1]
+    if repeated:
+        raise ValueError(
+            f"{path}: column {repeated[0]!r} appears more than once in the header"
+        )
+    frame = pd.DataFrame(rows, columns=header, dtype=object)
+    return frame, np.asarray(lines, dtype=np.int64), sep
 
 
-def _parse_scores(frame, path, image_col, score_col, sep):
+def _parse_scores(frame, lines, path, image_col, score_col, sep):
     """Convert the score column to float, naming the offending rows."""
     text = frame[score_col].astype(str).str.strip()
     scores = pd.to_numeric(text, errors="coerce")
@@ -557,25 +596,25 @@ def _parse_scores(frame, path, image_col, score_col, sep):
     if bad.size:
         raise ValueError(
             f"{path}: {bad.size} non-numeric or missing value(s) in score column "
-            f"{score_col!r}: {_show_rows(frame, bad, [image_col, score_col])}"
+            f"{score_col!r}: {_show_rows(frame, lines, bad, [image_col, score_col])}"
         )
     return scores
 
 
-def _check_names(frame, path, image_col):
+def _check_names(frame, lines, path, image_col):
     """Reject empty and duplicate image names, naming the rows."""
     names = frame[image_col].astype(str).str.strip()
     empty = np.flatnonzero((names == "").to_numpy())
     if empty.size:
         raise ValueError(
             f"{path}: {empty.size} empty image name(s) in column {image_col!r}: "
-            f"{_show_rows(frame, empty, [image_col])}"
+            f"{_show_rows(frame, lines, empty, [image_col])}"
         )
     dup = names.duplicated(keep=False).to_numpy()
     if dup.any():
         first = names[dup].unique()[:_N_SHOWN]
         detail = "; ".join(
-            f"{n!r} on lines {frame.loc[(names == n).to_numpy(), '_line'].tolist()}" for n in first
+            f"{n!r} on lines {lines[(names == n).to_numpy()].tolist()}" for n in first
         )
         raise ValueError(
             f"{path}: {names[dup].nunique()} image name(s) appear more than once "
@@ -681,16 +720,18 @@ def load_csv_dataset(
     if split_col is not None and test_size is not None:
         raise ValueError("give split_col or test_size, not both")
     if case_insensitive and not check_images:
-        raise ValueError("case_insensitive=True looks names up on disk: it needs check_images=True")
-    if test_size is not None and not isinstance(test_size, (int, np.integer)):
-        if not 0 < float(test_size) < 1:
-            raise ValueError(f"a float test_size must be in (0, 1), got {test_size}")
+        raise ValueError(
+            "case_insensitive=True looks names up on disk: it needs check_images=True"
+        )
+    is_count = isinstance(test_size, (int, np.integer))
+    if test_size is not None and not is_count and not 0 < float(test_size) < 1:
+        raise ValueError(f"a float test_size must be in (0, 1), got {test_size}")
 
-    frame, sep = _read_label_file(path, image_col, score_col, split_col)
+    frame, lines, sep = _read_label_file(path, image_col, score_col, split_col)
     if len(frame) == 0:
         raise ValueError(f"{path}: the label file has a header but no rows")
-    scores = _parse_scores(frame, path, image_col, score_col, sep)
-    names = _check_names(frame, path, image_col)
+    scores = _parse_scores(frame, lines, path, image_col, score_col, sep)
+    names = _check_names(frame, lines, path, image_col)
 
     if split_col is not None:
         split = frame[split_col].astype(str).str.strip().to_numpy(dtype=str)
@@ -704,7 +745,9 @@ def load_csv_dataset(
     missing = []
     if check_images:
         _require_directory(image_dir, path)
-        keep, paths, missing = _check_image_files(names.tolist(), paths, case_insensitive)
+        keep, paths, missing = _check_image_files(
+            names.tolist(), paths, case_insensitive
+        )
         resolved = pd.Series(paths)[keep]
         if case_insensitive and resolved.duplicated().any():
             clash = resolved[resolved.duplicated(keep=False)].iloc[0]
@@ -724,7 +767,7 @@ def load_csv_dataset(
         frame=None,
     )
     if as_frame:
-        out = frame.loc[keep].drop(columns="_line").reset_index(drop=True)
+        out = frame.loc[keep].reset_index(drop=True)
         out[image_col] = bunch.ids
         out[score_col] = bunch.target
         out["path"] = bunch.paths
@@ -763,8 +806,10 @@ def _load_mat_variable(path, variable):
             f"{path} is a MATLAB v7.3 (HDF5) file, which scipy.io.loadmat cannot "
             "read; re-save it in MATLAB with save(..., '-v7')"
         ) from None
-    except Exception as exc:
-        raise ValueError(f"{path} cannot be read as a MATLAB .mat file: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - loadmat raises many types on bad files
+        raise ValueError(
+            f"{path} cannot be read as a MATLAB .mat file: {exc}"
+        ) from None
     if variable not in content:
         present = [k for k in content if not k.startswith("__")]
         raise ValueError(f"{path} has no variable {variable!r}; it holds {present}")
@@ -870,7 +915,7 @@ def load_clive(root, check_images=True, as_frame=False):
                 f"{len(std)} values"
             )
 
-    rated = np.array([n not in _CLIVE_TRAINING_IMAGES for n in names])
+    rated = np.array([n not in _CLIVE_TRAINING_IMAGES for n in names], dtype=bool)
     names, mos = names[rated], mos[rated]
     std = None if std is None else std[rated]
 
@@ -893,7 +938,9 @@ def load_clive(root, check_images=True, as_frame=False):
         frame=None,
     )
     if as_frame:
-        frame = pd.DataFrame({"image": bunch.ids, "path": bunch.paths, "mos": bunch.target})
+        frame = pd.DataFrame(
+            {"image": bunch.ids, "path": bunch.paths, "mos": bunch.target}
+        )
         if bunch.std is not None:
             frame["std"] = bunch.std
         bunch.frame = frame

@@ -18,3 +18,8 @@ def biq_dir():
     if not (BIQ_DIR / "labels.csv").is_file():
         pytest.skip(f"real photographs not found at {BIQ_DIR} (only in the project's workspace)")
     return BIQ_DIR
+
+import sys
+
+# tests/helpers.py is imported as a plain module.
+sys.path.insert(0, str(Path(__file__).resolve().parent))

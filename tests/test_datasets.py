@@ -38,7 +38,9 @@ def _ava_counts(i):
     return counts
 
 
-def _write_ava(root, n=60, n_test=12, zero_votes=(), absent=(), corrupt=(), extra_lines=()):
+def _write_ava(
+    root, n=60, n_test=12, zero_votes=(), absent=(), corrupt=(), extra_lines=()
+):
     """AVA layout with ids 1000..1000+n-1; the last n_test ids are the test list."""
     ids = list(range(1000, 1000 + n))
     lines = []
@@ -98,7 +100,7 @@ def test_ava_mos_distribution_and_fields(tmp_path):
 
 
 def test_ava_split_sizes_and_test_ids(tmp_path):
-    ids, test_ids = _write_ava(tmp_path, n=60, n_test=12)
+    _, test_ids = _write_ava(tmp_path, n=60, n_test=12)
     data = load_ava(tmp_path, validation_fraction=0.1, random_state=3)
     assert sorted(data.ids[data.split == "test"].tolist()) == test_ids
     assert (data.split == "validation").sum() == math.ceil(0.1 * 48)
@@ -116,7 +118,7 @@ def test_ava_split_sizes_and_test_ids(tmp_path):
 
 
 def test_ava_missing_unreadable_and_zero_votes_reported_and_dropped(tmp_path):
-    ids, test_ids = _write_ava(
+    _, test_ids = _write_ava(
         tmp_path, zero_votes=(1010,), absent=(1003, 1059), corrupt=(1020,)
     )
     with pytest.warns(UserWarning, match=r"AVA: 4 of 60 images left out") as record:
@@ -161,7 +163,10 @@ def test_ava_image_dir_test_ids_and_frame(tmp_path):
     (tmp_path / "images").rename(tmp_path / "elsewhere")
     with pytest.warns(UserWarning, match="1 of 3 test ids are not in AVA.txt"):
         data = load_ava(
-            tmp_path, image_dir=tmp_path / "elsewhere", test_list=[1000, 1001, 5], as_frame=True
+            tmp_path,
+            image_dir=tmp_path / "elsewhere",
+            test_list=[1000, 1001, 5],
+            as_frame=True,
         )
     assert data.ids[data.split == "test"].tolist() == [1000, 1001]
     frame = data.frame
@@ -182,19 +187,31 @@ def test_ava_all_images_missing_is_an_error(tmp_path):
 
 
 def test_ava_errors_name_the_problem(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"AVA.txt not found: looked for .*AVA.txt"):
+    with pytest.raises(
+        FileNotFoundError, match=r"AVA.txt not found: looked for .*AVA.txt"
+    ):
         load_ava(tmp_path)
 
     _write_ava(tmp_path, n=10, n_test=2, extra_lines=["11 2000 1 2 3"])
     with pytest.raises(ValueError, match=r"line 11: expected 15 .* found 5"):
         load_ava(tmp_path)
 
-    _write_ava(tmp_path, n=10, n_test=2, extra_lines=["11 2000 1 2 3 4 5 6 7 8 x.5 10 0 0 1"])
-    with pytest.raises(ValueError, match=r"line 11: 'x.5' is not an integer"):
+    _write_ava(
+        tmp_path,
+        n=10,
+        n_test=2,
+        # Blank and whitespace-only lines are skipped but still counted.
+        extra_lines=["", "   ", " 11 2000 1 2 3 4 5 6 7 8 x.5 10 0 0 1"],
+    )
+    with pytest.raises(ValueError, match=r"line 13: 'x.5' is not an integer"):
         load_ava(tmp_path)
 
-    _write_ava(tmp_path, n=10, n_test=2, extra_lines=["11 1003 1 2 3 4 5 6 7 8 9 10 0 0 1"])
-    with pytest.raises(ValueError, match=r"image id 1003 appears more than once \(lines \[4, 11\]\)"):
+    _write_ava(
+        tmp_path, n=10, n_test=2, extra_lines=["11 1003 1 2 3 4 5 6 7 8 9 10 0 0 1"]
+    )
+    with pytest.raises(
+        ValueError, match=r"image id 1003 appears more than once \(lines \[4, 11\]\)"
+    ):
         load_ava(tmp_path)
 
     _write_ava(tmp_path, n=10, n_test=2)
@@ -205,7 +222,9 @@ def test_ava_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match=r"generic_test.jpgl, line 4: .*'abc'"):
         load_ava(tmp_path)
     jpgl.unlink()
-    with pytest.raises(FileNotFoundError, match="test list not found: .*generic_test.jpgl"):
+    with pytest.raises(
+        FileNotFoundError, match="test list not found: .*generic_test.jpgl"
+    ):
         load_ava(tmp_path)
 
 
@@ -242,8 +261,9 @@ def test_csv_semicolon_decimal_comma_and_other_columns(tmp_path):
     _write_images(tmp_path / "img", ["x.jpg", "y.jpg"])
     csv = tmp_path / "koniq-like.csv"
     csv.write_text('"image_name";"c1";"MOS"\n"x.jpg";3;"3,25"\n"y.jpg";1;"1,5"\n')
-    data = load_csv_dataset(csv, tmp_path / "img", image_col="image_name", score_col="MOS",
-                            as_frame=True)
+    data = load_csv_dataset(
+        csv, tmp_path / "img", image_col="image_name", score_col="MOS", as_frame=True
+    )
     np.testing.assert_allclose(data.target, [3.25, 1.5])
     assert data.frame["c1"].tolist() == ["3", "1"]
 
@@ -262,7 +282,9 @@ def test_csv_missing_and_case_mismatch_reported(tmp_path):
     (image_dir / "e.jpg").write_bytes(b"\x00garbage")
     csv = tmp_path / "labels.csv"
     csv.write_text("image,mos\na.jpg,1\nb.jpg,2\nc.jpg,3\nd.jpg,4\ne.jpg,5\nzz.jpg,6\n")
-    with pytest.warns(UserWarning, match=r"labels.csv: 4 of 6 images left out") as record:
+    with pytest.warns(
+        UserWarning, match=r"labels.csv: 4 of 6 images left out"
+    ) as record:
         data = load_csv_dataset(csv, image_dir)
     assert "3 file not found" in str(record[0].message)
     assert "1 unreadable image" in str(record[0].message)
@@ -293,16 +315,22 @@ def test_csv_random_split_and_split_column(tmp_path):
     _write_images(tmp_path / "img", names)
     csv = tmp_path / "labels.csv"
     folds = ["train" if i % 4 else "test" for i in range(20)]
-    csv.write_text("image,mos,fold\n" + "".join(f"{n},{i},{f}\n" for i, (n, f) in
-                                                enumerate(zip(names, folds))))
-    data = load_csv_dataset(csv, tmp_path / "img", test_size=0.25, random_state=1,
-                            as_frame=True)
+    csv.write_text(
+        "image,mos,fold\n"
+        + "".join(f"{n},{i},{f}\n" for i, (n, f) in enumerate(zip(names, folds)))
+    )
+    data = load_csv_dataset(
+        csv, tmp_path / "img", test_size=0.25, random_state=1, as_frame=True
+    )
     assert (data.split == "test").sum() == 5 and (data.split == "train").sum() == 15
     np.testing.assert_array_equal(
-        load_csv_dataset(csv, tmp_path / "img", test_size=0.25, random_state=1).split, data.split
+        load_csv_dataset(csv, tmp_path / "img", test_size=0.25, random_state=1).split,
+        data.split,
     )
     assert data.frame["split"].tolist() == data.split.tolist()
-    assert (load_csv_dataset(csv, tmp_path / "img", test_size=7).split == "test").sum() == 7
+    assert (
+        load_csv_dataset(csv, tmp_path / "img", test_size=7).split == "test"
+    ).sum() == 7
     given = load_csv_dataset(csv, tmp_path / "img", split_col="fold")
     assert given.split.tolist() == folds
     with pytest.raises(ValueError, match="not both"):
@@ -324,7 +352,9 @@ def test_csv_bad_label_files_give_clear_errors(tmp_path):
         load_csv_dataset(tmp_path / "nope.csv", image_dir)
     with pytest.raises(ValueError, match=r"bad labels.csv.*empty"):
         load_csv_dataset(labels(""), image_dir)
-    with pytest.raises(ValueError, match=r"bad labels.csv: no column 'mos'.*\['image', 'score'\]"):
+    with pytest.raises(
+        ValueError, match=r"bad labels.csv: no column 'mos'.*\['image', 'score'\]"
+    ):
         load_csv_dataset(labels("image;score\na.jpg;1\n"), image_dir)
     with pytest.raises(ValueError, match=r"no column 'fold'"):
         load_csv_dataset(labels("image,mos\na.jpg,1\n"), image_dir, split_col="fold")
@@ -334,10 +364,23 @@ def test_csv_bad_label_files_give_clear_errors(tmp_path):
         r"line 3: image='b.jpg', mos='high'; line 4: image='c.jpg', mos=''",
     ):
         load_csv_dataset(labels("image,mos\na.jpg,1\nb.jpg,high\nc.jpg,\n"), image_dir)
-    with pytest.raises(ValueError, match=r"appear more than once .*'a.jpg' on lines \[2, 4\]"):
+    with pytest.raises(
+        ValueError, match=r"appear more than once .*'a.jpg' on lines \[2, 4\]"
+    ):
         load_csv_dataset(labels("image,mos\na.jpg,1\nb.jpg,2\na.jpg,3\n"), image_dir)
     with pytest.raises(ValueError, match=r"empty image name.*line 3"):
         load_csv_dataset(labels("image,mos\na.jpg,1\n,2\n"), image_dir)
+    # A row with an extra field, and the line count past a blank line.
+    with pytest.raises(ValueError, match=r"line 4: 3 fields where the header has 2"):
+        load_csv_dataset(labels("image,mos\na.jpg,1\n\nb.jpg,2,x\n"), image_dir)
+    with pytest.raises(ValueError, match=r"line 2: 1 fields where the header has 2"):
+        load_csv_dataset(labels("image,mos\na.jpg\n"), image_dir)
+    with pytest.raises(ValueError, match=r"line 5: image='c.jpg', mos='n/a'"):
+        load_csv_dataset(
+            labels("image,mos\na.jpg,1\n\nb.jpg,2,\nc.jpg,n/a\n"), image_dir
+        )
+    with pytest.raises(ValueError, match=r"column 'mos' appears more than once"):
+        load_csv_dataset(labels("image,mos,mos\na.jpg,1,2\n"), image_dir)
     with pytest.raises(ValueError, match="header but no rows"):
         load_csv_dataset(labels("image,mos\n"), image_dir)
     with pytest.raises(FileNotFoundError, match="image directory not found"):
@@ -349,7 +392,9 @@ def test_csv_bad_label_files_give_clear_errors(tmp_path):
 def test_csv_real_biq2021_labels(biq_dir):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # every image is found and readable
-        data = load_csv_dataset(biq_dir / "labels.csv", biq_dir / "images", test_size=0.2)
+        data = load_csv_dataset(
+            biq_dir / "labels.csv", biq_dir / "images", test_size=0.2
+        )
     assert len(data.ids) == 3000 and len(data.missing) == 0
     assert data.target.min() >= 0 and data.target.max() <= 1
     assert any(" (" in name for name in data.ids)
@@ -368,16 +413,25 @@ def _write_clive(root, names, mos, std=None, skip_images=()):
     for i, name in enumerate(names):
         cell[i, 0] = name
     savemat(data / "AllImages_release.mat", {"AllImages_release": cell})
-    savemat(data / "AllMOS_release.mat", {"AllMOS_release": np.asarray([mos], dtype=float)})
+    savemat(
+        data / "AllMOS_release.mat", {"AllMOS_release": np.asarray([mos], dtype=float)}
+    )
     if std is not None:
-        savemat(data / "AllStdDev_release.mat",
-                {"AllStdDev_release": np.asarray([std], dtype=float)})
+        savemat(
+            data / "AllStdDev_release.mat",
+            {"AllStdDev_release": np.asarray([std], dtype=float)},
+        )
     for name in names:
         if name not in skip_images and not name.startswith("t"):
             _bmp(root / "Images" / name)
 
 
-_CLIVE_NAMES = [f"t{i}.bmp" for i in range(1, 8)] + ["3.bmp", "10.bmp", "22.bmp", "5.bmp"]
+_CLIVE_NAMES = [f"t{i}.bmp" for i in range(1, 8)] + [
+    "3.bmp",
+    "10.bmp",
+    "22.bmp",
+    "5.bmp",
+]
 _CLIVE_MOS = [50.0] * 7 + [63.5, 20.25, 71.0, 44.0]
 
 
@@ -396,8 +450,11 @@ def test_clive_drops_training_images_by_name(tmp_path):
 
 def test_clive_missing_image_reported(tmp_path):
     _write_clive(tmp_path, _CLIVE_NAMES, _CLIVE_MOS, skip_images=("22.bmp",))
-    with pytest.warns(UserWarning, match=r"CLIVE: 1 of 4 images left out \(1 file not found\); "
-                                         r"first: 22.bmp"):
+    with pytest.warns(
+        UserWarning,
+        match=r"CLIVE: 1 of 4 images left out \(1 file not found\); "
+        r"first: 22.bmp",
+    ):
         data = load_clive(tmp_path)
     assert data.ids.tolist() == ["3.bmp", "10.bmp", "5.bmp"]
     np.testing.assert_array_equal(data.target, [63.5, 20.25, 44.0])
@@ -409,8 +466,12 @@ def test_clive_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="AllImages_release.mat"):
         load_clive(tmp_path)
     _write_clive(tmp_path, _CLIVE_NAMES, _CLIVE_MOS[:-1])
-    with pytest.raises(ValueError, match="lists 11 images but .*AllMOS_release.mat holds 10"):
+    with pytest.raises(
+        ValueError, match="lists 11 images but .*AllMOS_release.mat holds 10"
+    ):
         load_clive(tmp_path)
     savemat(tmp_path / "Data" / "AllMOS_release.mat", {"mos": np.ones((1, 11))})
-    with pytest.raises(ValueError, match=r"no variable 'AllMOS_release'; it holds \['mos'\]"):
+    with pytest.raises(
+        ValueError, match=r"no variable 'AllMOS_release'; it holds \['mos'\]"
+    ):
         load_clive(tmp_path)

@@ -20,13 +20,19 @@ def _he_normal_(layer, nonlinearity="relu"):
         nn.init.zeros_(layer.bias)
 
 
-def _as_tuple(value, n, name):
+def _per_layer(value, n):
+    """Dropout rate of each of ``n`` hidden layers.
+
+    A sequence longer than ``n`` gives its last ``n`` entries (so the paper's
+    ``(0.25, 0.25, 0.5)`` with two hidden layers means ``(0.25, 0.5)``); a
+    shorter one is padded at the front with its first entry.
+    """
     if isinstance(value, Sequence) and not isinstance(value, str):
-        value = tuple(value)
-        if len(value) != n:
-            raise ValueError(f"{name} has {len(value)} entries, expected {n} (one per hidden layer)")
-        return value
-    return (value,) * n
+        value = tuple(float(v) for v in value)
+        if not value:
+            return (0.0,) * n
+        return ((value[0],) * n + value)[-n:] if n else ()
+    return (float(value),) * n
 
 
 class FC3(nn.Module):
@@ -45,7 +51,9 @@ class FC3(nn.Module):
         the first hidden layer as wide as the input.
     dropout : float or sequence of float, default=(0.25, 0.25, 0.5)
         Dropout rate after each hidden layer; the paper's "(+do)" variant uses
-        ``(0.5, 0.5, 0.75)``.
+        ``(0.5, 0.5, 0.75)``. A sequence whose length differs from
+        ``hidden`` is aligned to the last layers (its last entries are used,
+        or its first entry repeated in front).
     out_features : int, default=1
         Width of the linear output.
     """
@@ -53,7 +61,7 @@ class FC3(nn.Module):
     def __init__(self, in_features, hidden=(2048, 1024, 256), dropout=(0.25, 0.25, 0.5), out_features=1):
         super().__init__()
         hidden = tuple(in_features if h is None else int(h) for h in hidden)
-        dropout = _as_tuple(dropout, len(hidden), "dropout")
+        dropout = _per_layer(dropout, len(hidden))
         layers = []
         width = int(in_features)
         for h, p in zip(hidden, dropout):

@@ -1,0 +1,664 @@
+"""scikit-learn regressors for the MLSP heads, built on skorch's ``NeuralNetRegressor``.
+
+The skorch hooks overridden, and why:
+
+- ``fit`` / ``partial_fit``: validate features (in-memory or lazy), infer the
+  input width, seed torch for reproducible fits.
+- ``initialize_module``: add the input width inferred at fit to the
+  ``module__*`` parameters.
+- ``get_split_datasets`` / ``get_dataset``: hold out a fraction of the
+  *images* for validation; training draws one view per image per epoch,
+  validation and prediction read all views.
+- ``get_iterator``: one indexing call into the features per batch
+  (``Dataset.__getitems__``), shuffled training batches.
+- ``infer``: average the predictions over the views axis.
+- ``on_epoch_begin``: draw new training views every epoch.
+"""
+
+import contextlib
+import math
+import numbers
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
+from skorch import NeuralNetRegressor
+from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
+from skorch.utils import to_numpy, to_tensor
+
+from .callbacks import PaperSchedule
+from .data import AllViewsDataset, Features, RandomViewDataset, collate_batch, is_lazy
+from .modules import Multi3FC, Pool3FC, Single1FC, Single3FC
+
+__all__ = ["Single1FCRegressor", "Single3FCRegressor", "Multi3FCRegressor", "Pool3FCRegressor"]
+
+
+def _auto_device():
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+_PARAMS_DOC = """
+    Parameters
+    ----------
+    module : torch.nn.Module class, default={module}
+        The head's module. Its parameters are set as ``module__<name>``
+        ({module_params}); the input width is inferred at fit.
+    criterion : torch criterion class, default=torch.nn.MSELoss
+        Loss, the paper's mean squared error.
+    optimizer : torch optimizer class, default=torch.optim.Adam
+        Optimizer (Adam with default betas in the paper); its parameters are
+        set as ``optimizer__<name>``.
+    lr : float, default=1e-4
+        Initial learning rate.
+    max_epochs : int, default=60
+        Most epochs (the paper's three stages of at most 20 epochs);
+        :class:`~sklearn_mlsp.heads.PaperSchedule` usually stops earlier.
+    batch_size : int, default=128
+        Training images per batch (one view each). Validation and prediction
+        batches hold ``max(1, batch_size // n_views)`` images with all views,
+        unless ``iterator_valid__batch_size`` is set.
+    valid_fraction : float or None, default=0.05
+        Fraction of the training *images* held out (all their views) for the
+        validation loss, the learning-rate schedule and the choice of the best
+        model. ``None`` or 0 trains on everything without validation.
+        (skorch's ``train_split`` is not used.)
+    output_bias : "mean" or None, default="mean"
+        Initial bias of the output layer (the last ``Linear`` of the module):
+        the mean training target, so that the first epochs learn the ranking
+        rather than the offset of the scores (MOS around 5 take thousands of
+        Adam steps at lr=1e-4 to reach from zero). None keeps the zero bias
+        of the paper's Keras code.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the validation split, the view draws, the weight initialisation,
+        shuffling and dropout, so that a fit on CPU is reproducible. Torch's
+        global random state is left as it was.
+    callbacks : list or None, default=None
+        Extra skorch callbacks. The schedule is the default callback named
+        ``"schedule"``: tune it with ``callbacks__schedule__patience=3`` etc.,
+        or switch it off with ``callbacks__schedule=None``.
+    warm_start : bool, default=False
+        Continue training the fitted module on ``fit`` instead of
+        re-initialising it.
+    verbose : int, default=0
+        1 prints skorch's per-epoch table.
+    device : str or torch.device, default="cpu"
+        Compute device; ``"auto"`` picks CUDA when available. A net trained on
+        GPU unpickles on a CPU-only machine.
+    **kwargs
+        Further skorch parameters, e.g. ``module__dropout=(0.5, 0.5, 0.75)``,
+        ``optimizer__weight_decay``, ``iterator_train__num_workers``.
+"""
+
+_ATTRIBUTES_DOC = """
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The fitted module (the best by validation loss under the default
+        schedule).
+    n_features_in_ : int
+        Features per view the head uses: ``C`` for narrow heads, ``C * k * k``
+        for :class:`Pool3FCRegressor`.
+    feature_shape_ : tuple of int
+        ``(C, k, k)`` of one view as seen at fit.
+    n_views_ : int
+        Views per image at fit.
+    target_mean_ : float
+        Mean training target (the initial output bias by default).
+    history_ : skorch.History
+        Per-epoch losses, learning rate (``"lr"``) and drops (``"lr_drop"``).
+"""
+
+_INPUT_DOC = """
+    Features ``X`` given to ``fit`` and ``predict`` are
+
+    - an array ``(n_images, n_views, C, k, k)`` from
+      :class:`~sklearn_mlsp.MLSPTransformer`;
+    - a lazy read-only array-like with that shape (the HDF5 cache view), read
+      batch by batch and never loaded whole;
+    - or a plain ``(n_samples, n_features)`` array: one view per image.
+
+    Training draws one random view per image per epoch; predictions are the
+    mean over all views of the per-view predictions.
+"""
+
+
+class _MLSPHead(NeuralNetRegressor):
+    """Shared machinery of the MLSP head regressors (not public)."""
+
+    #: Whether the head reduces ``k x k`` grids to narrow features.
+    _narrow = True
+
+    def __init__(
+        self,
+        module,
+        *,
+        criterion=torch.nn.MSELoss,
+        optimizer=torch.optim.Adam,
+        lr=1e-4,
+        max_epochs=60,
+        batch_size=128,
+        valid_fraction=0.05,
+        output_bias="mean",
+        random_state=None,
+        callbacks=None,
+        warm_start=False,
+        verbose=0,
+        device="cpu",
+        **kwargs,
+    ):
+        # Our split replaces skorch's train_split (it must split by image).
+        kwargs.setdefault("train_split", None)
+        super().__init__(
+            module,
+            criterion=criterion,
+            optimizer=optimizer,
+            lr=lr,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            callbacks=callbacks,
+            warm_start=warm_start,
+            verbose=verbose,
+            device=device,
+            **kwargs,
+        )
+        self.valid_fraction = valid_fraction
+        self.output_bias = output_bias
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ skorch wiring
+
+    @property
+    def _default_callbacks(self):
+        return [
+            ("epoch_timer", EpochTimer()),
+            ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
+            ("valid_loss", PassthroughScoring(name="valid_loss")),
+            ("schedule", PaperSchedule()),
+            ("print_log", PrintLog()),
+        ]
+
+    def _get_param_names(self):
+        # skorch lists every non-fitted attribute, including its private
+        # bookkeeping (``_params_to_validate``); sklearn's clone / set_params
+        # must see only real parameters.
+        return [k for k in super()._get_param_names() if not k.startswith("_")]
+
+    @property
+    def predict_proba(self):
+        """Not available: a regressor has no probabilities (use :meth:`predict`)."""
+        raise AttributeError(f"{type(self).__name__} has no predict_proba; use predict.")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # The paper's recipe (lr=1e-4, few epochs on tiny data) is not tuned
+        # for sklearn's toy check data.
+        tags.regressor_tags.poor_score = True
+        return tags
+
+    def _module_input_params(self):
+        """``module__*`` values inferred from the fitted features."""
+        return {"in_features": self.feature_shape_[0]}
+
+    def initialize_module(self):
+        """Instantiate the module with the input width inferred at fit."""
+        kwargs = {**self._module_input_params(), **self.get_params_for("module")}
+        module = self.initialized_instance(self.module, kwargs)
+        if self.output_bias == "mean":
+            last = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+            if last and last[-1].bias is not None:
+                with torch.no_grad():
+                    last[-1].bias.fill_(self.target_mean_)
+        elif self.output_bias is not None:
+            raise ValueError(f"output_bias must be 'mean' or None, got {self.output_bias!r}.")
+        self.module_ = module
+        return self
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        """Hold out ``valid_fraction`` of the images (all their views)."""
+        features = X
+        n = len(features)
+        split_seed, view_seed = self._seeds_[1:]
+        fraction = self.valid_fraction or 0.0
+        n_valid = math.ceil(fraction * n) if fraction else 0
+        order = np.random.default_rng(split_seed).permutation(n)
+        train, valid = np.sort(order[n_valid:]), np.sort(order[:n_valid])
+        if len(train) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs at least 2 training images (batch normalisation) after "
+                f"holding out {n_valid} for validation; got n_samples = {n}."
+            )
+        dataset_train = RandomViewDataset(features, train, y[train], seed=view_seed)
+        dataset_valid = AllViewsDataset(features, valid, y[valid]) if n_valid else None
+        return dataset_train, dataset_valid
+
+    def get_dataset(self, X, y=None):
+        """All views of every image, for prediction."""
+        if isinstance(X, Features):
+            return AllViewsDataset(X, None, y)
+        return super().get_dataset(X, y)
+
+    def get_iterator(self, dataset, training=False):
+        """A ``DataLoader`` that fetches each batch with a single read."""
+        if not isinstance(dataset, (RandomViewDataset, AllViewsDataset)):
+            return super().get_iterator(dataset, training=training)
+        kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
+        iterator = self.iterator_train if training else self.iterator_valid
+        if "batch_size" not in kwargs:
+            n_views = 1 if training else dataset.features.n_views
+            kwargs["batch_size"] = max(1, self.batch_size // n_views)
+        if kwargs["batch_size"] == -1:
+            kwargs["batch_size"] = len(dataset)
+        kwargs.setdefault("collate_fn", collate_batch)
+        if training:
+            kwargs.setdefault("shuffle", True)
+            # A last batch of one image would break batch normalisation.
+            kwargs.setdefault("drop_last", len(dataset) % kwargs["batch_size"] == 1)
+        return iterator(dataset, **kwargs)
+
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        super().on_epoch_begin(net, dataset_train=dataset_train, dataset_valid=dataset_valid, **kwargs)
+        if isinstance(dataset_train, RandomViewDataset):
+            dataset_train.draw_views()
+
+    def infer(self, x, **fit_params):
+        """Predict every view of a ``(m, views, ...)`` batch; average per image."""
+        x = to_tensor(x, device=self.device)
+        m, v = x.shape[:2]
+        out = self.module_(x.flatten(0, 1), **fit_params)
+        return out.view(m, v, -1).mean(dim=1)
+
+    # ------------------------------------------------------------------ devices and seeds
+
+    @contextlib.contextmanager
+    def _device_resolved(self):
+        """Resolve ``device='auto'`` for the duration of a call."""
+        if not (isinstance(self.device, str) and self.device == "auto"):
+            yield
+            return
+        self.device = _auto_device()
+        try:
+            yield
+        finally:
+            self.device = "auto"
+
+    def __setstate__(self, state):
+        if state.get("device") == "auto":
+            super().__setstate__({**state, "device": _auto_device()})
+            self.device = "auto"
+        else:
+            super().__setstate__(state)
+
+    def _seeded(self):
+        """Fork torch's random state and seed it (no-op without random_state)."""
+        if self.random_state is None:
+            return contextlib.nullcontext()
+        stack = contextlib.ExitStack()
+        devices = [torch.cuda.current_device()] if str(self.device).startswith("cuda") else []
+        stack.enter_context(torch.random.fork_rng(devices=devices))
+        torch.manual_seed(int(self._seeds_[0]))
+        return stack
+
+    def _draw_seeds(self):
+        rng = check_random_state(self.random_state)
+        # torch, validation split, view draws
+        self._seeds_ = tuple(int(s) for s in rng.randint(np.iinfo(np.int32).max, size=3))
+
+    # ------------------------------------------------------------------ validation
+
+    def _check_grid(self, shape):
+        """Hook for heads with requirements on the ``k x k`` grid."""
+
+    def _as_5d(self, X):
+        """Reshape validated 2-D features to ``(n, 1, C, k, k)``."""
+        return X.reshape(X.shape[0], 1, X.shape[1], 1, 1)
+
+    def _validate_features(self, X, reset):
+        """Validate features without reading lazy ones; return a :class:`Features`."""
+        name = type(self).__name__
+        tap_channels = getattr(X, "tap_channels", None)
+        flat = False
+        if is_lazy(X):
+            if X.shape[0] == 0:
+                raise ValueError(f"Found array with 0 sample(s) (shape={tuple(X.shape)}) while a minimum of 1 is required by {name}.")
+            data, check_finite = X, True
+        else:
+            X_arr = check_array(X, allow_nd=True, ensure_2d=False, dtype=None, ensure_all_finite=False)
+            if X_arr.ndim == 2:
+                # validate_data also records / checks n_features_in_ and feature names.
+                X_arr = validate_data(self, X, reset=reset, dtype=(np.float32, np.float64))
+                data = self._as_5d(X_arr)
+                flat = True
+            elif X_arr.ndim == 5:
+                data = check_array(X, allow_nd=True, dtype=(np.float32, np.float64, np.float16), estimator=self)
+            else:
+                raise ValueError(
+                    f"{name} expects features of shape (n_images, n_views, C, k, k) or (n_samples, n_features); "
+                    f"got an array of shape {X_arr.shape}. Reshape your data."
+                )
+            check_finite = False  # check_array checked every value already
+        self._check_grid(data.shape)
+        features = Features(data, reduce_grid=self._narrow, check_finite=check_finite)
+        shape = (features.channels, features.grid, features.grid)
+        n_used = features.channels if self._narrow else int(np.prod(shape))
+        if reset:
+            self.feature_shape_ = shape
+            self.n_views_ = features.n_views
+            self.n_features_in_ = n_used
+            if not flat:
+                self.__dict__.pop("feature_names_in_", None)
+            self._tap_channels_seen_ = tap_channels
+        else:
+            fitted = self.feature_shape_[0] if self._narrow else self.feature_shape_
+            seen = features.channels if self._narrow else shape
+            if seen != fitted:
+                raise ValueError(
+                    f"X has {n_used} features per view (C, k, k = {shape}), but {name} is expecting "
+                    f"{self.n_features_in_} features as input (fitted on C, k, k = {self.feature_shape_})."
+                )
+        return features
+
+    @staticmethod
+    def _validate_targets(y, n):
+        if y is None:
+            raise ValueError("requires y to be passed, but the target y is None.")
+        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+        y = column_or_1d(y, warn=True)
+        if len(y) != n:
+            raise ValueError(f"Found input variables with inconsistent numbers of samples: [{n}, {len(y)}]")
+        return y.astype(np.float32)
+
+    def _validate_fit_data(self, X, y, reset=True):
+        features = self._validate_features(X, reset=reset)
+        y = self._validate_targets(y, len(features))
+        if reset:
+            self.target_mean_ = float(y.mean())
+        if self.valid_fraction is not None and not (
+            isinstance(self.valid_fraction, numbers.Real) and 0 <= self.valid_fraction < 1
+        ):
+            raise ValueError(f"valid_fraction must be None or a float in [0, 1), got {self.valid_fraction!r}.")
+        if self.train_split is not None:
+            raise ValueError(
+                f"{type(self).__name__} splits by image itself: set valid_fraction instead of train_split."
+            )
+        return features, y
+
+    # ------------------------------------------------------------------ public API
+
+    def fit(self, X, y, **fit_params):
+        """Fit the head on features of all training images.
+
+        Parameters
+        ----------
+        X : array-like or lazy array of shape (n_images, n_views, C, k, k) or (n_samples, n_features)
+            Features, see the class docstring.
+        y : array-like of shape (n_images,)
+            Targets, e.g. mean opinion scores.
+        **fit_params : dict
+            Passed to skorch (and the module's ``forward``).
+
+        Returns
+        -------
+        self : object
+            The fitted regressor.
+        """
+        with self._device_resolved():
+            features, y = self._validate_fit_data(X, y, reset=not (self.warm_start and self.initialized_))
+            self._draw_seeds()
+            with self._seeded():
+                super().fit(features, y, **fit_params)
+        return self
+
+    def partial_fit(self, X, y=None, classes=None, **fit_params):
+        """Train for ``max_epochs`` more epochs without re-initialising the module.
+
+        Parameters
+        ----------
+        X : array-like or lazy array
+            Features, as in :meth:`fit`.
+        y : array-like of shape (n_images,)
+            Targets.
+        classes : None
+            Unused, for API compatibility.
+        **fit_params : dict
+            Passed to skorch.
+
+        Returns
+        -------
+        self : object
+            The regressor.
+        """
+        if isinstance(X, Features):  # called from fit(): already validated and seeded
+            return super().partial_fit(X, y, classes, **fit_params)
+        with self._device_resolved():
+            features, y = self._validate_fit_data(X, y, reset=not self.initialized_)
+            self._draw_seeds()
+            with self._seeded():
+                super().partial_fit(features, y, classes, **fit_params)
+        return self
+
+    def forward_iter(self, X, training=False, device="cpu"):
+        with self._device_resolved():
+            yield from super().forward_iter(X, training=training, device=device)
+
+    def predict(self, X):
+        """Predict the score of every image: the mean over its views.
+
+        Parameters
+        ----------
+        X : array-like or lazy array of shape (n_images, n_views, C, k, k) or (n_samples, n_features)
+            Features with the channel layout seen at fit.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_images,)
+            Predicted scores.
+        """
+        check_is_fitted(self)
+        features = self._validate_features(X, reset=False)
+        nonlin = self._get_predict_nonlinearity()
+        y_pred = [to_numpy(nonlin(yp)) for yp in self.forward_iter(features, training=False)]
+        return np.concatenate(y_pred).reshape(-1).astype(np.float64)
+
+
+def _doc(cls, module, module_params, summary):
+    cls.__doc__ = (
+        summary
+        + "\n"
+        + _INPUT_DOC
+        + _PARAMS_DOC.format(module=module, module_params=module_params)
+        + (cls._extra_params_doc if hasattr(cls, "_extra_params_doc") else "")
+        + _ATTRIBUTES_DOC
+    )
+    return cls
+
+
+class Single1FCRegressor(_MLSPHead):
+    def __init__(
+        self,
+        module=Single1FC,
+        *,
+        criterion=torch.nn.MSELoss,
+        optimizer=torch.optim.Adam,
+        lr=1e-4,
+        max_epochs=60,
+        batch_size=128,
+        valid_fraction=0.05,
+        output_bias="mean",
+        random_state=None,
+        callbacks=None,
+        warm_start=False,
+        verbose=0,
+        device="cpu",
+        **kwargs,
+    ):
+        super().__init__(
+            module, criterion=criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
+            batch_size=batch_size, valid_fraction=valid_fraction, output_bias=output_bias, random_state=random_state,
+            callbacks=callbacks, warm_start=warm_start, verbose=verbose, device=device, **kwargs,
+        )  # fmt: skip
+
+
+class Single3FCRegressor(_MLSPHead):
+    def __init__(
+        self,
+        module=Single3FC,
+        *,
+        criterion=torch.nn.MSELoss,
+        optimizer=torch.optim.Adam,
+        lr=1e-4,
+        max_epochs=60,
+        batch_size=128,
+        valid_fraction=0.05,
+        output_bias="mean",
+        random_state=None,
+        callbacks=None,
+        warm_start=False,
+        verbose=0,
+        device="cpu",
+        **kwargs,
+    ):
+        super().__init__(
+            module, criterion=criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
+            batch_size=batch_size, valid_fraction=valid_fraction, output_bias=output_bias, random_state=random_state,
+            callbacks=callbacks, warm_start=warm_start, verbose=verbose, device=device, **kwargs,
+        )  # fmt: skip
+
+
+class Multi3FCRegressor(_MLSPHead):
+    _extra_params_doc = """    tap_channels : sequence of int, int or None, default=None
+        Channel count of each feature tap (summing to ``C``), e.g.
+        ``MLSPTransformer(...).fit(...).tap_channels_``. None takes
+        ``X.tap_channels`` from the features. An int ``n`` splits the channels
+        into ``n`` contiguous groups of near-equal size.
+"""
+
+    def __init__(
+        self,
+        module=Multi3FC,
+        *,
+        tap_channels=None,
+        criterion=torch.nn.MSELoss,
+        optimizer=torch.optim.Adam,
+        lr=1e-4,
+        max_epochs=60,
+        batch_size=128,
+        valid_fraction=0.05,
+        output_bias="mean",
+        random_state=None,
+        callbacks=None,
+        warm_start=False,
+        verbose=0,
+        device="cpu",
+        **kwargs,
+    ):
+        super().__init__(
+            module, criterion=criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
+            batch_size=batch_size, valid_fraction=valid_fraction, output_bias=output_bias, random_state=random_state,
+            callbacks=callbacks, warm_start=warm_start, verbose=verbose, device=device, **kwargs,
+        )  # fmt: skip
+        self.tap_channels = tap_channels
+
+    def _validate_features(self, X, reset):
+        features = super()._validate_features(X, reset)
+        if reset:
+            self.tap_channels_ = self._resolve_taps(features.channels)
+        return features
+
+    def _resolve_taps(self, channels):
+        name = type(self).__name__
+        taps = self.tap_channels if self.tap_channels is not None else self._tap_channels_seen_
+        if taps is None:
+            raise ValueError(
+                f"{name} needs the channel count of each feature tap: pass "
+                f"{name}(tap_channels=transformer.tap_channels_), or features that carry "
+                f"a .tap_channels attribute (as MLSPTransformer's output does)."
+            )
+        if isinstance(taps, numbers.Integral):
+            if taps < 1:
+                raise ValueError(f"tap_channels must be positive, got {taps}.")
+            return tuple(len(part) for part in np.array_split(np.arange(channels), min(int(taps), channels)))
+        taps = tuple(int(c) for c in taps)
+        if sum(taps) != channels:
+            raise ValueError(f"tap_channels {taps} sum to {sum(taps)}, but the features have {channels} channels.")
+        return taps
+
+    def _module_input_params(self):
+        return {"tap_channels": self.tap_channels_}
+
+
+class Pool3FCRegressor(_MLSPHead):
+    _narrow = False
+    _extra_params_doc = """    grid_size : int or None, default=None
+        Lets 2-D input ``(n, C * g * g)`` (channel, row, column order, the
+        transformer's flat layout) be read as one ``g x g`` view per image.
+        Without it, Pool-3FC needs 5-D wide features (``k > 1``).
+"""
+
+    def __init__(
+        self,
+        module=Pool3FC,
+        *,
+        grid_size=None,
+        criterion=torch.nn.MSELoss,
+        optimizer=torch.optim.Adam,
+        lr=1e-4,
+        max_epochs=60,
+        batch_size=128,
+        valid_fraction=0.05,
+        output_bias="mean",
+        random_state=None,
+        callbacks=None,
+        warm_start=False,
+        verbose=0,
+        device="cpu",
+        **kwargs,
+    ):
+        super().__init__(
+            module, criterion=criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
+            batch_size=batch_size, valid_fraction=valid_fraction, output_bias=output_bias, random_state=random_state,
+            callbacks=callbacks, warm_start=warm_start, verbose=verbose, device=device, **kwargs,
+        )  # fmt: skip
+        self.grid_size = grid_size
+
+    _WIDE_MSG = (
+        "Pool3FCRegressor needs wide features (pooling='wide'), i.e. shape (n_images, n_views, C, k, k) "
+        "with k > 1; got {what}. For flat (n, C * g * g) features set grid_size=g."
+    )
+
+    def _as_5d(self, X):
+        if self.grid_size is None:
+            raise ValueError(self._WIDE_MSG.format(what=f"2-D features of shape {X.shape}"))
+        g = int(self.grid_size)
+        if g < 1 or X.shape[1] % (g * g):
+            raise ValueError(
+                f"grid_size={self.grid_size} does not divide the {X.shape[1]} features into g x g grids."
+            )
+        return X.reshape(X.shape[0], 1, X.shape[1] // (g * g), g, g)
+
+    def _check_grid(self, shape):
+        k = shape[-1]
+        if k == 1 and self.grid_size != 1:
+            raise ValueError(self._WIDE_MSG.format(what=f"narrow features (k = 1, shape {tuple(shape)})"))
+
+    def _module_input_params(self):
+        return {"in_channels": self.feature_shape_[0]}
+
+
+_doc(
+    Single1FCRegressor, "Single1FC", "none besides the inferred ``in_features``",
+    "Single-1FC head: one linear layer on narrow MLSP features.",
+)  # fmt: skip
+_doc(
+    Single3FCRegressor, "Single3FC", "``hidden=(2048, 1024, 256)``, ``dropout=(0.25, 0.25, 0.5)``",
+    "Single-3FC head: the paper's 3FC block on narrow MLSP features.\n\n"
+    "    Wide features are reduced by their spatial mean (the narrow features).",
+)  # fmt: skip
+_doc(
+    Multi3FCRegressor, "Multi3FC", "``hidden=(None, 1024, 256)`` (None: the tap's width), ``dropout``",
+    "Multi-3FC head: one 3FC per feature tap, combined by a learned weighted sum.",
+)  # fmt: skip
+_doc(
+    Pool3FCRegressor, "Pool3FC", "``width=1024``, ``hidden=(None, 1024, 256)`` (None: 3 * width), ``dropout``",
+    "Pool-3FC head: a reduced inception module and a 3FC on wide (k x k) MLSP features.",
+)  # fmt: skip

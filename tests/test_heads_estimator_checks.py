@@ -1,0 +1,45 @@
+"""scikit-learn's estimator checks on every head, with tiny settings."""
+
+import pytest
+import torch
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sklearn_mlsp.heads import Multi3FCRegressor, Pool3FCRegressor, Single1FCRegressor, Single3FCRegressor
+
+TINY = dict(max_epochs=3, batch_size=8, lr=1e-2, random_state=0)
+TINY_FC = dict(TINY, module__hidden=(8, 4))
+
+ESTIMATORS = [
+    Single1FCRegressor(**TINY),
+    Single3FCRegressor(**TINY_FC),
+    # An int splits the channels into taps: the checks use data without tap metadata.
+    Multi3FCRegressor(tap_channels=2, **TINY_FC),
+    Pool3FCRegressor(grid_size=1, module__width=8, **TINY_FC),
+]
+
+
+def expected_failed_checks(estimator):
+    # Both are skorch design decisions that these subclasses inherit.
+    return {
+        "check_no_attributes_set_in_init": (
+            "skorch's NeuralNet.__init__ sets history_, initialized_ and virtual_params_, "
+            "and stores module__* style parameters as attributes"
+        ),
+        "check_do_not_raise_errors_in_init_or_set_params": (
+            "skorch's set_params initialises callbacks at once, so callbacks=-1 raises there"
+        ),
+    }
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Two OpenMP threads on a busy two-core machine make tiny BatchNorm calls ~1000x slower.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failed_checks)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
