@@ -60,7 +60,9 @@ class Features:
             batch = self.data[rows, views][:, None]
         batch = np.asarray(batch, dtype=np.float32)
         if self.check_finite and not np.isfinite(batch).all():
-            raise ValueError("Input features contain NaN or infinity.")
+            raise ValueError(
+                "Input features contain NaN or infinity (unreadable images read as NaN from the cache: drop them)."
+            )
         if self.reduce_grid:
             # Exact for area pooling: the mean of the k x k cells is the 1 x 1 cell.
             batch = batch.mean(axis=(-2, -1)) if self.grid > 1 else batch[..., 0, 0]

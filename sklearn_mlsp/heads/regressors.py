@@ -330,7 +330,9 @@ class _MLSPHead(NeuralNetRegressor):
                 data = self._as_5d(X_arr)
                 flat = True
             elif X_arr.ndim == 5:
-                data = check_array(X, allow_nd=True, dtype=(np.float32, np.float64, np.float16), estimator=self)
+                data = check_array(
+                    X, allow_nd=True, dtype=(np.float32, np.float64, np.float16), estimator=self, input_name="X"
+                )
             else:
                 raise ValueError(
                     f"{name} expects features of shape (n_images, n_views, C, k, k) or (n_samples, n_features); "
