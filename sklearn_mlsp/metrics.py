@@ -22,14 +22,14 @@ from sklearn.metrics import make_scorer
 from sklearn.utils import check_consistent_length, column_or_1d
 
 __all__ = [
-    "srcc",
-    "plcc",
-    "binary_accuracy",
-    "srcc_scorer",
-    "plcc_scorer",
-    "accuracy_scorer",
-    "make_accuracy_scorer",
     "SCORERS",
+    "accuracy_scorer",
+    "binary_accuracy",
+    "make_accuracy_scorer",
+    "plcc",
+    "plcc_scorer",
+    "srcc",
+    "srcc_scorer",
 ]
 
 

@@ -72,7 +72,48 @@ def _locked(path: Path, exclusive: bool):
 
 # Open read handles, one per file and process, reopened whenever the file changed
 # on disk (a writer appended): cached HDF5 metadata must never outlive a write.
-_READERS: dict[str, tuple] = {}
+# Beside each handle: a memory map of the file and, per configuration, the byte
+# offset of every (image, view) chunk, so reads skip HDF5's per-call overhead.
+_READERS: dict[str, "_Reader"] = {}
+
+
+class _Reader:
+    def __init__(self, path: Path, stamp):
+        self.stamp = stamp
+        self.handle = h5py.File(path, "r", locking=False)
+        self.path = path
+        self._map = None
+        self._offsets = {}
+
+    def close(self):
+        self.handle.close()
+        self._map = None
+        self._offsets = {}
+
+    def file_map(self):
+        if self._map is None:
+            self._map = np.memmap(self.path, mode="r", dtype=np.uint8)
+        return self._map
+
+    def chunk_offsets(self, cid: str):
+        """Byte offset of each uncompressed (image, view) chunk, or None when not applicable."""
+        if cid not in self._offsets:
+            ds = self.handle[cid]["features"]
+            table = None
+            layout_ok = (
+                ds.chunks == (1, 1, *ds.shape[2:])
+                and ds.id.get_create_plist().get_nfilters() == 0
+                and hasattr(ds.id, "chunk_iter")
+            )
+            if layout_ok:
+                table = np.full(ds.shape[:2], -1, dtype=np.int64)
+
+                def visit(info):
+                    table[info.chunk_offset[0], info.chunk_offset[1]] = info.byte_offset
+
+                ds.id.chunk_iter(visit)
+            self._offsets[cid] = table
+        return self._offsets[cid]
 
 
 def _stamp(path: Path):
@@ -80,24 +121,23 @@ def _stamp(path: Path):
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-def _reader(path: Path) -> h5py.File:
+def _reader(path: Path) -> _Reader:
     key = str(path)
     stamp = _stamp(path)
     cached = _READERS.get(key)
     if cached is not None:
-        handle, old = cached
-        if old == stamp and handle.id.valid:
-            return handle
-        handle.close()
-    handle = h5py.File(path, "r", locking=False)
-    _READERS[key] = (handle, stamp)
-    return handle
+        if cached.stamp == stamp and cached.handle.id.valid:
+            return cached
+        cached.close()
+    reader = _Reader(path, stamp)
+    _READERS[key] = reader
+    return reader
 
 
 def _close_reader(path: Path) -> None:
     cached = _READERS.pop(str(path), None)
     if cached is not None:
-        cached[0].close()
+        cached.close()
 
 
 def _open_error(path, exc):
@@ -136,17 +176,18 @@ class FeatureStore:
                 if isinstance(grp, h5py.Group) and "config" in grp.attrs
             }
 
-    def _open_read(self):
+    def _open_read(self, reader=False):
         try:
-            handle = _reader(self.path)
+            opened = _reader(self.path)
         except OSError as exc:
             raise _open_error(self.path, exc) from exc
+        handle = opened.handle
         if handle.attrs.get("format") != FORMAT:
             raise ValueError(
                 f"'{self.path}' is an HDF5 file but not an sklearn-mlsp feature cache; "
                 "choose another cache= path."
             )
-        return handle
+        return opened if reader else handle
 
     def lookup(self, cid: str, keys) -> np.ndarray:
         """Row of each key under configuration ``cid``, -1 where it is not stored."""
@@ -174,7 +215,8 @@ class FeatureStore:
         """
         rows = np.asarray(rows, dtype=np.int64)
         with _locked(self.path, exclusive=False):
-            ds = self._open_read()[cid]["features"]
+            reader = self._open_read(reader=True)
+            ds = reader.handle[cid]["features"]
             n_views, tail = ds.shape[1], ds.shape[2:]
             if views is None:
                 pairs_r = np.repeat(rows, n_views)
@@ -186,17 +228,23 @@ class FeatureStore:
                 out_shape = (len(rows), *tail)
             flat = np.full((len(pairs_r), *tail), np.nan, dtype=np.float32)
             valid = np.flatnonzero(pairs_r >= 0)
-            # Disk order: sorted reads, scattered back into request order.
-            order = valid[np.lexsort((pairs_v[valid], pairs_r[valid]))]
-            raw = ds.id.get_create_plist().get_nfilters() == 0
-            for i in order:
-                r, v = int(pairs_r[i]), int(pairs_v[i])
-                if raw:
-                    # Each (image, view) is exactly one uncompressed chunk.
-                    _, buf = ds.id.read_direct_chunk((r, v) + (0,) * len(tail))
-                    flat[i] = np.frombuffer(buf, dtype=np.float16).reshape(tail)
-                else:
-                    flat[i] = ds[r, v]
+            offsets = reader.chunk_offsets(cid)
+            if offsets is not None:
+                # Uncompressed chunks of one (image, view) each: read them
+                # straight from the file's memory map, in file order.
+                starts = offsets[pairs_r[valid], pairs_v[valid]]
+                order = np.argsort(starts, kind="stable")
+                fmap = reader.file_map()
+                count = int(np.prod(tail))
+                for i, start in zip(valid[order], starts[order]):
+                    if start < 0:  # never written (cannot happen for a committed key)
+                        flat[i] = ds[int(pairs_r[i]), int(pairs_v[i])]
+                    else:
+                        flat[i] = np.frombuffer(fmap, np.float16, count, int(start)).reshape(tail)
+            else:
+                order = valid[np.lexsort((pairs_v[valid], pairs_r[valid]))]
+                for i in order:
+                    flat[i] = ds[int(pairs_r[i]), int(pairs_v[i])]
         return flat.reshape(out_shape)
 
     def view(self, cid: str, rows, tap_channels=None, view_names=None) -> "FeatureView":

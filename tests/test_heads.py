@@ -7,10 +7,10 @@ import joblib
 import numpy as np
 import pytest
 import torch
-from skorch.callbacks import Callback
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
+from skorch.callbacks import Callback
 
 from sklearn_mlsp.heads import (
     Multi3FCRegressor,
@@ -83,8 +83,8 @@ class RecordSplit(Callback):
         self.views_.append(dataset_train.views.copy())
 
 
-FAST = dict(lr=1e-2, batch_size=32, max_epochs=25, random_state=0)
-FC = dict(module__hidden=(32, 16), module__dropout=0.1)
+FAST = {"lr": 1e-2, "batch_size": 32, "max_epochs": 25, "random_state": 0}
+FC = {"module__hidden": (32, 16), "module__dropout": 0.1}
 HEADS = {
     "single1": lambda **kw: Single1FCRegressor(**{**FAST, **kw}),
     "single3": lambda **kw: Single3FCRegressor(**{**FAST, **FC, **kw}),
@@ -167,7 +167,8 @@ def test_validation_holds_out_whole_images(data):
     np.testing.assert_allclose(y_valid.numpy().ravel(), y[valid])
 
     rec = RecordSplit()
-    Single1FCRegressor(**dict(FAST, max_epochs=1), valid_fraction=None, callbacks=[rec]).fit(X[:100], y[:100])
+    with pytest.warns(UserWarning, match="monitoring 'train_loss'"):
+        Single1FCRegressor(**dict(FAST, max_epochs=1), valid_fraction=None, callbacks=[rec]).fit(X[:100], y[:100])
     assert rec.valid_ is None and len(rec.train_) == 100
 
 
@@ -344,3 +345,20 @@ def test_default_recipe_is_the_papers():
     schedule = dict(net.get_params())["callbacks__schedule"]
     assert isinstance(schedule, PaperSchedule)
     assert (schedule.factor, schedule.step_epochs, schedule.patience, schedule.min_lr) == (10, 20, 5, 1e-6)
+
+
+def test_partial_fit_and_warm_start_continue_training(data):
+    X, y = data
+    net = Single3FCRegressor(**dict(FAST, max_epochs=2), **FC)
+    net.partial_fit(X[:80], y[:80])
+    first = net.module_
+    net.partial_fit(X[:80], y[:80])
+    assert len(net.history) == 4 and net.module_ is first
+    warm = Single3FCRegressor(**dict(FAST, max_epochs=2), **FC, warm_start=True).fit(X[:80], y[:80])
+    weights = [p.detach().clone() for p in warm.module_.parameters()]
+    warm.fit(X[:80], y[:80])
+    assert len(warm.history) == 4
+    assert any(not torch.equal(a, b) for a, b in zip(weights, warm.module_.parameters()))
+    # Changing a module parameter after fit re-initialises with the inferred width.
+    warm.set_params(module__hidden=(6,))
+    assert warm.module_.fc.hidden[0].in_features == 12 and warm.module_.fc.hidden[0].out_features == 6

@@ -4,9 +4,14 @@ import pytest
 import torch
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_mlsp.heads import Multi3FCRegressor, Pool3FCRegressor, Single1FCRegressor, Single3FCRegressor
+from sklearn_mlsp.heads import (
+    Multi3FCRegressor,
+    Pool3FCRegressor,
+    Single1FCRegressor,
+    Single3FCRegressor,
+)
 
-TINY = dict(max_epochs=3, batch_size=8, lr=1e-2, random_state=0)
+TINY = {"max_epochs": 3, "batch_size": 8, "lr": 1e-2, "random_state": 0}
 TINY_FC = dict(TINY, module__hidden=(8, 4))
 
 ESTIMATORS = [

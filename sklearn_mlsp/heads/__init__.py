@@ -10,17 +10,22 @@ without improvement, best weights reloaded).
 
 from .callbacks import PaperSchedule
 from .modules import FC3, Multi3FC, Pool3FC, Single1FC, Single3FC
-from .regressors import Multi3FCRegressor, Pool3FCRegressor, Single1FCRegressor, Single3FCRegressor
+from .regressors import (
+    Multi3FCRegressor,
+    Pool3FCRegressor,
+    Single1FCRegressor,
+    Single3FCRegressor,
+)
 
 __all__ = [
-    "Single1FCRegressor",
-    "Single3FCRegressor",
-    "Multi3FCRegressor",
-    "Pool3FCRegressor",
-    "PaperSchedule",
     "FC3",
-    "Single1FC",
-    "Single3FC",
     "Multi3FC",
+    "Multi3FCRegressor",
+    "PaperSchedule",
     "Pool3FC",
+    "Pool3FCRegressor",
+    "Single1FC",
+    "Single1FCRegressor",
+    "Single3FC",
+    "Single3FCRegressor",
 ]

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["Features", "RandomViewDataset", "AllViewsDataset", "collate_batch", "is_lazy"]
+__all__ = ["AllViewsDataset", "Features", "RandomViewDataset", "collate_batch", "is_lazy"]
 
 
 def is_lazy(X):

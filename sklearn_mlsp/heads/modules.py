@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["FC3", "Single1FC", "Single3FC", "Multi3FC", "Pool3FC"]
+__all__ = ["FC3", "Multi3FC", "Pool3FC", "Single1FC", "Single3FC"]
 
 
 def _he_normal_(layer, nonlinearity="relu"):

@@ -22,7 +22,12 @@ import numbers
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import (
+    check_array,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
 from skorch import NeuralNetRegressor
 from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
 from skorch.utils import to_numpy, to_tensor
@@ -31,7 +36,7 @@ from .callbacks import PaperSchedule
 from .data import AllViewsDataset, Features, RandomViewDataset, collate_batch, is_lazy
 from .modules import Multi3FC, Pool3FC, Single1FC, Single3FC
 
-__all__ = ["Single1FCRegressor", "Single3FCRegressor", "Multi3FCRegressor", "Pool3FCRegressor"]
+__all__ = ["Multi3FCRegressor", "Pool3FCRegressor", "Single1FCRegressor", "Single3FCRegressor"]
 
 
 def _auto_device():
@@ -44,7 +49,7 @@ _PARAMS_DOC = """
     module : torch.nn.Module class, default={module}
         The head's module. Its parameters are set as ``module__<name>``
         ({module_params}); the input width is inferred at fit.
-    criterion : torch criterion class, default=torch.nn.MSELoss
+{extra}    criterion : torch criterion class, default=torch.nn.MSELoss
         Loss, the paper's mean squared error.
     optimizer : torch optimizer class, default=torch.optim.Adam
         Optimizer (Adam with default betas in the paper); its parameters are
@@ -86,8 +91,8 @@ _PARAMS_DOC = """
         Compute device; ``"auto"`` picks CUDA when available. A net trained on
         GPU unpickles on a CPU-only machine.
     **kwargs
-        Further skorch parameters, e.g. ``module__dropout=(0.5, 0.5, 0.75)``,
-        ``optimizer__weight_decay``, ``iterator_train__num_workers``.
+        Further skorch parameters, e.g. ``module__dropout=(0.5, 0.5, 0.75)``
+        (the paper's "+do" variant) or ``optimizer__weight_decay=1e-5``.
 """
 
 _ATTRIBUTES_DOC = """
@@ -468,8 +473,7 @@ def _doc(cls, module, module_params, summary):
         summary
         + "\n"
         + _INPUT_DOC
-        + _PARAMS_DOC.format(module=module, module_params=module_params)
-        + (cls._extra_params_doc if hasattr(cls, "_extra_params_doc") else "")
+        + _PARAMS_DOC.format(module=module, module_params=module_params, extra=getattr(cls, "_extra_params_doc", ""))
         + _ATTRIBUTES_DOC
     )
     return cls

@@ -1,0 +1,74 @@
+"""The paper's evaluation metrics and their scorers."""
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn.dummy import DummyRegressor
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import GridSearchCV
+
+from sklearn_mlsp.metrics import (
+    SCORERS,
+    accuracy_scorer,
+    binary_accuracy,
+    make_accuracy_scorer,
+    plcc,
+    plcc_scorer,
+    srcc,
+    srcc_scorer,
+)
+
+
+def test_correlations_match_scipy():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=50)
+    b = a + rng.normal(size=50)
+    assert srcc(a, b) == pytest.approx(stats.spearmanr(a, b)[0])
+    assert plcc(a, b) == pytest.approx(stats.pearsonr(a, b)[0])
+    assert srcc(a, np.exp(a)) == pytest.approx(1.0)  # rank-based: any monotone map
+    assert plcc(a, np.exp(a)) < 0.99
+    assert srcc(a, -a) == pytest.approx(-1.0)
+
+
+@pytest.mark.parametrize("metric", [srcc, plcc])
+def test_degenerate_correlations_are_nan_without_warnings(metric):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(metric([1.0, 2.0, 3.0], [4.0, 4.0, 4.0]))
+        assert np.isnan(metric([2.0, 2.0], [1.0, 3.0]))
+        assert np.isnan(metric([1.0], [1.0]))
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        metric([1.0, 2.0], [1.0, 2.0, 3.0])
+
+
+def test_binary_accuracy_thresholds_both_sides_with_greater_than():
+    y_true = np.array([4.0, 5.0, 5.5, 6.0])
+    y_pred = np.array([4.9, 5.1, 5.0, 7.0])
+    # 5.0 counts as low on both sides: agree, disagree, disagree, agree.
+    assert binary_accuracy(y_true, y_pred) == 0.5
+    assert binary_accuracy(y_true, y_pred, threshold=4.5) == 0.75  # 4.0 low, 4.9 high
+    assert binary_accuracy(y_true, y_pred, threshold=3.0) == 1.0
+    assert np.isnan(binary_accuracy([], []))
+
+
+def test_scorers_rank_estimators_and_handle_constant_models():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 3))
+    y = 5 + X @ [1.0, -0.5, 0.2] + 0.1 * rng.normal(size=80)
+    ridge = Ridge().fit(X, y)
+    assert srcc_scorer(ridge, X, y) > 0.95 and plcc_scorer(ridge, X, y) > 0.95
+    assert accuracy_scorer(ridge, X, y) > 0.9
+    assert make_accuracy_scorer(100.0)(ridge, X, y) == 1.0  # everything is "low"
+    assert np.isnan(srcc_scorer(DummyRegressor().fit(X, y), X, y))
+
+
+def test_scorers_dict_for_multi_metric_search():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(60, 3))
+    y = 5 + X[:, 0] + 0.1 * rng.normal(size=60)
+    search = GridSearchCV(Ridge(), {"alpha": [0.1, 1e4]}, scoring=SCORERS, refit="srcc", cv=3).fit(X, y)
+    assert set(SCORERS) == {"srcc", "plcc", "accuracy"}
+    assert {"mean_test_srcc", "mean_test_plcc", "mean_test_accuracy"} <= set(search.cv_results_)
+    assert search.best_params_ == {"alpha": 0.1}
