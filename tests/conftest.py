@@ -3,6 +3,13 @@ import os
 # Tests never touch the network: model hubs are asked for nothing.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# One thread everywhere, subprocesses included: results are bit-identical across
+# processes, and tiny layers do not pay for thread hand-offs on a busy machine.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 from pathlib import Path
 

@@ -188,3 +188,14 @@ def test_two_processes_writing_one_cache_never_corrupt_it(tmp_path):
     assert t.transform_stats_["cached"] == 16
     assert _stored(cache) == 16  # every image exactly once
     np.testing.assert_array_equal(together, tiny_transformer(pooling="wide", augment=True).fit().transform(paths))
+
+
+def test_view_accepts_scikit_learn_style_indexing(tmp_path):
+    store = FeatureStore(tmp_path / "f.h5")
+    data = np.arange(4 * 2 * 3, dtype=np.float32).reshape(4, 2, 3, 1, 1)
+    store.append({"c": 2}, ["a", "b", "c", "d"], data)
+    view = store.view(config_id({"c": 2}), [0, 1, 2, 3])
+    np.testing.assert_array_equal(view[[3, 1], ...], data[[3, 1]])
+    np.testing.assert_array_equal(view[..., ], data)
+    with pytest.raises(IndexError, match="last index"):
+        view[..., 0]
