@@ -24,6 +24,7 @@ from .views import view_names
 __all__ = ["MLSPTransformer", "MLSPFeatures"]
 
 CROP_FRACTION = 0.875
+FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 # How many backbones this process has loaded (tests use it to prove that cached
 # transforms never touch the network).
@@ -308,6 +309,16 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         use_amp = self.amp and self.device_.type == "cuda"
         with torch.inference_mode(), torch.autocast(self.device_.type, enabled=use_amp):
             feats = extractor(x)
+        if not bool(torch.isfinite(feats).all()) or float(feats.abs().max()) > FLOAT16_MAX:
+            # float16 storage would turn these into inf; say so instead of hiding it.
+            warnings.warn(
+                f"{self.backbone} features exceed the float16 range (|x| > {FLOAT16_MAX:g}) or are "
+                "not finite; they were clipped to it. Untrained (weights='random') networks do this; "
+                "pretrained ones should not.",
+                UserWarning,
+                stacklevel=5,
+            )
+            feats = torch.nan_to_num(feats, posinf=FLOAT16_MAX, neginf=-FLOAT16_MAX).clamp_(-FLOAT16_MAX, FLOAT16_MAX)
         return feats.to(torch.float16).cpu().numpy()
 
     def _n_workers(self, n_items: int) -> int:
@@ -394,7 +405,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
             todo = list(range(n))
             result = None
 
-        n_cached = n - len(todo) - len(failures)
+        n_failed_before = len(failures)  # unreadable before extraction (missing files)
+        n_cached = n - len(todo) - n_failed_before
         pending_keys, pending_feats = [], []
         last_flush = [time.monotonic()]
 
@@ -438,7 +450,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         self.transform_stats_ = {
             "images": n,
             "cached": n_cached,
-            "computed": len(todo) - len(failures),
+            "computed": len(todo) - (len(failures) - n_failed_before),
             "failed": len(failures),
             "seconds": time.perf_counter() - start,
         }

@@ -189,3 +189,19 @@ def test_cached_transform_does_not_load_the_backbone(tmp_path):
     assert second.transform_stats_["cached"] == 3 and second.transform_stats_["computed"] == 0
     np.testing.assert_array_equal(np.asarray(view), expected)
     assert isinstance(MLSPTransformer, type)
+
+
+def test_stats_count_missing_files_as_failed_not_computed(tmp_path):
+    paths = write_images(tmp_path / "img", 3)
+    t = tiny_transformer(cache=tmp_path / "f.h5", errors="nan").fit()
+    with pytest.warns(UserWarning, match="could not be read"):
+        t.transform(paths + [str(tmp_path / "absent.png")])
+    assert t.transform_stats_ == {**t.transform_stats_, "cached": 0, "computed": 3, "failed": 1}
+
+
+def test_values_beyond_float16_are_clipped_with_a_warning():
+    t = MLSPTransformer("inception_v3", weights="random", pooling="narrow", augment=False,
+                        verbose=0, n_workers=0).fit()
+    with pytest.warns(UserWarning, match="float16 range"):
+        out = t.transform([random_image(0, 120, 120)])
+    assert np.isfinite(out).all()
