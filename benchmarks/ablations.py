@@ -140,8 +140,8 @@ def finetune_seconds_per_image(backbone, paths, batch_size=32, n_batches=2, devi
     batches = []
     for b in range(n_batches + 1):  # +1 warm-up batch
         imgs = []
-        for p in paths[b * batch_size:(b + 1) * batch_size]:
-            rgb = load_rgb(p)
+        for i in range(b * batch_size, (b + 1) * batch_size):
+            rgb = load_rgb(paths[i % len(paths)])
             views = make_views(*rgb.shape[:2], augment=True)
             imgs.append(cut_views(rgb, [views[rng.integers(len(views))]])[0])  # a random crop/flip
         x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float().div(255)

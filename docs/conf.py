@@ -5,7 +5,6 @@ rendered from the scripts' text without running them (``plot_gallery=False``).
 """
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -14,7 +13,7 @@ ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import sklearn_mlsp  # noqa: E402
+import sklearn_mlsp
 
 project = "sklearn-mlsp"
 author = "sklearn-mlsp developers"
@@ -30,7 +29,7 @@ extensions = [
     "sphinx_gallery.gen_gallery",
 ]
 
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "_gallery_header.rst"]
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 root_doc = "index"
 
 # -- autodoc / autosummary / numpydoc -------------------------------------------------
@@ -44,28 +43,8 @@ numpydoc_xref_param_type = False
 numpydoc_validation_checks = set()
 
 # -- gallery ---------------------------------------------------------------------------
-# sphinx-gallery needs a GALLERY_HEADER.rst in the examples folder. Where
-# examples/ has none, the scripts are staged, with docs/_gallery_header.rst as
-# the header, into a folder under docs/_build (ignored by git).
-EXAMPLES = ROOT / "examples"
-_HEADERS = ("GALLERY_HEADER.rst", "GALLERY_HEADER.txt", "README.rst", "README.txt")
-
-
-def _examples_dir() -> str:
-    if any((EXAMPLES / name).is_file() for name in _HEADERS):
-        return "../examples"
-    stage = DOCS / "_build" / "_gallery_src"
-    if stage.exists():
-        shutil.rmtree(stage)
-    stage.mkdir(parents=True)
-    for script in sorted(EXAMPLES.glob("*.py")):
-        shutil.copy2(script, stage / script.name)
-    shutil.copy2(DOCS / "_gallery_header.rst", stage / "GALLERY_HEADER.rst")
-    return os.path.relpath(stage, DOCS)
-
-
 sphinx_gallery_conf = {
-    "examples_dirs": _examples_dir(),
+    "examples_dirs": "../examples",
     "gallery_dirs": "auto_examples",
     # Render every script, execute none: the docs build must be fast and offline.
     "filename_pattern": r"(?!x)x",  # matches nothing

@@ -68,7 +68,7 @@ model = make_pipeline(
     Single3FCRegressor(
         module__hidden=(8, 8, 4) if FAST else (256, 128, 32),
         batch_size=32,
-        max_epochs=2 if FAST else 30,
+        max_epochs=2 if FAST else 20,
         valid_fraction=0.1,
         random_state=0,
     ),
@@ -82,7 +82,7 @@ search = GridSearchCV(
     param_grid,
     scoring=SCORERS,
     refit="srcc",
-    cv=GroupKFold(n_splits=2 if FAST else 4),
+    cv=GroupKFold(n_splits=2 if FAST else 3),
 )
 search.fit(images, y, groups=groups)
 

@@ -67,8 +67,8 @@ print(f"resnet18 features: shape {X.shape}")
 # the names differ but every shape agrees, by tensor order). The cache keys
 # such features by a hash of the file's bytes, so features of different
 # weights never mix.
-import timm  # noqa: E402
-import torch  # noqa: E402
+import timm
+import torch
 
 weights_file = OUT / "resnet18_state_dict.pth"
 torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), weights_file)

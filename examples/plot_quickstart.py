@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from sklearn.model_selection import GroupShuffleSplit
 from sklearn.pipeline import make_pipeline
 
@@ -106,7 +105,7 @@ print(f"held-out photographs: SRCC = {srcc(y[test], pred):.3f}   PLCC = {plcc(y[
 # %%
 # Predicted against true score
 # ----------------------------
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 fig, ax = plt.subplots(figsize=(5, 4.5))
 for name in ("none", "blur", "noise", "jpeg", "contrast"):
