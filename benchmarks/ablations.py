@@ -91,7 +91,7 @@ def metrics(y_true, y_pred, threshold):
 
 
 def fit_head(name, X_train, y_train, X_test, args, **params):
-    settings = dict(max_epochs=args.max_epochs, random_state=args.seed, verbose=args.verbose)
+    settings = {"max_epochs": args.max_epochs, "random_state": args.seed, "verbose": args.verbose}
     if name == "Pool-3FC":
         settings["max_epochs"] = args.max_epochs_wide
     settings.update(params)
@@ -106,7 +106,7 @@ def fit_head(name, X_train, y_train, X_test, args, **params):
 
 def ridge(X_train, y_train, X_test):
     model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-1, 5, 13)))
-    flat = lambda X: np.asarray(X).mean(axis=1).reshape(len(X), -1)  # noqa: E731 - views averaged
+    flat = lambda X: np.asarray(X).mean(axis=1).reshape(len(X), -1)
     start = time.perf_counter()
     model.fit(flat(X_train), y_train)
     return model.predict(flat(X_test)), {"train_s": time.perf_counter() - start}

@@ -115,8 +115,8 @@ def main(argv=None):
         for augment in modes:
             n = len(paths)
             plain = time_plain(args.backbone, args.weights, paths, augment, device, args.amp)
-            params = dict(backbone=args.backbone, weights=args.weights, pooling=args.pooling,
-                          augment=augment, device=args.device, amp=args.amp, verbose=0)
+            params = {"backbone": args.backbone, "weights": args.weights, "pooling": args.pooling,
+                          "augment": augment, "device": args.device, "amp": args.amp, "verbose": 0}
             mlsp = MLSPTransformer(**params).fit()
             mlsp.transform(paths[:1])  # load the backbone and warm up outside the clock
             start = time.perf_counter()

@@ -23,7 +23,12 @@ __all__ = [
 ]
 
 try:  # the heads land in their own subpackage
-    from .heads import Multi3FCRegressor, Pool3FCRegressor, Single1FCRegressor, Single3FCRegressor
+    from .heads import (
+        Multi3FCRegressor,
+        Pool3FCRegressor,
+        Single1FCRegressor,
+        Single3FCRegressor,
+    )
 
     __all__ += ["Multi3FCRegressor", "Pool3FCRegressor", "Single1FCRegressor", "Single3FCRegressor"]
 except ImportError:  # pragma: no cover - during development only

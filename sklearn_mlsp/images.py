@@ -29,8 +29,8 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "ImageError",
     "describe",
-    "load_rgb",
     "image_size",
+    "load_rgb",
 ]
 
 #: Largest image (width x height, in pixels) decoded by default: a guard

@@ -16,7 +16,7 @@ from PIL import Image
 from .images import ImageError, describe, load_rgb
 from .views import cut_views, make_views
 
-__all__ = ["LoadedImage", "ViewsDataset", "upscale_for", "make_loader"]
+__all__ = ["LoadedImage", "ViewsDataset", "make_loader", "upscale_for"]
 
 
 @dataclass

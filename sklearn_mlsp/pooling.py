@@ -30,7 +30,7 @@ import functools
 import numpy as np
 import torch
 
-__all__ = ["area_weights", "area_pool"]
+__all__ = ["area_pool", "area_weights"]
 
 
 def area_weights(n_in: int, n_out: int) -> np.ndarray:

@@ -74,7 +74,7 @@ def _locked(path: Path, exclusive: bool):
 # on disk (a writer appended): cached HDF5 metadata must never outlive a write.
 # Beside each handle: a memory map of the file and, per configuration, the byte
 # offset of every (image, view) chunk, so reads skip HDF5's per-call overhead.
-_READERS: dict[str, "_Reader"] = {}
+_READERS: dict[str, _Reader] = {}
 
 
 class _Reader:
@@ -173,7 +173,7 @@ class FeatureStore:
     # ------------------------------------------------------------------ reading
 
     def _group(self, handle, cid):
-        return handle[cid] if cid in handle else None
+        return handle.get(cid, None)
 
     def configs(self) -> dict:
         """The configurations stored, as ``{config_id: config dict}``."""
@@ -267,7 +267,7 @@ class FeatureStore:
                     flat[i] = ds[int(pairs_r[i]), int(pairs_v[i])]
         return flat.reshape(out_shape)
 
-    def view(self, cid: str, rows, tap_channels=None, view_names=None) -> "FeatureView":
+    def view(self, cid: str, rows, tap_channels=None, view_names=None) -> FeatureView:
         """A lazy, read-only array over the given rows (see :class:`FeatureView`)."""
         with _locked(self.path, exclusive=False):
             ds = self._open_read()[cid]["features"]

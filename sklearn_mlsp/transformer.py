@@ -21,7 +21,7 @@ from .store import FeatureStore, config_id
 from .taps import TapExtractor
 from .views import view_names
 
-__all__ = ["MLSPTransformer", "MLSPFeatures"]
+__all__ = ["MLSPFeatures", "MLSPTransformer"]
 
 CROP_FRACTION = 0.875
 FLOAT16_MAX = float(np.finfo(np.float16).max)

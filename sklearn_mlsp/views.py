@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "View",
     "VIEW_NAMES_AUGMENTED",
     "VIEW_NAMES_SINGLE",
-    "view_names",
-    "make_views",
+    "View",
     "cut_views",
+    "make_views",
+    "view_names",
 ]
 
 #: The eight augmented views, in storage order: the four corner crops

@@ -22,15 +22,6 @@ from sklearn_mlsp.heads import (
 from sklearn_mlsp.metrics import srcc, srcc_scorer
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two OpenMP threads on a busy two-core machine make tiny BatchNorm calls ~1000x slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make_features(n=240, n_views=4, channels=12, k=3, seed=0, noise=0.3):
     """Views = an image's base features plus noise; y depends on the base (MOS-like offset)."""
     rng = np.random.default_rng(seed)

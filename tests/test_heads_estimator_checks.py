@@ -1,7 +1,5 @@
 """scikit-learn's estimator checks on every head, with tiny settings."""
 
-import pytest
-import torch
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_mlsp.heads import (
@@ -37,15 +35,6 @@ def expected_failed_checks(estimator):
             "skorch's set_params initialises callbacks at once, so callbacks=-1 raises there"
         ),
     }
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two OpenMP threads on a busy two-core machine make tiny BatchNorm calls ~1000x slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failed_checks)

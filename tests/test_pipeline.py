@@ -5,16 +5,21 @@ import pickle
 import joblib
 import numpy as np
 import pytest
+from helpers import tiny_transformer, write_images
 from joblib import parallel_backend
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 
-from helpers import tiny_transformer, write_images
-from sklearn_mlsp import FeatureView, Multi3FCRegressor, Pool3FCRegressor, Single3FCRegressor
+from sklearn_mlsp import (
+    FeatureView,
+    Multi3FCRegressor,
+    Pool3FCRegressor,
+    Single3FCRegressor,
+)
 from sklearn_mlsp import transformer as transformer_module
 from sklearn_mlsp.metrics import SCORERS, srcc_scorer
 
-TINY_3FC = dict(module__hidden=(8, 4), max_epochs=3, batch_size=8, random_state=0)
+TINY_3FC = {"module__hidden": (8, 4), "max_epochs": 3, "batch_size": 8, "random_state": 0}
 
 
 @pytest.fixture(scope="module")

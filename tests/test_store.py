@@ -11,9 +11,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from helpers import random_image, tiny_transformer, write_images
 from PIL import Image
 
-from helpers import random_image, tiny_transformer, write_images
 from sklearn_mlsp import FeatureView
 from sklearn_mlsp.store import FeatureStore, config_id
 

@@ -4,12 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import random_image, tiny_transformer, write_images
 from PIL import Image
 from sklearn.base import clone
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 
-from helpers import random_image, tiny_transformer, write_images
 from sklearn_mlsp import ImageError, MLSPFeatures, MLSPTransformer
 from sklearn_mlsp import transformer as transformer_module
 from sklearn_mlsp.backbones import BACKBONES

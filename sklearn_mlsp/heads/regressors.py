@@ -480,55 +480,14 @@ def _doc(cls, module, module_params, summary):
 
 
 class Single1FCRegressor(_MLSPHead):
-    def __init__(
-        self,
-        module=Single1FC,
-        *,
-        criterion=torch.nn.MSELoss,
-        optimizer=torch.optim.Adam,
-        lr=1e-4,
-        max_epochs=60,
-        batch_size=128,
-        valid_fraction=0.05,
-        output_bias="mean",
-        random_state=None,
-        callbacks=None,
-        warm_start=False,
-        verbose=0,
-        device="cpu",
-        **kwargs,
-    ):
-        super().__init__(
-            module, criterion=criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
-            batch_size=batch_size, valid_fraction=valid_fraction, output_bias=output_bias, random_state=random_state,
-            callbacks=callbacks, warm_start=warm_start, verbose=verbose, device=device, **kwargs,
-        )  # fmt: skip
+    # The shared parameters and their defaults live in _MLSPHead.__init__.
+    def __init__(self, module=Single1FC, **kwargs):
+        super().__init__(module, **kwargs)
 
 
 class Single3FCRegressor(_MLSPHead):
-    def __init__(
-        self,
-        module=Single3FC,
-        *,
-        criterion=torch.nn.MSELoss,
-        optimizer=torch.optim.Adam,
-        lr=1e-4,
-        max_epochs=60,
-        batch_size=128,
-        valid_fraction=0.05,
-        output_bias="mean",
-        random_state=None,
-        callbacks=None,
-        warm_start=False,
-        verbose=0,
-        device="cpu",
-        **kwargs,
-    ):
-        super().__init__(
-            module, criterion=criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
-            batch_size=batch_size, valid_fraction=valid_fraction, output_bias=output_bias, random_state=random_state,
-            callbacks=callbacks, warm_start=warm_start, verbose=verbose, device=device, **kwargs,
-        )  # fmt: skip
+    def __init__(self, module=Single3FC, **kwargs):
+        super().__init__(module, **kwargs)
 
 
 class Multi3FCRegressor(_MLSPHead):
@@ -539,30 +498,8 @@ class Multi3FCRegressor(_MLSPHead):
         into ``n`` contiguous groups of near-equal size.
 """
 
-    def __init__(
-        self,
-        module=Multi3FC,
-        *,
-        tap_channels=None,
-        criterion=torch.nn.MSELoss,
-        optimizer=torch.optim.Adam,
-        lr=1e-4,
-        max_epochs=60,
-        batch_size=128,
-        valid_fraction=0.05,
-        output_bias="mean",
-        random_state=None,
-        callbacks=None,
-        warm_start=False,
-        verbose=0,
-        device="cpu",
-        **kwargs,
-    ):
-        super().__init__(
-            module, criterion=criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
-            batch_size=batch_size, valid_fraction=valid_fraction, output_bias=output_bias, random_state=random_state,
-            callbacks=callbacks, warm_start=warm_start, verbose=verbose, device=device, **kwargs,
-        )  # fmt: skip
+    def __init__(self, module=Multi3FC, *, tap_channels=None, **kwargs):
+        super().__init__(module, **kwargs)
         self.tap_channels = tap_channels
 
     def _validate_features(self, X, reset):
@@ -601,30 +538,8 @@ class Pool3FCRegressor(_MLSPHead):
         Without it, Pool-3FC needs 5-D wide features (``k > 1``).
 """
 
-    def __init__(
-        self,
-        module=Pool3FC,
-        *,
-        grid_size=None,
-        criterion=torch.nn.MSELoss,
-        optimizer=torch.optim.Adam,
-        lr=1e-4,
-        max_epochs=60,
-        batch_size=128,
-        valid_fraction=0.05,
-        output_bias="mean",
-        random_state=None,
-        callbacks=None,
-        warm_start=False,
-        verbose=0,
-        device="cpu",
-        **kwargs,
-    ):
-        super().__init__(
-            module, criterion=criterion, optimizer=optimizer, lr=lr, max_epochs=max_epochs,
-            batch_size=batch_size, valid_fraction=valid_fraction, output_bias=output_bias, random_state=random_state,
-            callbacks=callbacks, warm_start=warm_start, verbose=verbose, device=device, **kwargs,
-        )  # fmt: skip
+    def __init__(self, module=Pool3FC, *, grid_size=None, **kwargs):
+        super().__init__(module, **kwargs)
         self.grid_size = grid_size
 
     _WIDE_MSG = (
