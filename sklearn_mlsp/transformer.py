@@ -437,6 +437,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
             total=n, initial=n_cached, disable=not self.verbose or not todo, unit="img",
             desc=f"MLSP {self.backbone}", leave=False,
         )
+        progress.set_postfix(cached=n_cached, computing=len(todo), refresh=False)
         try:
             if todo:
                 self._extract(items, todo, on_result, progress)

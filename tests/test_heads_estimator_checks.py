@@ -26,13 +26,10 @@ def expected_failed_checks(estimator):
         # float32 matrix products round differently for different batch sizes
         # (a few ulp, ~1e-7 relative), above this check's rtol=1e-7.
         "check_methods_subset_invariance": "float32 batched matmul differs by a few ulp across batch sizes",
-        # The two below are skorch design decisions these subclasses inherit.
+        # A skorch design decision these subclasses inherit.
         "check_no_attributes_set_in_init": (
             "skorch's NeuralNet.__init__ sets history_, initialized_ and virtual_params_, "
             "and stores module__* style parameters as attributes"
-        ),
-        "check_do_not_raise_errors_in_init_or_set_params": (
-            "skorch's set_params initialises callbacks at once, so callbacks=-1 raises there"
         ),
     }
 
