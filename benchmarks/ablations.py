@@ -163,7 +163,7 @@ def main(argv=None):
     parser.add_argument("--root", type=Path, default=BIQ)
     parser.add_argument("--backbone", default="efficientnet_lite0")
     parser.add_argument("--cache", type=Path, required=True)
-    parser.add_argument("--experiments", default="heads,rescaled,taps,fig7,speed")
+    parser.add_argument("--experiments", default="heads,speed,taps,rescaled,fig7")
     parser.add_argument("--limit", type=int, default=None, help="use at most N images (quick runs)")
     parser.add_argument("--max-epochs", type=int, default=60)
     parser.add_argument("--max-epochs-wide", type=int, default=20,
@@ -213,6 +213,30 @@ def main(argv=None):
             pred, info = fit_head("Pool-3FC", w_tr, y_tr, w_te, args)
             record("heads", f"Pool-3FC, wide, {tag}", pred, info)
 
+    Xn_tr, Xn_te = narrow[True]
+    n_taps = len(Xn_tr.tap_channels)
+    if "speed" in experiments:
+        print("speed: feature epoch vs fine-tuning epoch (per training set)")
+        ft = finetune_seconds_per_image(args.backbone, list(tr_paths[:96]))
+        narrow_epoch = fit_head("Single-3FC", Xn_tr, y_tr, Xn_te, args, max_epochs=3)[1]["epoch_s"]
+        _, w_tr, w_te = feats[True]
+        wide_epoch = fit_head("Pool-3FC", w_tr, y_tr, w_te, args, max_epochs=1)[1]["epoch_s"]
+        finetune_epoch = ft * len(tr_paths)
+        speed = {"finetune_s_per_image": ft, "finetune_epoch_s": finetune_epoch,
+                 "narrow_epoch_s": narrow_epoch, "wide_epoch_s": wide_epoch,
+                 "ratio_narrow": finetune_epoch / narrow_epoch, "ratio_wide": finetune_epoch / wide_epoch}
+        results["speed"] = speed
+        (args.out / "results.json").write_text(json.dumps(results, indent=2))
+        print(f"  fine-tuning: {ft:.3f} s/image -> {finetune_epoch:.0f} s per epoch of {len(tr_paths)} images")
+        print(f"  Single-3FC on narrow features: {narrow_epoch:.2f} s per epoch -> {speed['ratio_narrow']:.0f}x faster")
+        print(f"  Pool-3FC on wide features: {wide_epoch:.2f} s per epoch -> {speed['ratio_wide']:.0f}x faster")
+
+    if "taps" in experiments:
+        print(f"taps: all {n_taps} vs last 5 (multiGAP) vs last 1, Single-3FC, 8 views")
+        for label, sl in (("all taps", slice(None)), ("last 5 taps", slice(-5, None)), ("last tap", slice(-1, None))):
+            pred, info = fit_head("Single-3FC", taps_slice(Xn_tr, sl), y_tr, taps_slice(Xn_te, sl), args)
+            record("taps", f"Single-3FC, {label}", pred, info)
+
     if "rescaled" in experiments:
         print("rescaled: 256x256 images, 224x224 crops (8 views) vs full resolution")
         t, r_tr, _ = extract(rescaled_items(tr_paths), args.backbone, True, args.cache)
@@ -222,14 +246,6 @@ def main(argv=None):
         record("rescaled", "Single-3FC, narrow, rescaled 256 / 224 crops", pred, info)
         pred, info = fit_head("Single-3FC", narrow[True][0], y_tr, narrow[True][1], args)
         record("rescaled", "Single-3FC, narrow, full resolution", pred, info)
-
-    Xn_tr, Xn_te = narrow[True]
-    n_taps = len(Xn_tr.tap_channels)
-    if "taps" in experiments:
-        print(f"taps: all {n_taps} vs last 5 (multiGAP) vs last 1, Single-3FC, 8 views")
-        for label, sl in (("all taps", slice(None)), ("last 5 taps", slice(-5, None)), ("last tap", slice(-1, None))):
-            pred, info = fit_head("Single-3FC", taps_slice(Xn_tr, sl), y_tr, taps_slice(Xn_te, sl), args)
-            record("taps", f"Single-3FC, {label}", pred, info)
 
     if "fig7" in experiments:
         print("fig7: SRCC as taps are added from the last to the first")
@@ -253,22 +269,6 @@ def main(argv=None):
         fig.tight_layout()
         fig.savefig(args.out / "fig7_taps.png", dpi=120)
         print(f"  plot saved to {args.out / 'fig7_taps.png'}")
-
-    if "speed" in experiments:
-        print("speed: feature epoch vs fine-tuning epoch (per training set)")
-        ft = finetune_seconds_per_image(args.backbone, list(tr_paths[:96]))
-        narrow_epoch = fit_head("Single-3FC", Xn_tr, y_tr, Xn_te, args, max_epochs=3)[1]["epoch_s"]
-        _, w_tr, w_te = feats[True]
-        wide_epoch = fit_head("Pool-3FC", w_tr, y_tr, w_te, args, max_epochs=1)[1]["epoch_s"]
-        finetune_epoch = ft * len(tr_paths)
-        speed = {"finetune_s_per_image": ft, "finetune_epoch_s": finetune_epoch,
-                 "narrow_epoch_s": narrow_epoch, "wide_epoch_s": wide_epoch,
-                 "ratio_narrow": finetune_epoch / narrow_epoch, "ratio_wide": finetune_epoch / wide_epoch}
-        results["speed"] = speed
-        (args.out / "results.json").write_text(json.dumps(results, indent=2))
-        print(f"  fine-tuning: {ft:.3f} s/image -> {finetune_epoch:.0f} s per epoch of {len(tr_paths)} images")
-        print(f"  Single-3FC on narrow features: {narrow_epoch:.2f} s per epoch -> {speed['ratio_narrow']:.0f}x faster")
-        print(f"  Pool-3FC on wide features: {wide_epoch:.2f} s per epoch -> {speed['ratio_wide']:.0f}x faster")
 
     print()
     print("| experiment | model | SRCC | PLCC | accuracy |")

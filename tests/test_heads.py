@@ -353,3 +353,20 @@ def test_partial_fit_and_warm_start_continue_training(data):
     # Changing a module parameter after fit re-initialises with the inferred width.
     warm.set_params(module__hidden=(6,))
     assert warm.module_.fc.hidden[0].in_features == 12 and warm.module_.fc.hidden[0].out_features == 6
+
+
+@pytest.mark.parametrize("cls", [Single1FCRegressor, Single3FCRegressor, Multi3FCRegressor, Pool3FCRegressor])
+def test_output_starts_at_the_mean_target(cls):
+    # Untrained, every prediction is the mean target (zero output weights), so
+    # training learns the ranking instead of fighting a random output spread.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2, 6, 3, 3)).astype(np.float32)
+    y = rng.uniform(0.2, 0.8, size=40)
+    extra = {"tap_channels": (2, 4)} if cls is Multi3FCRegressor else {}
+    hidden = {} if cls is Single1FCRegressor else {"module__hidden": (8, 4)}
+    if cls is Pool3FCRegressor:
+        hidden["module__width"] = 4
+    head = cls(max_epochs=0, random_state=0, **extra, **hidden).fit(X, y)
+    np.testing.assert_allclose(head.predict(X), y.mean(), rtol=1e-5)
+    raw = cls(max_epochs=0, random_state=0, output_bias=None, **extra, **hidden).fit(X, y)
+    assert np.std(raw.predict(X)) > 1e-3
