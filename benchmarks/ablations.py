@@ -137,6 +137,10 @@ def finetune_seconds_per_image(backbone, paths, batch_size=32, n_batches=2, devi
     model.reset_classifier(0)
     opt = torch.optim.Adam(net.parameters(), lr=1e-5)
     rng = np.random.default_rng(0)
+    # A batch needs one size: use the images of the most common size.
+    sizes = [Image.open(p).size for p in paths]
+    common = max(set(sizes), key=sizes.count)
+    paths = [p for p, s in zip(paths, sizes) if s == common]
     batches = []
     for b in range(n_batches + 1):  # +1 warm-up batch
         imgs = []

@@ -59,7 +59,7 @@ def ava_root(tmp_path_factory):
     return root
 
 
-COMMON = ["--backbone", "efficientnet_lite0", "--weights", "random", "--max-epochs", "3",
+COMMON = ["--backbone", "efficientnet_lite0", "--weights", "random", "--max-epochs", "3", "--lr", "1e-2",
           "--batch-size", "8", "--device", "cpu", "--workers", "0", "--quiet"]
 
 
@@ -111,9 +111,11 @@ def test_ava_single3fc_reports_missing_and_reuses_cache(ava_script, ava_root, tm
 
 def test_ava_pool3fc_wide_views(ava_script, ava_root, tmp_path):
     out = tmp_path / "out"
+    # Batch-norm running statistics need a few dozen steps before eval-mode
+    # predictions separate the images: 30 one-batch epochs.
     results = ava_script.main(["--root", str(ava_root), "--head", "pool3fc", "--width", "4",
                                "--hidden", "8", "4", "--limit", "6", "--cache", "none",
-                               "--out", str(out), *COMMON])
+                               "--out", str(out), *COMMON, "--max-epochs", "30"])
     _check_outputs(results, out)
     assert results["config"]["pooling"] == "wide" and results["config"]["n_views"] == 8
     assert results["n_images"]["test"] == 6
@@ -190,3 +192,4 @@ def test_cli_rejects_bad_arguments(ava_script, tmp_path):
         ava_script.main(["--dataset", "koniq:/x", "--out", str(tmp_path)])
     with pytest.raises(SystemExit):
         ava_script.main(["--head", "single1fc", "--out", str(tmp_path)])  # neither --root nor --dataset
+
