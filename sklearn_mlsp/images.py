@@ -119,6 +119,15 @@ def _error(item, index: int | None, reason: str) -> ImageError:
     return ImageError(f"Cannot read {label}: {reason}", image=label, reason=reason)
 
 
+def _unsupported(item, index) -> ImageError:
+    return _error(
+        item,
+        index,
+        f"unsupported input type {type(item).__name__}; expected a path "
+        "(str or os.PathLike), a PIL.Image.Image or a numpy array.",
+    )
+
+
 def _check_max_pixels(max_pixels) -> int | None:
     if max_pixels is None:
         return None
@@ -338,12 +347,7 @@ def load_rgb(
         _refuse_if_too_big(item, index, item.size, max_pixels)
         out = _pil_to_rgb(_decode_and_orient(item, item, index), item, index)
     else:
-        raise _error(
-            item,
-            index,
-            f"unsupported input type {type(item).__name__}; expected a path "
-            "(str or os.PathLike), a PIL.Image.Image or a numpy array.",
-        )
+        raise _unsupported(item, index)
     # np.array copies: the result never aliases the caller's array or PIL buffer.
     return np.array(out, dtype=np.uint8, order="C", copy=True)
 
@@ -396,12 +400,7 @@ def image_size(item, *, index: int | None = None) -> tuple[int, int]:
         width, height = item.size
         orientation = _orientation(item, decode=True)
     else:
-        raise _error(
-            item,
-            index,
-            f"unsupported input type {type(item).__name__}; expected a path "
-            "(str or os.PathLike), a PIL.Image.Image or a numpy array.",
-        )
+        raise _unsupported(item, index)
     if orientation >= 5:
         width, height = height, width
     return int(height), int(width)
