@@ -370,3 +370,19 @@ def test_output_starts_at_the_mean_target(cls):
     np.testing.assert_allclose(head.predict(X), y.mean(), rtol=1e-5)
     raw = cls(max_epochs=0, random_state=0, output_bias=None, **extra, **hidden).fit(X, y)
     assert np.std(raw.predict(X)) > 1e-3
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only side of a GPU-trained model")
+def test_a_model_pickled_for_cuda_loads_and_predicts_on_a_cpu_only_machine(data):
+    # A head trained with device="cuda" pickles with that device; unpickling
+    # where there is no GPU must map its tensors to the CPU (skorch's
+    # __setstate__ does) and predict the same. Without a GPU here, the pickle
+    # is made by a CPU fit whose device is then set to "cuda".
+    X, y = data
+    net = HEADS["single3"](max_epochs=2).fit(X[:100], y[:100])
+    expected = net.predict(X[100:])
+    net.device = "cuda"
+    with pytest.warns(Warning, match="CUDA"):
+        restored = pickle.loads(pickle.dumps(net))
+    assert str(restored.device) == "cpu"
+    np.testing.assert_allclose(restored.predict(X[100:]), expected, rtol=1e-6)
