@@ -44,6 +44,13 @@ def _degenerate(a, b):
     return len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0
 
 
+def _correlation(statistic, y_true, y_pred):
+    y_true, y_pred = _check_pair(y_true, y_pred)
+    if _degenerate(y_true, y_pred):
+        return float("nan")
+    return float(statistic(y_true, y_pred)[0])
+
+
 def srcc(y_true, y_pred):
     """Spearman rank correlation coefficient (SRCC), the paper's main metric.
 
@@ -60,10 +67,7 @@ def srcc(y_true, y_pred):
         SRCC in [-1, 1]; ``nan`` if either side is constant or has fewer
         than two values.
     """
-    y_true, y_pred = _check_pair(y_true, y_pred)
-    if _degenerate(y_true, y_pred):
-        return float("nan")
-    return float(stats.spearmanr(y_true, y_pred)[0])
+    return _correlation(stats.spearmanr, y_true, y_pred)
 
 
 def plcc(y_true, y_pred):
@@ -84,10 +88,7 @@ def plcc(y_true, y_pred):
         PLCC in [-1, 1]; ``nan`` if either side is constant or has fewer
         than two values.
     """
-    y_true, y_pred = _check_pair(y_true, y_pred)
-    if _degenerate(y_true, y_pred):
-        return float("nan")
-    return float(stats.pearsonr(y_true, y_pred)[0])
+    return _correlation(stats.pearsonr, y_true, y_pred)
 
 
 def binary_accuracy(y_true, y_pred, threshold=5.0):
