@@ -84,11 +84,13 @@ class _Reader:
         self.is_store = self.handle.attrs.get("format") == FORMAT
         self.path = path
         self._map = None
+        self._datasets = {}
         self._offsets = {}
 
     def close(self):
         self.handle.close()
         self._map = None
+        self._datasets = {}
         self._offsets = {}
 
     def file_map(self):
@@ -102,9 +104,9 @@ class _Reader:
         return fmap[: len(fmap) // 2 * 2].view(np.float16)
 
     def features(self, cid: str):
-        if ("ds", cid) not in self._offsets:
-            self._offsets[("ds", cid)] = self.handle[cid]["features"]
-        return self._offsets[("ds", cid)]
+        if cid not in self._datasets:
+            self._datasets[cid] = self.handle[cid]["features"]
+        return self._datasets[cid]
 
     def chunk_offsets(self, cid: str):
         """Byte offset of each uncompressed (image, view) chunk, or None when not applicable."""
@@ -180,25 +182,24 @@ class FeatureStore:
         if not self.path.exists():
             return {}
         with _locked(self.path, exclusive=False):
-            handle = self._open_read()
+            handle = self._open_read().handle
             return {
                 cid: json.loads(grp.attrs["config"])
                 for cid, grp in handle.items()
                 if isinstance(grp, h5py.Group) and "config" in grp.attrs
             }
 
-    def _open_read(self, reader=False):
+    def _open_read(self) -> _Reader:
         try:
             opened = _reader(self.path)
         except OSError as exc:
             raise _open_error(self.path, exc) from exc
-        handle = opened.handle
         if not opened.is_store:
             raise ValueError(
                 f"'{self.path}' is an HDF5 file but not an sklearn-mlsp feature cache; "
                 "choose another cache= path."
             )
-        return opened if reader else handle
+        return opened
 
     def lookup(self, cid: str, keys) -> np.ndarray:
         """Row of each key under configuration ``cid``, -1 where it is not stored."""
@@ -206,7 +207,7 @@ class FeatureStore:
         if not self.path.exists():
             return rows
         with _locked(self.path, exclusive=False):
-            grp = self._group(self._open_read(), cid)
+            grp = self._group(self._open_read().handle, cid)
             if grp is None:
                 return rows
             index = {k: i for i, k in enumerate(grp["keys"].asstr()[:])}
@@ -226,7 +227,7 @@ class FeatureStore:
         """
         rows = np.asarray(rows, dtype=np.int64)
         with _locked(self.path, exclusive=False):
-            reader = self._open_read(reader=True)
+            reader = self._open_read()
             ds = reader.features(cid)
             n_views, tail = ds.shape[1], ds.shape[2:]
             if views is None:
@@ -270,7 +271,7 @@ class FeatureStore:
     def view(self, cid: str, rows, tap_channels=None, view_names=None) -> FeatureView:
         """A lazy, read-only array over the given rows (see :class:`FeatureView`)."""
         with _locked(self.path, exclusive=False):
-            ds = self._open_read()[cid]["features"]
+            ds = self._open_read().features(cid)
             tail = tuple(ds.shape[1:])
         return FeatureView(self.path, cid, rows, tail, tap_channels, view_names)
 
