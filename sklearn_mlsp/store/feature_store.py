@@ -1,0 +1,652 @@
+"""FeatureStore: a folder of immutable shards, written by any number of processes.
+
+Layout::
+
+    <store>/
+        store.json              format, format_version (2), store_id (a random id
+                                given when the store is created)
+        <config_id>/            one folder per feature configuration
+            config.json         the configuration (backbone, weights, taps, ...)
+            <shard>.h5          committed shards (see shard.py), never modified
+        tmp/                    shards being written; leftovers of dead writers
+
+Committing is ``rename(tmp/<x>.partial, <config_id>/<shard>.h5)`` of a
+complete, fsynced file, so a killed writer leaves at most a partial file in
+``tmp/`` that no reader looks at. Nothing committed is ever modified in place:
+compaction writes a merged shard, renames it in, then deletes its inputs (a
+crash in between leaves duplicate keys, which readers tolerate and the next
+compaction removes). Writers on several machines need no lock server: shard
+names are unique, and renames are atomic on shared file systems too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import uuid
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import (
+    LegacyStoreError,
+    NotAFeatureStoreError,
+    StoreChangedError,
+    StoreDamageError,
+)
+from .files import publish, publish_once, remove_stale, unique_name
+from .index import SHARD_SUFFIX, index_for
+from .shard import Shard, build_shard, chunk_checksums, encode_keys
+
+try:  # POSIX
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: compactions may overlap (harmless duplicates)
+    fcntl = None
+
+__all__ = ["FeatureStore", "config_id"]
+
+STORE_FORMAT = "sklearn-mlsp feature store"
+STORE_VERSION = 2
+MARKER = "store.json"
+CONFIG_FILE = "config.json"
+FANOUT = 8  # shards of one size class merged at a time (log-structured tiers)
+
+
+def config_id(config: dict) -> str:
+    """Stable identifier of a feature configuration (hash of its canonical JSON)."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return "cfg_" + hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def _canonical(config: dict) -> dict:
+    return json.loads(json.dumps(config, sort_keys=True))
+
+
+def _is_v1_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(8) != b"\x89HDF\r\n\x1a\n":
+                return False
+        from .shard import open_hdf5
+
+        with open_hdf5(path) as fh:
+            return fh.attrs.get("format") == STORE_FORMAT
+    except OSError:
+        return False
+
+
+_MARKERS: dict[str, tuple] = {}  # path -> (stat stamp, marker dict): one read per change
+
+
+def _read_marker(marker: Path):
+    try:
+        st = os.stat(marker)
+    except FileNotFoundError:
+        return None
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+    cached = _MARKERS.get(str(marker))
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    try:
+        info = json.loads(marker.read_text())
+    except (OSError, ValueError) as exc:
+        raise StoreDamageError(f"feature store marker '{marker}' is damaged ({exc}).") from exc
+    _MARKERS[str(marker)] = (stamp, info)
+    return info
+
+
+def _key_bytes(keys) -> list:
+    """Keys as bytes; None and "" (images that could not be read) become b""."""
+    if isinstance(keys, np.ndarray) and keys.dtype.kind == "S":
+        return keys.tolist()
+    out = []
+    for k in keys:
+        if k is None:
+            out.append(b"")
+        elif isinstance(k, bytes):
+            out.append(k)
+        elif isinstance(k, str):
+            out.append(k.encode())
+        else:
+            raise TypeError(f"image keys must be str, got {type(k).__name__}")
+    return out
+
+
+class FeatureStore:
+    """Features of many images under many configurations, in a folder of shards.
+
+    Every image's features live in exactly one committed shard file, written
+    whole and renamed into place; no committed byte is modified, so a killed
+    or interrupted writer, a full disk or several writers at once never damage
+    what is stored. Each (image, view) chunk carries a CRC-32 over its key,
+    view number and bytes, checked on every read.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The store's folder (created on the first append). A name such as
+        ``"features.h5"`` is fine: it names the folder. A file in the old
+        single-file format (version 1) is refused with a message; convert it
+        with :func:`convert_v1`.
+    max_shard_bytes : int, default=256 MiB
+        Compaction merges shards up to this size (shards are built in memory).
+    auto_compact : bool, default=True
+        Merge small shards as appends accumulate (every ``FANOUT`` = 8 shards
+        of one size class become one), keeping the number of files -- and so
+        the cost of following the store -- logarithmic in its size.
+
+    Notes
+    -----
+    Appends are visible to other processes as soon as ``append`` returns.
+    Readers hold no HDF5 handle open (shards are memory-mapped), so anyone may
+    open a shard with h5py at any time.
+    """
+
+    def __init__(self, path, *, max_shard_bytes=256 * 2**20, auto_compact=True):
+        self.path = Path(path)
+        self.max_shard_bytes = max_shard_bytes
+        self.auto_compact = auto_compact
+
+    def __repr__(self):
+        return f"FeatureStore('{self.path}')"
+
+    # ---------------------------------------------------------------- layout
+
+    @property
+    def _tmp(self) -> Path:
+        return self.path / "tmp"
+
+    def _folder(self, cid: str) -> Path:
+        return self.path / cid
+
+    def _exists(self, create: bool = False) -> bool:
+        """Whether the store exists (creating it if asked); refuses foreign paths."""
+        path = self.path
+        marker = _read_marker(path / MARKER) if path.is_dir() else None
+        if marker is not None:
+            if marker.get("format") != STORE_FORMAT:
+                raise NotAFeatureStoreError(f"'{path}' is not an sklearn-mlsp feature store.")
+            if int(marker.get("format_version", 0)) > STORE_VERSION:
+                raise NotAFeatureStoreError(
+                    f"feature store '{path}' has format version {marker['format_version']}, newer "
+                    f"than this sklearn-mlsp reads ({STORE_VERSION}); upgrade sklearn-mlsp."
+                )
+            return True
+        if path.is_file():
+            if _is_v1_file(path):
+                raise LegacyStoreError(
+                    f"'{path}' is a feature cache in the old single-file format (version 1). "
+                    f"Convert it once with sklearn_mlsp.store.convert_v1('{path}') (the file is "
+                    f"kept as '{path}.v1'), or point cache= to a new path."
+                )
+            raise NotAFeatureStoreError(
+                f"'{path}' is a file that is not an sklearn-mlsp feature cache; choose another "
+                "cache= path (a new folder name)."
+            )
+        if path.is_dir():
+            if any(name != "tmp" for name in os.listdir(path)):
+                raise NotAFeatureStoreError(
+                    f"'{path}' is a folder that is not an sklearn-mlsp feature store (it has no "
+                    f"{MARKER} and is not empty); choose another cache= path."
+                )
+        elif path.exists() or path.is_symlink():
+            raise NotAFeatureStoreError(f"'{path}' is not a folder; choose another cache= path.")
+        if not create:
+            return False
+        path.mkdir(parents=True, exist_ok=True)
+        info = {"format": STORE_FORMAT, "format_version": STORE_VERSION, "store_id": uuid.uuid4().hex}
+        publish_once(json.dumps(info).encode(), path / MARKER, self._tmp)
+        return True
+
+    @property
+    def store_id(self):
+        """The random id given at creation: a rebuilt store has another one (None if absent)."""
+        if not self._exists():
+            return None
+        return _read_marker(self.path / MARKER)["store_id"]
+
+    def _index(self, cid: str):
+        index = index_for(self._folder(cid))
+        index.refresh()
+        return index
+
+    def _config_of(self, cid: str):
+        try:
+            return json.loads((self._folder(cid) / CONFIG_FILE).read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise StoreDamageError(
+                f"configuration file '{self._folder(cid) / CONFIG_FILE}' is damaged ({exc})."
+            ) from exc
+
+    # ------------------------------------------------------------- reading
+
+    def configs(self) -> dict:
+        """The configurations stored, as ``{config_id: config dict}``."""
+        if not self._exists():
+            return {}
+        out = {}
+        for entry in sorted(os.scandir(self.path), key=lambda e: e.name):
+            if entry.is_dir() and entry.name.startswith("cfg_"):
+                config = self._config_of(entry.name)
+                if config is not None:
+                    out[entry.name] = config
+        return out
+
+    def lookup(self, cid: str, keys) -> np.ndarray:
+        """Whether each key is stored under configuration ``cid`` (bool array)."""
+        keys = _key_bytes(keys)
+        if not keys or not self._exists():
+            return np.zeros(len(keys), dtype=bool)
+        return self._index(cid).contains(keys)
+
+    def read(self, cid: str, keys, views=None, on_damage: str = "raise") -> np.ndarray:
+        """Features of ``keys`` (all views, or one view per key), as float32.
+
+        Parameters
+        ----------
+        cid : str
+            Configuration id.
+        keys : sequence of str (or bytes array)
+            Image keys; None or "" gives NaN (an image that could not be read).
+        views : array of int or None
+            One view index per key (pairwise), or None for all views.
+        on_damage : {"raise", "nan"}
+            A chunk that fails its checksum raises :class:`StoreDamageError`
+            naming the shard and the image, or reads as NaN with a warning.
+
+        Raises
+        ------
+        StoreChangedError
+            A key is not (or no longer) in the store.
+        """
+        keys = _key_bytes(keys)
+        views = None if views is None else np.asarray(views, dtype=np.int64)
+        for attempt in range(3):
+            try:
+                return self._read(cid, keys, views, on_damage, force=attempt > 0)
+            except FileNotFoundError:  # a shard was compacted away under us: follow and retry
+                continue
+        return self._read(cid, keys, views, on_damage, force=True)
+
+    def _read(self, cid, keys, views, on_damage, force):
+        index = index_for(self._folder(cid))
+        index.refresh(force=force)
+        codes, shard_at = index.locate(keys)
+        wanted = np.fromiter((len(k) > 0 for k in keys), dtype=bool, count=len(keys))
+        absent = wanted & (codes < 0)
+        if absent.any() and not force:
+            raise FileNotFoundError  # perhaps not followed yet: retry after a full listing
+        if absent.any():
+            first = keys[int(np.flatnonzero(absent)[0])].decode(errors="replace")
+            hint = f" Damaged shards: {sorted(index.damaged)}." if index.damaged else ""
+            raise StoreChangedError(
+                f"{int(absent.sum())} of the requested images are not in feature store "
+                f"'{self.path}' under {cid} (first: {first}): the store or configuration was "
+                f"dropped, or a shard was lost.{hint} Run transform again to recompute them."
+            )
+        tail = None
+        for shard in shard_at.values():
+            tail = shard.shape[1:] if views is None else shard.shape[2:]
+            break
+        if tail is None:
+            raise StoreChangedError(f"configuration {cid} has no features in '{self.path}'.")
+        out_shape = (len(keys), *tail)
+        out = (np.empty if wanted.all() else np.zeros)(out_shape, dtype=np.float32)
+        if not wanted.all():
+            out[~wanted] = np.nan
+        positions_all = np.flatnonzero(wanted)
+        for slot, group, rows in index.split(codes[positions_all]):
+            shard = shard_at[slot]
+            positions = positions_all[group]
+            data, bad = shard.read(rows, None if views is None else views[positions])
+            out[positions] = data
+            if bad.any():
+                self._damaged(shard, positions, rows, bad, keys, out, on_damage)
+        return out
+
+    def _damaged(self, shard, positions, rows, bad, keys, out, on_damage):
+        where = np.argwhere(bad.reshape(len(rows), -1))
+        images = sorted({keys[positions[i]].decode(errors="replace") for i, _ in where})
+        message = (
+            f"feature shard '{shard.path}' is damaged: {len(where)} feature chunk(s) of "
+            f"{len(images)} image(s) fail their checksum (first: {images[0]}). Run "
+            f"FeatureStore('{self.path}').verify(repair=True) and transform again to recompute them."
+        )
+        if on_damage == "raise":
+            raise StoreDamageError(message)
+        for i, _ in where:
+            out[positions[i]] = np.nan
+        warnings.warn(message + " They read as NaN.", UserWarning, stacklevel=4)
+
+    def view(self, cid: str, keys=None, tap_channels=None, view_names=None, shape=None,
+             on_damage: str = "raise"):
+        """A lazy, read-only array over the images ``keys`` (all stored images if None).
+
+        ``shape`` (``(n_views, C, k, k)``) is needed only when no image of the
+        configuration is stored yet. See :class:`FeatureView`.
+        """
+        from .view import FeatureView
+
+        exists = self._exists()
+        index = self._index(cid) if exists else None
+        if keys is None:
+            keys = index.all_keys() if index is not None else np.array([], dtype="S1")
+        tail = tuple(shape) if shape is not None else None
+        if tail is None and index is not None:
+            for shard in index.shards.values():
+                tail = shard.shape[1:]
+                break
+        if tail is None:
+            raise StoreChangedError(
+                f"configuration {cid} has no features in '{self.path}' to view."
+            )
+        return FeatureView(self.path, cid, keys, tail, tap_channels, view_names,
+                           store_id=self.store_id, on_damage=on_damage)
+
+    # -------------------------------------------------------------- writing
+
+    def append(self, config: dict, keys, features) -> int:
+        """Commit the features of new images; keys already stored are skipped.
+
+        The images become visible to every reader at once when this returns;
+        if the process dies first, none of them is visible.
+
+        Parameters
+        ----------
+        config : dict
+            The configuration (its folder is created on first use).
+        keys : list of str
+            Content keys, non-empty.
+        features : array (m, V, ...)
+            Cast to float16.
+
+        Returns
+        -------
+        n_written : int
+
+        Raises
+        ------
+        StoreFullError
+            The disk is full (nothing of this append is visible; earlier
+            appends are intact).
+        """
+        features = np.asarray(features)
+        keys = list(keys)
+        if len(keys) != len(features):
+            raise ValueError(f"{len(keys)} keys but {len(features)} feature rows")
+        if not keys:
+            return 0
+        if features.ndim < 2:
+            raise ValueError(f"features must be (images, views, ...), got shape {features.shape}")
+        encoded = _key_bytes(keys)
+        if any(len(k) == 0 for k in encoded):
+            raise ValueError("image keys must be non-empty")
+        cid = config_id(config)
+        self._exists(create=True)
+        folder = self._folder(cid)
+        self._ensure_config(folder, config, cid)
+        index = self._index(cid)
+        for shard in index.shards.values():
+            if shard.shape[1:] != features.shape[1:]:
+                raise ValueError(
+                    f"features of shape {features.shape[1:]} do not fit the stored "
+                    f"{shard.shape[1:]} for configuration {cid} in '{self.path}'."
+                )
+            break
+        stored = index.contains(encoded)
+        seen, keep = set(), []
+        for i, key in enumerate(encoded):
+            if not stored[i] and key not in seen:
+                seen.add(key)
+                keep.append(i)
+        if not keep:
+            return 0
+        key_array = encode_keys([encoded[i] for i in keep])
+        data = np.ascontiguousarray(features[keep], dtype="<f2")
+        self._publish_shard(folder, config, cid, key_array, data, chunk_checksums(key_array, data), index)
+        if self.auto_compact:
+            self._compact_step(cid, index, config)
+        return len(keep)
+
+    def _ensure_config(self, folder: Path, config: dict, cid: str) -> None:
+        config_file = folder / CONFIG_FILE
+        if not config_file.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            text = json.dumps(config, sort_keys=True, indent=1).encode()
+            publish_once(text, config_file, self._tmp)
+        stored = self._config_of(cid)
+        if stored is not None and stored != _canonical(config):
+            raise ValueError(f"configuration hash collision in '{self.path}' ({cid}).")
+
+    def _publish_shard(self, folder, config, cid, keys, data, sums, index) -> Shard:
+        blob = build_shard(config, cid, keys, data, sums)
+        final = folder / unique_name("s", f"-n{len(keys)}{SHARD_SUFFIX}")
+        publish(blob, final, self._tmp)
+        shard = Shard.open(final)
+        index.add(shard)
+        return shard
+
+    # --------------------------------------------------------------- upkeep
+
+    @contextmanager
+    def _compaction_lock(self, folder: Path, wait: bool):
+        """One compaction per configuration at a time on this machine (best effort elsewhere)."""
+        if fcntl is None:
+            yield True
+            return
+        try:
+            fd = os.open(folder / ".compact.lock", os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError:
+            yield True  # read-only or odd file system: overlapping merges only duplicate keys
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                locked = True
+            except BlockingIOError:
+                locked = False
+            except OSError:
+                locked = True  # no flock here (some network file systems): proceed
+            yield locked
+        finally:
+            os.close(fd)
+
+    def _size_class(self, shard: Shard) -> int:
+        return int(math.log(max(len(shard), 1), FANOUT) + 1e-9)
+
+    def _compact_step(self, cid: str, index, config: dict) -> None:
+        """Merge one group of ``FANOUT`` same-size shards, if there is one (bounded work)."""
+        classes: dict[int, list] = {}
+        for shard in index.shards.values():
+            if shard.nbytes * 2 <= self.max_shard_bytes:
+                classes.setdefault(self._size_class(shard), []).append(shard)
+        for size_class in sorted(classes):
+            group = sorted(classes[size_class], key=lambda s: s.name)
+            if len(group) < FANOUT:
+                continue
+            chosen, total = [], 0
+            for shard in group[:FANOUT]:
+                if total + shard.nbytes > self.max_shard_bytes and len(chosen) >= 2:
+                    break
+                chosen.append(shard)
+                total += shard.nbytes
+            with self._compaction_lock(self._folder(cid), wait=False) as locked:
+                if locked:
+                    self._merge(cid, index, chosen, config)
+            return
+
+    def _merge(self, cid: str, index, shards: list, config: dict) -> list:
+        """Write the sound, distinct rows of ``shards`` as one shard, then delete them.
+
+        Returns the damaged rows left out, as ``(shard path, key, view)``.
+        """
+        keys, data, sums, damaged, seen = [], [], [], [], set()
+        for shard in shards:
+            try:
+                block, expected, bad = shard.read_all()
+            except FileNotFoundError:
+                return damaged  # another process compacted these already
+            row_bad = bad.any(axis=1)
+            keep = []
+            for row, key in enumerate(shard.keys.tolist()):
+                if row_bad[row]:
+                    damaged.extend((str(shard.path), key.decode(errors="replace"), int(v))
+                                   for v in np.flatnonzero(bad[row]))
+                elif key not in seen:
+                    seen.add(key)
+                    keep.append(row)
+            keys.append(shard.keys[keep])
+            data.append(block[keep])
+            sums.append(expected[keep])
+        if damaged:
+            warnings.warn(
+                f"compaction left out {len(damaged)} damaged feature chunk(s) (first: image "
+                f"{damaged[0][1]} in '{damaged[0][0]}'); those images will be recomputed.",
+                UserWarning, stacklevel=3,
+            )
+        if sum(len(k) for k in keys):
+            width = max(k.dtype.itemsize for k in keys)
+            merged_keys = np.concatenate([k.astype(f"S{width}") for k in keys])
+            self._publish_shard(self._folder(cid), config, cid, merged_keys,
+                                np.concatenate(data), np.concatenate(sums), index)
+        for shard in shards:  # after the merged shard is in: a crash here only duplicates
+            try:
+                os.unlink(shard.path)
+            except FileNotFoundError:
+                pass
+            index.remove(shard)
+        return damaged
+
+    def compact(self, cid: str | None = None) -> dict:
+        """Merge each configuration's shards into as few as ``max_shard_bytes`` allows.
+
+        Duplicate keys (left by concurrent writers) are removed, damaged rows
+        are left out (with a warning; they are recomputed on the next
+        transform), and leftovers of dead writers in ``tmp/`` older than six
+        hours are deleted.
+
+        Returns
+        -------
+        dict
+            ``{config_id: (shards before, shards after)}``.
+        """
+        result = {}
+        if not self._exists():
+            return result
+        remove_stale(self._tmp)
+        for c in [cid] if cid is not None else list(self.configs()):
+            config = self._config_of(c)
+            if config is None:
+                continue
+            index = self._index(c)
+            with self._compaction_lock(self._folder(c), wait=True):
+                index.refresh(force=True)
+                before = len(index.shards)
+                group, total = [], 0
+                for shard in sorted(index.shards.values(), key=lambda s: s.name):
+                    if group and total + shard.nbytes > self.max_shard_bytes:
+                        if len(group) > 1:
+                            self._merge(c, index, group, config)
+                        group, total = [], 0
+                    group.append(shard)
+                    total += shard.nbytes
+                if len(group) > 1:
+                    self._merge(c, index, group, config)
+                result[c] = (before, len(index.shards))
+        return result
+
+    def verify(self, cid: str | None = None, repair: bool = False) -> pd.DataFrame:
+        """Re-check every checksum; report (and with ``repair``, remove) damage.
+
+        Parameters
+        ----------
+        cid : str or None
+            One configuration, or all.
+        repair : bool, default=False
+            Rewrite shards without their damaged rows and move shards that
+            cannot be opened to ``<store>/damaged/``; the affected images are
+            then recomputed by the next transform.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per damaged chunk or unreadable shard: ``config_id``,
+            ``shard``, ``image`` (None for an unreadable shard), ``view``,
+            ``problem``.
+        """
+        rows = []
+        if not self._exists():
+            return pd.DataFrame(rows, columns=["config_id", "shard", "image", "view", "problem"])
+        remove_stale(self._tmp)
+        for c in [cid] if cid is not None else list(self.configs()):
+            index = self._index(c)
+            with self._compaction_lock(self._folder(c), wait=True):
+                index.refresh(force=True)
+                for name, reason in sorted(index.damaged.items()):
+                    rows.append((c, str(self._folder(c) / name), None, None, reason))
+                    if repair:
+                        quarantine = self.path / "damaged"
+                        quarantine.mkdir(exist_ok=True)
+                        try:
+                            os.rename(self._folder(c) / name, quarantine / f"{c}-{name}")
+                        except FileNotFoundError:
+                            pass
+                config = self._config_of(c)
+                for shard in sorted(index.shards.values(), key=lambda s: s.name):
+                    step = max(1, (64 << 20) // max(1, int(np.prod(shard.shape[1:])) * 2))
+                    shard_bad = False
+                    for start in range(0, len(shard), step):
+                        _, _, bad = shard.read_all(start, min(len(shard), start + step))
+                        for r, v in np.argwhere(bad):
+                            key = shard.keys[start + r].decode(errors="replace")
+                            rows.append((c, str(shard.path), key, int(v), "checksum mismatch"))
+                            shard_bad = True
+                    if repair and shard_bad:
+                        self._merge(c, index, [shard], config)
+                if repair:
+                    index.refresh(force=True)
+        return pd.DataFrame(rows, columns=["config_id", "shard", "image", "view", "problem"])
+
+    def summary(self) -> pd.DataFrame:
+        """One row per configuration: backbone, grid, views, channels, images, shards, bytes."""
+        rows = []
+        for c, config in self.configs().items():
+            index = self._index(c)
+            tap_channels = config.get("tap_channels")
+            rows.append({
+                "config_id": c,
+                "backbone": config.get("backbone"),
+                "grid_size": config.get("grid_size"),
+                "views": len(config["views"]) if "views" in config else None,
+                "channels": sum(tap_channels) if tap_channels else None,
+                "images": len(index),
+                "shards": len(index.shards),
+                "bytes": sum(s.nbytes for s in index.shards.values()),
+            })
+        columns = ["config_id", "backbone", "grid_size", "views", "channels", "images", "shards", "bytes"]
+        return pd.DataFrame(rows, columns=columns)
+
+    def drop(self, cid: str) -> int:
+        """Delete a configuration and its features; returns the number of images dropped.
+
+        The folder is renamed away first (atomic), so readers see all of it or
+        none of it.
+        """
+        if not self._exists() or not self._folder(cid).is_dir():
+            raise KeyError(f"configuration {cid!r} is not in feature store '{self.path}'; "
+                           f"stored: {sorted(self.configs())}")
+        n = len(self._index(cid))
+        self._tmp.mkdir(exist_ok=True)
+        trash = self._tmp / unique_name(f"dropped-{cid}-")
+        os.rename(self._folder(cid), trash)
+        shutil.rmtree(trash, ignore_errors=True)
+        index_for(self._folder(cid)).refresh(force=True)
+        return n

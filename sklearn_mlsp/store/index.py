@@ -1,0 +1,170 @@
+"""Where each image's features are: a per-process index of a configuration's shards.
+
+The shards of a configuration are the ``*.h5`` files in its folder. The index
+keeps them open (keys in memory, features mapped) and maps every key to its
+(shard, row). It follows the folder incrementally: a listing happens only
+when the folder changed (or changed within the last two seconds, which covers
+file systems with coarse timestamps), and only new shards are opened, so the
+cost of a lookup does not grow with the number of images stored.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .errors import StoreDamageError
+from .shard import Shard
+
+__all__ = ["ConfigIndex", "index_for"]
+
+SHARD_SUFFIX = ".h5"
+_SETTLE_NS = 2_000_000_000
+_ROW_BITS = 40  # location code = shard slot << 40 | row
+
+
+class ConfigIndex:
+    """Live shards of one configuration folder, and the location of every key."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.lock = threading.RLock()
+        self.shards: dict[str, Shard] = {}  # file name -> shard
+        self.damaged: dict[str, str] = {}  # file name -> reason
+        self._slot_of: dict[str, int] = {}
+        self._shard_at: dict[int, Shard] = {}
+        self._next_slot = 0
+        self._where: dict[bytes, int] = {}
+        self._stamp = None
+        self._ino = None
+
+    # ------------------------------------------------------------- following
+
+    def refresh(self, force: bool = False) -> None:
+        """Catch up with shards added or removed by any process."""
+        with self.lock:
+            try:
+                st = os.stat(self.folder)
+            except FileNotFoundError:
+                self._reset()
+                return
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+            settled = time.time_ns() - st.st_mtime_ns > _SETTLE_NS
+            if not force and stamp == self._stamp and settled:
+                return
+            if self._ino is not None and st.st_ino != self._ino:
+                self._reset()  # the folder was replaced (dropped and recreated)
+            self._ino = st.st_ino
+            try:
+                names = {n for n in os.listdir(self.folder) if n.endswith(SHARD_SUFFIX)}
+            except FileNotFoundError:
+                self._reset()
+                return
+            for name in sorted(names - self.shards.keys() - self.damaged.keys()):
+                try:
+                    self._add(Shard.open(self.folder / name))
+                except FileNotFoundError:
+                    continue  # compacted away between the listing and the open
+                except StoreDamageError as exc:
+                    self.damaged[name] = str(exc)
+                    warnings.warn(str(exc), UserWarning, stacklevel=4)
+            for name in list(self.shards.keys() - names):
+                self._remove(self.shards[name])
+            for name in list(self.damaged.keys() - names):
+                del self.damaged[name]
+            self._stamp = stamp if settled else None
+
+    def add(self, shard: Shard) -> None:
+        """Register a shard this process has just published."""
+        with self.lock:
+            if shard.name not in self.shards:
+                self._add(shard)
+
+    def remove(self, shard: Shard) -> None:
+        """Forget a shard this process has just deleted."""
+        with self.lock:
+            if self.shards.get(shard.name) is shard:
+                self._remove(shard)
+
+    def _add(self, shard: Shard) -> None:
+        slot = self._next_slot
+        self._next_slot += 1
+        self.shards[shard.name] = shard
+        self._slot_of[shard.name] = slot
+        self._shard_at[slot] = shard
+        base = slot << _ROW_BITS
+        # Newer shards win: after a merge, keys point to the merged shard.
+        self._where.update(zip(shard.keys.tolist(), range(base, base + len(shard))))
+
+    def _remove(self, shard: Shard) -> None:
+        slot = self._slot_of.pop(shard.name)
+        del self.shards[shard.name]
+        del self._shard_at[slot]
+        base = slot << _ROW_BITS
+        where = self._where
+        for row, key in enumerate(shard.keys.tolist()):
+            if where.get(key) == base + row:
+                del where[key]
+        shard.close()
+
+    def _reset(self) -> None:
+        for shard in list(self.shards.values()):
+            shard.close()
+        self.__init__(self.folder)
+
+    # -------------------------------------------------------------- queries
+
+    def __len__(self):
+        return len(self._where)
+
+    def contains(self, keys) -> np.ndarray:
+        where = self._where
+        return np.fromiter((k in where for k in keys), dtype=bool, count=len(keys))
+
+    def locate(self, keys):
+        """Shard and row of each key: ``(codes, shards)``; code -1 where absent."""
+        with self.lock:
+            where = self._where
+            codes = np.fromiter((where.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+            return codes, dict(self._shard_at)
+
+    def all_keys(self) -> np.ndarray:
+        """Every stored key once, shard by shard in the order they were committed."""
+        with self.lock:
+            parts = [self.shards[name].keys for name in sorted(self.shards)]
+            if not parts:
+                return np.array([], dtype="S1")
+            width = max(p.dtype.itemsize for p in parts)
+            keys = np.concatenate([p.astype(f"S{width}", copy=False) for p in parts])
+            if len(keys) != len(self._where):  # duplicates across shards: keep one of each
+                keys = np.array(list(dict.fromkeys(keys.tolist())), dtype=f"S{width}")
+            return keys
+
+    def split(self, codes: np.ndarray):
+        """Group location codes by shard: yields ``(slot, positions, rows)``."""
+        slots = codes >> _ROW_BITS
+        rows = codes & ((1 << _ROW_BITS) - 1)
+        order = np.argsort(slots, kind="stable")
+        boundaries = np.flatnonzero(np.diff(slots[order])) + 1
+        for group in np.split(order, boundaries):
+            if len(group):
+                yield int(slots[group[0]]), group, rows[group]
+
+
+_INDEXES: dict[str, ConfigIndex] = {}
+_INDEXES_LOCK = threading.Lock()
+
+
+def index_for(folder: Path) -> ConfigIndex:
+    """The process-wide index of a configuration folder."""
+    key = os.path.abspath(folder)
+    with _INDEXES_LOCK:
+        index = _INDEXES.get(key)
+        if index is None:
+            index = _INDEXES[key] = ConfigIndex(Path(key))
+        return index

@@ -1,0 +1,156 @@
+"""FeatureView: a lazy array over stored images, addressed by their keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import StoreChangedError
+from .shard import encode_keys
+
+__all__ = ["FeatureView"]
+
+
+class FeatureView:
+    """Lazy, read-only array of stored features (float32 on reading).
+
+    Behaves like a numpy array of shape ``(n_images, n_views, C, k, k)`` for
+    what scikit-learn and the heads need -- ``shape``, ``dtype``, ``ndim``,
+    ``len``, and indexing, which reads only the requested part from disk and
+    returns numpy:
+
+    - ``view[i]``, ``view[a:b]``, ``view[int_array]``, ``view[bool_mask]``;
+    - ``view[rows, views]`` with two equal-length integer arrays: one view per
+      image (pairwise, as numpy), shape ``(m, C, k, k)``; with an integer or
+      slice as second index: those views of each image;
+    - further indices apply to the result.
+
+    ``np.asarray(view)`` materialises all of it. The view holds the images'
+    content keys, not positions in a file: it keeps working while the store
+    is compacted or appended to, and refuses (:class:`StoreChangedError`) to
+    read from a store that was deleted or rebuilt under it. Images that could
+    not be read (``errors="nan"``) read as NaN. Pickles as a reference to the
+    store (its path, the configuration and the keys), never as the features.
+
+    Attributes
+    ----------
+    tap_channels : tuple of int or None
+        Channels of each tap, summing to C (Multi-3FC uses it).
+    view_names : tuple of str or None
+        Name of each view, in order.
+    keys : ndarray of bytes
+        The content key of each image (empty for an unreadable one).
+    """
+
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, path, cid, keys, tail, tap_channels=None, view_names=None,
+                 store_id=None, on_damage="raise"):
+        self.path = Path(path)
+        self.config_id = cid
+        keys = keys if isinstance(keys, np.ndarray) and keys.dtype.kind == "S" else encode_keys(
+            [b"" if k is None else k for k in keys])
+        self.keys = keys
+        self._tail = tuple(tail)
+        self.tap_channels = None if tap_channels is None else tuple(tap_channels)
+        self.view_names = None if view_names is None else tuple(view_names)
+        self.store_id = store_id
+        self.on_damage = on_damage
+
+    @property
+    def shape(self):
+        return (len(self.keys), *self._tail)
+
+    @property
+    def ndim(self):
+        return 1 + len(self._tail)
+
+    @property
+    def size(self):
+        return int(np.prod(self.shape))
+
+    @property
+    def nbytes(self):
+        return self.size * self.dtype.itemsize
+
+    def __len__(self):
+        return len(self.keys)
+
+    def __repr__(self):
+        return f"FeatureView(shape={self.shape}, dtype=float32, store='{self.path}')"
+
+    def _store(self):
+        from .feature_store import FeatureStore
+
+        store = FeatureStore(self.path)
+        current = store.store_id
+        if current is None:
+            raise StoreChangedError(
+                f"the feature store '{self.path}' behind this FeatureView was deleted; "
+                "run transform again."
+            )
+        if self.store_id is not None and current != self.store_id:
+            raise StoreChangedError(
+                f"the feature store '{self.path}' was rebuilt after this FeatureView was made "
+                "(its store_id changed); run transform again for a view of the new store."
+            )
+        return store
+
+    def read(self, positions, views=None) -> np.ndarray:
+        """Features of the images at ``positions`` (all views, or one view each)."""
+        keys = self.keys[np.asarray(positions, dtype=np.int64)]
+        return self._store().read(self.config_id, keys, views, on_damage=self.on_damage)
+
+    def _select(self, key):
+        n = len(self.keys)
+        if isinstance(key, (int, np.integer)):
+            if not -n <= key < n:
+                raise IndexError(f"index {key} is out of bounds for {n} images")
+            return np.array([key % n]), True
+        if isinstance(key, slice):
+            return np.arange(n)[key], False
+        key = np.asarray(key)
+        if key.dtype == bool:
+            if key.shape != (n,):
+                raise IndexError("boolean index does not match the number of images")
+            return np.flatnonzero(key), False
+        if key.dtype.kind not in "iu":
+            raise IndexError(f"cannot index a FeatureView with {key.dtype} values")
+        if key.size and (key.max() >= n or key.min() < -n):
+            raise IndexError(f"index out of bounds for {n} images")
+        return np.where(key < 0, key + n, key), False
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        if key and key[-1] is Ellipsis:  # view[rows, ...], as scikit-learn indexes
+            key = key[:-1] or (slice(None),)
+        if any(k is Ellipsis for k in key):
+            raise IndexError("FeatureView supports '...' only as the last index")
+        view_key = key[1] if len(key) > 1 else slice(None)
+        rest = key[2:]
+        positions, scalar = self._select(key[0])
+        if scalar:
+            return self.read(positions)[0][key[1:]]
+        n_views = self._tail[0]
+        if isinstance(view_key, (int, np.integer)):
+            view_key = np.full(len(positions), view_key)
+        if not isinstance(view_key, slice):
+            views = np.asarray(view_key)
+            if views.ndim != 1 or views.dtype.kind not in "iu":
+                raise IndexError("the view index must be an int, a slice or a 1-D int array")
+            if len(views) != len(positions):
+                raise IndexError(
+                    f"row and view index arrays differ in length ({len(positions)} vs {len(views)})"
+                )
+            views = np.where(views < 0, views + n_views, views)
+            if views.size and (views.min() < 0 or views.max() >= n_views):
+                raise IndexError(f"view index out of range for {n_views} views")
+            out = self.read(positions, views)
+            return out[(slice(None), *rest)] if rest else out
+        out = self.read(positions)[:, view_key]
+        return out[(slice(None), slice(None), *rest)] if rest else out
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:]
+        return out if dtype is None else out.astype(dtype, copy=False)
