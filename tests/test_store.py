@@ -38,6 +38,8 @@ def test_append_lookup_read_roundtrip(tmp_path):
     assert len(shards) == 2
     with h5py.File(shards[0], "r") as fh:
         assert fh["features"].dtype == np.float16 and fh["keys"].shape == (3,)
+        np.testing.assert_array_equal(fh["features"][:], feats.astype(np.float16))
+        assert [k.decode() for k in fh["keys"][:]] == ["k0", "k1", "k2"]
 
 
 def test_view_indexing_follows_numpy(tmp_path):

@@ -39,6 +39,7 @@ from .errors import (
     NotAFeatureStoreError,
     StoreChangedError,
     StoreDamageError,
+    StoreFullError,
 )
 from .files import publish, publish_once, remove_stale, unique_name
 from .index import SHARD_SUFFIX, index_for
@@ -413,7 +414,10 @@ class FeatureStore:
         data = np.ascontiguousarray(features[keep], dtype="<f2")
         self._publish_shard(folder, config, cid, key_array, data, chunk_checksums(key_array, data), index)
         if self.auto_compact:
-            self._compact_step(cid, index, config)
+            try:
+                self._compact_step(cid, index, config)
+            except StoreFullError as exc:  # the append itself is committed; merging can wait
+                warnings.warn(f"compaction skipped: {exc}", UserWarning, stacklevel=2)
         return len(keep)
 
     def _ensure_config(self, folder: Path, config: dict, cid: str) -> None:
@@ -620,13 +624,13 @@ class FeatureStore:
         rows = []
         for c, config in self.configs().items():
             index = self._index(c)
-            tap_channels = config.get("tap_channels")
+            shape = next(iter(index.shards.values())).shape if index.shards else (0, None, None, None)
             rows.append({
                 "config_id": c,
                 "backbone": config.get("backbone"),
-                "grid_size": config.get("grid_size"),
-                "views": len(config["views"]) if "views" in config else None,
-                "channels": sum(tap_channels) if tap_channels else None,
+                "grid_size": shape[3] if len(shape) > 3 else None,
+                "views": shape[1],
+                "channels": shape[2] if len(shape) > 2 else None,
                 "images": len(index),
                 "shards": len(index.shards),
                 "bytes": sum(s.nbytes for s in index.shards.values()),

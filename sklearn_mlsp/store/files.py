@@ -43,14 +43,16 @@ def fsync_dir(folder: Path) -> None:
 
 
 def _write_temp(data, tmp_dir: Path) -> Path:
+    """Write ``data`` (bytes-like, or a list of them) to a new file in ``tmp_dir``."""
     tmp_dir.mkdir(parents=True, exist_ok=True)
     tmp = tmp_dir / unique_name(suffix=".partial")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        view = memoryview(data).cast("B")
-        while view:
-            written = os.write(fd, view[:_WRITE_BLOCK])
-            view = view[written:]
+        for part in data if isinstance(data, list) else [data]:
+            view = memoryview(part).cast("B")
+            while view:
+                written = os.write(fd, view[:_WRITE_BLOCK])
+                view = view[written:]
         os.fsync(fd)
     except BaseException as exc:  # Ctrl-C included: leave no partial file, then re-raise
         os.close(fd)

@@ -2,18 +2,23 @@
 
 Layout (HDF5, readable with plain h5py)::
 
-    attrs   format = "sklearn-mlsp feature shard", format_version = 2,
-            config (JSON), config_id
+    user block  512 bytes that HDF5 skips: our header (magic, version, the
+                offsets below, CRC-32 of the keys and checksums, CRC-32 of
+                the header itself)
+    attrs       format = "sklearn-mlsp feature shard", format_version = 2,
+                config (JSON), config_id
     keys        (n,)        fixed-length bytes: content keys, unique in the shard
     features    (n, V, C, k, k) float16, contiguous
     checksums   (n, V)      uint32: CRC-32 of (key, view number, feature bytes)
 
 A shard is built whole in memory, written once and never modified, so its
-HDF5 metadata cannot be caught half-updated. Datasets are contiguous, so a
-reader maps ``features`` straight from the file (no per-chunk index to walk)
-and holds no HDF5 handle open. The checksum of a chunk covers its key and
-view number too: bytes moved, swapped or re-labelled fail the check as surely
-as bytes changed.
+HDF5 metadata cannot be caught half-updated. The library reads a shard
+through its own checksummed header, not through HDF5: opening is a few small
+reads, damaged metadata is detected instead of parsed, and no HDF5 handle is
+held (users may open any shard with h5py at any time). Features are mapped
+straight from the file. The checksum of a chunk covers its key and view
+number too: bytes moved, swapped or re-labelled fail the check as surely as
+bytes changed.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ __all__ = ["Shard", "build_shard", "chunk_checksums", "encode_keys", "open_hdf5"
 
 SHARD_FORMAT = "sklearn-mlsp feature shard"
 SHARD_VERSION = 2
+HEADER_SIZE = 512  # an HDF5 user block: HDF5 ignores it, we keep our header there
+_MAGIC = b"MLSPSHRD"
 _VIEW_TAGS = [v.to_bytes(2, "little") for v in range(256)]
 
 
@@ -72,21 +79,91 @@ def chunk_checksums(keys: np.ndarray, features: np.ndarray, views=None) -> np.nd
     return out
 
 
+class _Template:
+    """An HDF5 file image for shards of one layout, with the data regions known.
+
+    HDF5's metadata for contiguous datasets depends only on names, shapes,
+    types and attributes, never on the data; building it costs milliseconds,
+    so shards of a repeated layout (every append of 8 images) reuse it and
+    only their data bytes are filled in.
+    """
+
+    def __init__(self, config: dict, cid: str, keys_dtype, shape: tuple):
+        n = shape[0]
+        with h5py.File(unique_name("shard-"), "w", driver="core", backing_store=False,
+                       userblock_size=HEADER_SIZE, track_order=False) as fh:
+            fh.attrs["format"] = SHARD_FORMAT
+            fh.attrs["format_version"] = SHARD_VERSION
+            fh.attrs["config"] = json.dumps(config, sort_keys=True)
+            fh.attrs["config_id"] = cid
+            # Written once with zeros so that storage is allocated at fixed offsets.
+            ds_keys = fh.create_dataset("keys", data=np.zeros(n, dtype=keys_dtype))
+            ds_feat = fh.create_dataset("features", data=np.zeros(shape, dtype="<f2"))
+            ds_sums = fh.create_dataset("checksums", data=np.zeros(shape[:2], dtype="<u4"))
+            fh.flush()
+            self.offsets = [int(d.id.get_offset()) - HEADER_SIZE for d in (ds_keys, ds_feat, ds_sums)]
+            self.image = bytes(fh.id.get_file_image())  # the file after the user block
+
+
+_TEMPLATES: OrderedDict = OrderedDict()
+_TEMPLATES_LOCK = threading.Lock()
+
+
+def _template(config, cid, keys_dtype, shape) -> _Template:
+    key = (cid, keys_dtype.str, tuple(shape))
+    with _TEMPLATES_LOCK:
+        found = _TEMPLATES.get(key)
+        if found is not None:
+            _TEMPLATES.move_to_end(key)
+            return found
+    made = _Template(config, cid, keys_dtype, shape)
+    if len(made.image) <= 1 << 20:  # keep only small ones (the data is in the image)
+        with _TEMPLATES_LOCK:
+            _TEMPLATES[key] = made
+            while len(_TEMPLATES) > 32:
+                _TEMPLATES.popitem(last=False)
+    return made
+
+
 def build_shard(config: dict, cid: str, keys: np.ndarray, features: np.ndarray,
-                checksums: np.ndarray) -> bytes:
+                checksums: np.ndarray) -> list:
     """The bytes of a shard file (built in memory: nothing half-written on disk)."""
-    size_hint = features.nbytes + checksums.nbytes + keys.nbytes + (1 << 16)
-    with h5py.File(unique_name("shard-"), "w", driver="core", backing_store=False,
-                   block_size=min(max(size_hint, 1 << 16), 1 << 28)) as fh:
-        fh.attrs["format"] = SHARD_FORMAT
-        fh.attrs["format_version"] = SHARD_VERSION
-        fh.attrs["config"] = json.dumps(config, sort_keys=True)
-        fh.attrs["config_id"] = cid
-        fh.create_dataset("keys", data=keys)
-        fh.create_dataset("features", data=np.ascontiguousarray(features, dtype="<f2"))
-        fh.create_dataset("checksums", data=np.ascontiguousarray(checksums, dtype="<u4"))
-        fh.flush()
-        return fh.id.get_file_image()
+    features = np.ascontiguousarray(features, dtype="<f2")
+    checksums = np.ascontiguousarray(checksums, dtype="<u4")
+    template = _template(config, cid, keys.dtype, features.shape)
+    image = bytearray(template.image)
+    for offset, data in zip(template.offsets, (keys, features, checksums)):
+        image[offset:offset + data.nbytes] = memoryview(data).cast("B")
+    header = {
+        "version": SHARD_VERSION,
+        "config_id": cid,
+        "shape": list(features.shape),
+        "key_width": keys.dtype.itemsize,
+        "offsets": [o + HEADER_SIZE for o in template.offsets],
+        "keys_crc": zlib.crc32(keys),
+        "checksums_crc": zlib.crc32(checksums),
+        "size": HEADER_SIZE + len(image),
+    }
+    return [_pack_header(header), image]
+
+
+def _pack_header(header: dict) -> bytes:
+    body = _MAGIC + json.dumps(header, sort_keys=True).encode()
+    if len(body) > HEADER_SIZE - 4:
+        raise ValueError("shard header too large")
+    body = body.ljust(HEADER_SIZE - 4, b" ")
+    return body + zlib.crc32(body).to_bytes(4, "little")
+
+
+def _unpack_header(block: bytes) -> dict:
+    if len(block) < HEADER_SIZE:
+        raise ValueError(f"the file is truncated ({len(block)} bytes)")
+    body, crc = block[: HEADER_SIZE - 4], int.from_bytes(block[HEADER_SIZE - 4 : HEADER_SIZE], "little")
+    if not body.startswith(_MAGIC):
+        raise ValueError("no shard header")
+    if zlib.crc32(body) != crc:
+        raise ValueError("the shard header fails its checksum")
+    return json.loads(body[len(_MAGIC):].decode())
 
 
 def open_hdf5(path, mode: str = "r") -> h5py.File:
@@ -176,39 +253,40 @@ class Shard:
         """
         path = Path(path)
         try:
-            with open_hdf5(path) as fh:
-                if fh.attrs.get("format") != SHARD_FORMAT:
-                    raise ValueError("not a feature shard")
-                if int(fh.attrs.get("format_version", 0)) > SHARD_VERSION:
+            with open(path, "rb") as fh:
+                header = _unpack_header(fh.read(HEADER_SIZE))
+                if int(header["version"]) > SHARD_VERSION:
                     raise ValueError(
-                        f"shard format version {fh.attrs['format_version']} is newer than this "
-                        f"library reads ({SHARD_VERSION}); upgrade sklearn-mlsp"
+                        f"shard format version {header['version']} is newer than this library "
+                        f"reads ({SHARD_VERSION}); upgrade sklearn-mlsp"
                     )
-                cid = str(fh.attrs["config_id"])
-                keys = fh["keys"][()]
-                feats, sums = fh["features"], fh["checksums"]
-                if feats.dtype != np.dtype("<f2") or sums.dtype != np.dtype("<u4"):
-                    raise ValueError("unexpected data types")
-                shape, sums_shape = feats.shape, sums.shape
-                f_off, s_off = feats.id.get_offset(), sums.id.get_offset()
-            if keys.ndim != 1 or keys.dtype.kind != "S" or len(keys) != shape[0]:
-                raise ValueError("keys do not match the features")
-            if sums_shape != shape[:2] or f_off is None or s_off is None:
-                raise ValueError("checksums do not match the features")
-            size = os.stat(path).st_size
-            f_end = f_off + int(np.prod(shape)) * 2
-            s_end = s_off + int(np.prod(shape[:2])) * 4
-            if f_end > size or s_end > size:
-                raise ValueError(f"the file is truncated ({size} bytes, data end at {max(f_end, s_end)})")
+                shape = tuple(int(x) for x in header["shape"])
+                width = int(header["key_width"])
+                k_off, f_off, s_off = (int(x) for x in header["offsets"])
+                size = os.fstat(fh.fileno()).st_size
+                if size < int(header["size"]):
+                    raise ValueError(f"the file is truncated ({size} of {header['size']} bytes)")
+                fh.seek(k_off)
+                raw = fh.read(shape[0] * width)
+                if zlib.crc32(raw) != header["keys_crc"]:
+                    raise ValueError("the keys fail their checksum")
+                keys = np.frombuffer(raw, dtype=f"S{width}").copy()
+                fh.seek(s_off)
+                sums = fh.read(shape[0] * shape[1] * 4)
+                if zlib.crc32(sums) != header["checksums_crc"]:
+                    raise ValueError("the chunk checksums fail their checksum")
+            ends = (f_off + int(np.prod(shape)) * 2, s_off + len(sums), k_off + len(raw))
+            if max(ends) > size:
+                raise ValueError("data extend past the end of the file")
         except FileNotFoundError:
             raise
-        except Exception as exc:  # h5py raises OSError, KeyError, ValueError, ... for damage
+        except Exception as exc:  # any inconsistency is damage
             raise StoreDamageError(
                 f"feature shard '{path}' is damaged and cannot be read ({exc}). Its images are "
                 "treated as not stored and will be recomputed; FeatureStore(...).verify(repair=True) "
                 "moves the file aside."
             ) from exc
-        return cls(path, cid, keys, shape, int(f_off), int(s_off), size)
+        return cls(path, str(header["config_id"]), keys, shape, f_off, s_off, size)
 
     # ---------------------------------------------------------------- reading
 

@@ -1,0 +1,522 @@
+"""The feature store under real faults: kills, Ctrl-C, full disks, damaged bytes, races.
+
+Every guarantee of sklearn_mlsp.store is tested by doing the fault. Writers
+run in forked child processes (cheap to start, many times) with small
+features, so the loops stay within seconds.
+"""
+
+import json
+import multiprocessing
+import os
+import random
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import warnings
+import zlib
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from sklearn_mlsp.store import (
+    FeatureStore,
+    LegacyStoreError,
+    StoreChangedError,
+    StoreDamageError,
+    StoreFullError,
+    config_id,
+    convert_v1,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = {"test": "faults", "views": 8}
+CID = config_id(CONFIG)
+SHAPE = (8, 12, 1, 1)  # views, channels, k, k
+FORK = multiprocessing.get_context("fork")
+
+
+def expected(key: str, shape=SHAPE) -> np.ndarray:
+    """Deterministic features of a key: any mix-up is visible."""
+    rng = np.random.default_rng(zlib.crc32(key.encode()))
+    return rng.normal(size=shape).astype(np.float16)
+
+
+def batch(keys, shape=SHAPE):
+    return np.stack([expected(k, shape) for k in keys])
+
+
+def check_exact(store, keys):
+    """Every key in ``keys`` reads back exactly."""
+    if len(keys):
+        got = store.read(CID, keys)
+        np.testing.assert_array_equal(got, batch(keys).astype(np.float32))
+
+
+def visible(store, candidates):
+    found = store.lookup(CID, candidates)
+    return {k for k, f in zip(candidates, found) if f}
+
+
+# ------------------------------------------------------------------- SIGKILL
+
+
+def _append_forever(path, prefix, batch_size=8):
+    store = FeatureStore(path)
+    i = 0
+    while True:
+        keys = [f"{prefix}-{i + j}" for j in range(batch_size)]
+        store.append(CONFIG, keys, batch(keys))
+        i += batch_size
+
+
+def test_sigkill_at_random_times_never_loses_or_corrupts_committed_images(tmp_path):
+    path = tmp_path / "store"
+    rng = random.Random(7)
+    committed: set = set()
+    kills = mid_write = 0
+    for run in range(50):
+        prefix = f"run{run}"
+        proc = FORK.Process(target=_append_forever, args=(path, prefix))
+        proc.start()
+        time.sleep(rng.uniform(0.02, 0.35))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join()
+        assert proc.exitcode == -signal.SIGKILL
+        kills += 1
+        leftovers = list((path / "tmp").glob("*.partial"))
+        mid_write += bool(leftovers)
+        for p in leftovers:
+            p.unlink()  # count each run's leftovers once
+        store = FeatureStore(path)
+        candidates = [f"{prefix}-{i}" for i in range(20_000)]
+        new = visible(store, candidates)
+        assert len(new) % 8 == 0 and new == set(candidates[: len(new)]), (
+            f"kill {run}: an append is visible in part")
+        assert visible(store, sorted(committed)) == committed, f"kill {run}: committed images vanished"
+        check_exact(store, sorted(new) + rng.sample(sorted(committed), min(64, len(committed))))
+        if new or committed:
+            assert {k.decode() for k in store.view(CID).keys} == committed | new, (
+                "something not committed is visible")
+        committed |= new
+    assert len(committed) > 100
+    store = FeatureStore(path)
+    assert store.verify().empty
+    check_exact(store, sorted(committed))
+    store.compact()
+    check_exact(store, sorted(committed))
+    assert int(store.summary()["images"].sum()) == len(committed)
+    print(f"\nSIGKILL: {kills} kills survived, {mid_write} landed while a shard was being written, "
+          f"{len(committed)} images committed and exact")
+
+
+# -------------------------------------------------------------------- Ctrl-C
+
+
+def _append_until_interrupted(path, prefix):
+    try:
+        _append_forever(path, prefix)
+    except KeyboardInterrupt:
+        os._exit(130)
+    os._exit(0)
+
+
+def test_ctrl_c_is_never_swallowed_and_keeps_what_was_committed(tmp_path):
+    path = tmp_path / "store"
+    rng = random.Random(3)
+    for run in range(10):
+        proc = FORK.Process(target=_append_until_interrupted, args=(path, f"c{run}"))
+        proc.start()
+        time.sleep(rng.uniform(0.05, 0.3))
+        os.kill(proc.pid, signal.SIGINT)
+        proc.join(timeout=20)
+        assert proc.exitcode == 130, f"Ctrl-C did not stop the writer (exit code {proc.exitcode})"
+    store = FeatureStore(path)
+    keys = [k.decode() for k in store.view(CID).keys]
+    assert len(keys) > 0
+    check_exact(store, keys)
+    assert store.verify().empty
+
+
+# ----------------------------------------------------------------- disk full
+
+
+def _fill_until_full(path, prefix, limit, conn):
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+    store = FeatureStore(path, auto_compact=False)
+    committed, size = [], 4
+    try:
+        while True:
+            keys = [f"{prefix}-{len(committed) + j}" for j in range(size)]
+            store.append(CONFIG, keys, batch(keys))
+            committed.extend(keys)
+            size *= 2
+    except StoreFullError as exc:
+        conn.send({"committed": committed, "error": str(exc), "errno": exc.errno})
+    except BaseException as exc:  # anything else is a failure of the guarantee
+        conn.send({"committed": committed, "error": f"{type(exc).__name__}: {exc}", "errno": None})
+    os._exit(0)
+
+
+@pytest.mark.parametrize("limit", [20_000, 60_000, 150_000, 400_000, 1_000_000])
+def test_full_disk_is_a_clear_error_and_a_rerun_completes(tmp_path, limit):
+    path = tmp_path / "store"
+    parent, child = FORK.Pipe()
+    proc = FORK.Process(target=_fill_until_full, args=(path, "full", limit, child))
+    proc.start()
+    report = parent.recv()
+    proc.join(timeout=60)
+    assert proc.exitcode == 0, "the writer crashed on a full disk"
+    assert "full" in report["error"] and str(path) in report["error"], report["error"]
+    committed = report["committed"]
+    store = FeatureStore(path)
+    check_exact(store, committed)
+    assert not list((path / "tmp").glob("*.partial")), "a partial file was left behind"
+    # Space freed (no limit here): the same job runs again and completes.
+    rest = [f"full-{len(committed) + j}" for j in range(64)]
+    store.append(CONFIG, committed + rest, batch(committed + rest))
+    check_exact(store, committed + rest)
+    assert store.verify().empty
+
+
+def test_a_really_full_file_system(tmp_path):
+    """ENOSPC from a 1 MB tmpfs, where this machine lets us mount one."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root); RLIMIT_FSIZE tests cover EFBIG")
+    try:
+        filler = mount / "filler"
+        filler.write_bytes(b"\0" * 700_000)
+        store = FeatureStore(mount / "store", auto_compact=False)
+        committed = []
+        with pytest.raises(StoreFullError, match="full") as info:
+            for i in range(1000):
+                keys = [f"t-{i}-{j}" for j in range(16)]
+                store.append(CONFIG, keys, batch(keys))
+                committed.extend(keys)
+        assert str(mount / "store") in str(info.value)
+        check_exact(store, committed)
+        filler.unlink()  # space freed
+        more = [f"t-more-{j}" for j in range(32)]
+        store.append(CONFIG, more, batch(more))
+        check_exact(store, committed + more)
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+FULL_TRANSFORM = textwrap.dedent("""
+    import json, resource, sys
+    sys.path.insert(0, {tests!r})
+    from helpers import tiny_transformer
+    from sklearn_mlsp.store import StoreFullError
+    paths, cache = json.loads(sys.argv[1]), sys.argv[2]
+    t = tiny_transformer(cache=cache).fit()
+    t.transform(paths[:2])  # committed before the disk fills
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1, resource.RLIM_INFINITY))
+    try:
+        t.transform(paths)
+    except StoreFullError as exc:
+        print(json.dumps({{"error": str(exc)}}))
+        sys.exit(3)
+""")
+
+
+def test_full_disk_during_transform(tmp_path):
+    from helpers import tiny_transformer, write_images
+
+    paths = write_images(tmp_path / "img", 6)
+    cache = tmp_path / "cache"
+    code = FULL_TRANSFORM.format(tests=str(ROOT / "tests"))
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(paths), str(cache)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    message = json.loads(proc.stdout.strip().splitlines()[-1])["error"]
+    assert "full" in message and str(cache) in message
+    t = tiny_transformer(cache=cache).fit()
+    out = np.asarray(t.transform(paths))
+    assert t.transform_stats_["cached"] == 2 and t.transform_stats_["computed"] == 4
+    np.testing.assert_array_equal(out, tiny_transformer().fit().transform(paths))
+
+
+# -------------------------------------------------------------------- damage
+
+
+def _regions(shard: Path):
+    """Byte ranges the library relies on: header, keys, features, checksums."""
+    header = json.loads(shard.read_bytes()[8:508].decode().rstrip())
+    n, rest = header["shape"][0], header["shape"][1:]
+    k_off, f_off, s_off = header["offsets"]
+    return [(0, 512), (k_off, k_off + n * header["key_width"]),
+            (f_off, f_off + n * int(np.prod(rest)) * 2), (s_off, s_off + n * rest[0] * 4)]
+
+
+def test_damaged_bytes_are_detected_never_served(tmp_path):
+    source = tmp_path / "source"
+    store = FeatureStore(source, auto_compact=False)
+    keys = [f"d-{i}" for i in range(40)]
+    for start in range(0, 40, 10):
+        store.append(CONFIG, keys[start:start + 10], batch(keys[start:start + 10]))
+    rng = np.random.default_rng(11)
+    detected = harmless = 0
+    for trial in range(120):
+        trial_dir = tmp_path / f"t{trial}"
+        shutil.copytree(source, trial_dir)
+        shards = sorted((trial_dir / CID).glob("*.h5"))
+        shard = shards[trial % len(shards)]
+        size = shard.stat().st_size
+        length = int(rng.integers(1, 4097)) if trial % 2 else int(rng.integers(1, 9))
+        if trial % 3:  # aim at what the library reads (header, keys, features, checksums)
+            a, b = _regions(source / CID / shard.name)[int(rng.integers(0, 4))]
+            start = int(rng.integers(a, b))
+            length = min(length, size - start)
+        else:  # anywhere, HDF5's own metadata included
+            start = int(rng.integers(0, max(1, size - length)))
+        with open(shard, "r+b") as fh:  # XOR with non-zero bytes: every byte really changes
+            fh.seek(start)
+            old = np.frombuffer(fh.read(length), np.uint8)
+            fh.seek(start)
+            fh.write((old ^ rng.integers(1, 256, len(old), dtype=np.uint8)).tobytes())
+        hits_data = any(a < start + length and start < b for a, b in _regions(source / CID / shard.name))
+        damaged = FeatureStore(trial_dir)
+        errors = 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for key in keys:
+                try:
+                    got = damaged.read(CID, [key])
+                except (StoreDamageError, StoreChangedError) as exc:
+                    assert shard.name in str(exc) or "not in feature store" in str(exc)
+                    errors += 1
+                    continue
+                np.testing.assert_array_equal(got[0], expected(key).astype(np.float32),
+                                              err_msg=f"trial {trial}: wrong numbers served")
+        if hits_data:
+            assert errors > 0, f"trial {trial}: damage at {start}+{length} went unnoticed"
+            assert not damaged.verify().empty
+            detected += 1
+        else:
+            harmless += 1  # HDF5's own metadata, which the library never reads
+    assert detected > 60
+    print(f"\ndamage: {detected} of 120 damaged shards detected, {harmless} damaged only bytes "
+          "the library never reads")
+
+
+def test_damage_with_errors_nan_and_repair(tmp_path):
+    from helpers import tiny_transformer, write_images
+
+    paths = write_images(tmp_path / "img", 4)
+    cache = tmp_path / "cache"
+    t = tiny_transformer(cache=cache).fit()
+    t.transform(paths)
+    shard = next((cache / t.config_id_).glob("*.h5"))
+    header = json.loads(shard.read_bytes()[8:508].decode().rstrip())
+    f_off = header["offsets"][1]
+    per_image = int(np.prod(header["shape"][1:])) * 2
+    with open(shard, "r+b") as fh:  # damage the features of the third image
+        fh.seek(f_off + 2 * per_image + 10)
+        fh.write(b"\x55\xaa\x55\xaa")
+    view = t.transform(paths)
+    with pytest.raises(StoreDamageError) as info:
+        np.asarray(view)
+    assert shard.name in str(info.value)
+    nan_view = tiny_transformer(cache=cache, errors="nan").fit().transform(paths)
+    with pytest.warns(UserWarning, match="damaged"):
+        got = np.asarray(nan_view)
+    bad = np.isnan(got).reshape(4, -1).any(axis=1)
+    assert bad.tolist() == [False, False, True, False]
+    report = FeatureStore(cache).verify(repair=True)
+    assert len(report) == 1 and report["image"].iloc[0].startswith("file:")
+    out = np.asarray(t.transform(paths))
+    assert t.transform_stats_["computed"] == 1
+    np.testing.assert_array_equal(out, tiny_transformer().fit().transform(paths))
+
+
+# --------------------------------------------------------------------- views
+
+
+def test_views_survive_compaction_and_refuse_a_rebuilt_store(tmp_path):
+    path = tmp_path / "store"
+    store = FeatureStore(path, auto_compact=False)
+    keys = [f"v-{i}" for i in range(30)]
+    for start in range(0, 30, 5):
+        store.append(CONFIG, keys[start:start + 5], batch(keys[start:start + 5]))
+    view = store.view(CID, keys[::-1])
+    assert store.compact()[CID] == (6, 1)
+    np.testing.assert_array_equal(np.asarray(view), batch(keys[::-1]).astype(np.float32))
+    more = [f"w-{i}" for i in range(8)]
+    store.append(CONFIG, more, batch(more))
+    np.testing.assert_array_equal(view[[0, 29]], batch([keys[-1], keys[0]]).astype(np.float32))
+    shutil.rmtree(path)
+    with pytest.raises(StoreChangedError, match="deleted"):
+        view[0]
+    rebuilt = FeatureStore(path)
+    shuffled = keys[::2] + keys[1::2]
+    rebuilt.append(CONFIG, shuffled, batch(shuffled))
+    with pytest.raises(StoreChangedError, match="rebuilt"):
+        view[0]
+    np.testing.assert_array_equal(rebuilt.view(CID, keys)[:], batch(keys).astype(np.float32))
+
+
+# ------------------------------------------------------------------- others
+
+
+def test_users_may_open_shards_with_h5py_at_any_time(tmp_path):
+    from helpers import tiny_transformer, write_images
+
+    paths = write_images(tmp_path / "img", 3)
+    cache = tmp_path / "cache"
+    t = tiny_transformer(cache=cache).fit()
+    t.transform(paths[:2])
+    shard = next((cache / t.config_id_).glob("*.h5"))
+    with h5py.File(shard, "r") as mine:  # the user's own open, default flags, held
+        out = np.asarray(t.transform(paths))  # reads and writes meanwhile
+        assert mine["features"].shape[0] == 2
+        FeatureStore(cache).compact()
+        FeatureStore(cache).verify()
+    for shard in (cache / t.config_id_).glob("*.h5"):
+        with h5py.File(shard) as again:  # and afterwards, any mode the user likes
+            assert again.attrs["config_id"] == t.config_id_
+    np.testing.assert_array_equal(out, tiny_transformer().fit().transform(paths))
+
+
+def _write_range(path, keys, conn):
+    store = FeatureStore(path)
+    for start in range(0, len(keys), 6):
+        part = keys[start:start + 6]
+        store.append(CONFIG, part, batch(part))
+    conn.send("done")
+    os._exit(0)
+
+
+def _read_while_writing(path, keys, conn):
+    store = FeatureStore(path)
+    reads, deadline = 0, time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            seen = [k for k, f in zip(keys, store.lookup(CID, keys)) if f] if store.store_id else []
+            check_exact(store, seen)
+            reads += 1
+            if len(seen) == len(keys):
+                break
+        conn.send(("ok", reads))
+    except BaseException as exc:
+        conn.send((f"{type(exc).__name__}: {exc}", reads))
+    os._exit(0)
+
+
+def test_two_writer_processes_and_a_reader(tmp_path):
+    path = tmp_path / "store"
+    keys = [f"p-{i}" for i in range(300)]
+    pipes = [FORK.Pipe() for _ in range(3)]
+    procs = [
+        FORK.Process(target=_write_range, args=(path, keys[:200], pipes[0][1])),
+        FORK.Process(target=_write_range, args=(path, keys[100:], pipes[1][1])),
+        FORK.Process(target=_read_while_writing, args=(path, keys, pipes[2][1])),
+    ]
+    for p in procs:
+        p.start()
+    results = [pipe[0].recv() for pipe in pipes]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert results[2][0] == "ok", results[2]
+    store = FeatureStore(path)
+    check_exact(store, keys)
+    store.compact()
+    assert int(store.summary()["images"].sum()) == 300
+    assert sum(h5py.File(s)["keys"].shape[0] for s in (path / CID).glob("*.h5")) == 300
+
+
+def test_two_threads_writing_one_store(tmp_path):
+    store = FeatureStore(tmp_path / "store")
+    keys = [f"th-{i}" for i in range(240)]
+    errors = []
+
+    def write(part):
+        try:
+            for start in range(0, len(part), 8):
+                store.append(CONFIG, part[start:start + 8], batch(part[start:start + 8]))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(keys[:160],)),
+               threading.Thread(target=write, args=(keys[80:][::-1],))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    check_exact(store, keys)
+    assert store.verify().empty
+
+
+# ------------------------------------------------------------------- upkeep
+
+
+def test_summary_drop_compact_verify(tmp_path):
+    store = FeatureStore(tmp_path / "store", auto_compact=False)
+    other = {"test": "other"}
+    for i in range(4):
+        keys = [f"u-{i}-{j}" for j in range(5)]
+        store.append(CONFIG, keys, batch(keys))
+    store.append(other, ["a", "b"], np.zeros((2, 1, 3, 1, 1)))
+    summary = store.summary().set_index("config_id")
+    assert summary.loc[CID, "images"] == 20 and summary.loc[CID, "shards"] == 4
+    assert summary.loc[CID, "bytes"] > 20 * 8 * 12 * 2
+    assert store.compact() == {CID: (4, 1), config_id(other): (1, 1)}
+    assert store.verify().empty
+    assert store.drop(config_id(other)) == 2
+    assert list(store.configs()) == [CID]
+    with pytest.raises(KeyError, match="not in feature store"):
+        store.drop(config_id(other))
+    check_exact(store, [f"u-{i}-{j}" for i in range(4) for j in range(5)])
+
+
+def test_auto_compaction_keeps_the_number_of_shards_small(tmp_path):
+    store = FeatureStore(tmp_path / "store")
+    for i in range(100):
+        keys = [f"a-{i}-{j}" for j in range(8)]
+        store.append(CONFIG, keys, batch(keys))
+    shards = int(store.summary()["shards"].iloc[0])
+    assert shards <= 2 * 7 + 1, shards  # at most FANOUT-1 per size class
+    check_exact(store, [f"a-{i}-{j}" for i in range(100) for j in range(8)])
+
+
+def _write_v1(path, config, keys, features):
+    """A cache in the single-file format of version 1, as sklearn-mlsp 0.1 wrote it."""
+    with h5py.File(path, "w") as fh:
+        fh.attrs["format"] = "sklearn-mlsp feature store"
+        fh.attrs["format_version"] = 1
+        grp = fh.create_group(config_id(config))
+        grp.attrs["config"] = json.dumps(config, sort_keys=True)
+        grp.create_dataset("keys", data=keys, dtype=h5py.string_dtype())
+        grp.create_dataset("features", data=features.astype(np.float16),
+                           chunks=(1, 1, *features.shape[2:]), maxshape=(None, *features.shape[1:]))
+
+
+def test_version_1_cache_is_named_and_converted_by_one_call(tmp_path):
+    from helpers import tiny_transformer, write_images
+
+    paths = write_images(tmp_path / "img", 3)
+    fresh = tiny_transformer().fit()
+    feats = fresh.transform(paths)
+    from sklearn_mlsp.identity import image_key
+
+    cache = tmp_path / "features.h5"
+    _write_v1(cache, fresh.config_, [image_key(p) for p in paths], np.asarray(feats))
+    t = tiny_transformer(cache=cache).fit()
+    with pytest.raises(LegacyStoreError, match="convert_v1"):
+        t.transform(paths)
+    convert_v1(cache, verbose=False)
+    assert cache.is_dir() and Path(f"{cache}.v1").is_file()
+    out = np.asarray(t.transform(paths))
+    assert t.transform_stats_["cached"] == 3
+    np.testing.assert_array_equal(out, feats)
