@@ -42,6 +42,17 @@ SHAPE = (8, 12, 1, 1)  # views, channels, k, k
 FORK = multiprocessing.get_context("fork")
 
 
+def forget_open_shards():
+    """Drop this process's followed shards and memory maps (as a new process would start)."""
+    import gc
+
+    from sklearn_mlsp.store import index, shard
+
+    index._INDEXES.clear()
+    shard.MAPS._maps.clear()
+    gc.collect()
+
+
 def expected(key: str, shape=SHAPE) -> np.ndarray:
     """Deterministic features of a key: any mix-up is visible."""
     rng = np.random.default_rng(zlib.crc32(key.encode()))
@@ -120,6 +131,12 @@ def test_sigkill_at_random_times_never_loses_or_corrupts_committed_images(tmp_pa
 
 
 def _append_until_interrupted(path, prefix):
+    import faulthandler
+
+    # If Ctrl-C were swallowed, the test asks for the child's stack (SIGUSR1).
+    faulthandler.register(signal.SIGUSR1, file=open(Path(path).parent / "stack.txt", "w"))
+    err = os.open(Path(path).parent / "stderr.txt", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(err, 2)
     try:
         _append_forever(path, prefix)
     except KeyboardInterrupt:
@@ -136,7 +153,14 @@ def test_ctrl_c_is_never_swallowed_and_keeps_what_was_committed(tmp_path):
         time.sleep(rng.uniform(0.05, 0.3))
         os.kill(proc.pid, signal.SIGINT)
         proc.join(timeout=20)
-        assert proc.exitcode == 130, f"Ctrl-C did not stop the writer (exit code {proc.exitcode})"
+        if proc.exitcode is None:
+            os.kill(proc.pid, signal.SIGUSR1)
+            time.sleep(1)
+            proc.kill()
+            stack = (tmp_path / "stack.txt").read_text()
+            stderr = (tmp_path / "stderr.txt").read_text()
+            raise AssertionError(f"Ctrl-C did not stop the writer; it was at:\n{stack}\n{stderr}")
+        assert proc.exitcode == 130, f"the writer ended with {proc.exitcode}, not by KeyboardInterrupt"
     store = FeatureStore(path)
     keys = [k.decode() for k in store.view(CID).keys]
     assert len(keys) > 0
@@ -209,7 +233,9 @@ def test_a_really_full_file_system(tmp_path):
         store.append(CONFIG, more, batch(more))
         check_exact(store, committed + more)
     finally:
-        subprocess.run(["umount", str(mount)], capture_output=True)
+        forget_open_shards()  # our memory maps would keep the file system busy
+        if subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 FULL_TRANSFORM = textwrap.dedent("""
@@ -520,3 +546,36 @@ def test_version_1_cache_is_named_and_converted_by_one_call(tmp_path):
     out = np.asarray(t.transform(paths))
     assert t.transform_stats_["cached"] == 3
     np.testing.assert_array_equal(out, feats)
+
+
+def _write_without_locks(path, keys, conn):
+    from sklearn_mlsp.store import feature_store
+
+    feature_store.fcntl = None  # another machine: no lock is shared with the other writer
+    store = FeatureStore(path)
+    for start in range(0, len(keys), 4):
+        part = keys[start:start + 4]
+        store.append(CONFIG, part, batch(part))
+    conn.send("done")
+    os._exit(0)
+
+
+def test_writers_that_share_no_lock_still_lose_nothing(tmp_path):
+    """Two 'machines' (no flock between them) append and auto-compact one store at once."""
+    path = tmp_path / "store"
+    keys = [f"m-{i}" for i in range(400)]
+    pipes = [FORK.Pipe() for _ in range(2)]
+    procs = [FORK.Process(target=_write_without_locks, args=(path, part, pipe[1]))
+             for part, pipe in zip((keys[:260], keys[140:][::-1]), pipes)]
+    for p in procs:
+        p.start()
+    for pipe in pipes:
+        assert pipe[0].recv() == "done"
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    store = FeatureStore(path)
+    check_exact(store, keys)
+    store.compact()
+    check_exact(store, keys)
+    assert sum(h5py.File(s)["keys"].shape[0] for s in (path / CID).glob("*.h5")) == 400

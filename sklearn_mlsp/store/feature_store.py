@@ -43,7 +43,7 @@ from .errors import (
 )
 from .files import publish, publish_once, remove_stale, unique_name
 from .index import SHARD_SUFFIX, index_for
-from .shard import Shard, build_shard, chunk_checksums, encode_keys
+from .shard import MAPS, Shard, build_shard, chunk_checksums, encode_keys, key_checksums
 
 try:  # POSIX
     import fcntl
@@ -85,17 +85,17 @@ def _is_v1_file(path: Path) -> bool:
 _MARKERS: dict[str, tuple] = {}  # path -> (stat stamp, marker dict): one read per change
 
 
-def _read_marker(marker: Path):
+def _read_marker(marker):
     try:
         st = os.stat(marker)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
     cached = _MARKERS.get(str(marker))
     if cached is not None and cached[0] == stamp:
         return cached[1]
     try:
-        info = json.loads(marker.read_text())
+        info = json.loads(Path(marker).read_text())
     except (OSError, ValueError) as exc:
         raise StoreDamageError(f"feature store marker '{marker}' is damaged ({exc}).") from exc
     _MARKERS[str(marker)] = (stamp, info)
@@ -153,6 +153,8 @@ class FeatureStore:
         self.path = Path(path)
         self.max_shard_bytes = max_shard_bytes
         self.auto_compact = auto_compact
+        self._marker = str(self.path / MARKER)
+        self._folders: dict = {}
 
     def __repr__(self):
         return f"FeatureStore('{self.path}')"
@@ -164,7 +166,15 @@ class FeatureStore:
         return self.path / "tmp"
 
     def _folder(self, cid: str) -> Path:
-        return self.path / cid
+        folder = self._folders.get(cid)
+        if folder is None:
+            folder = self._folders[cid] = self.path / cid
+        return folder
+
+    def current_id(self):
+        """The store_id on disk now, None if the store is gone (one ``stat`` when unchanged)."""
+        info = _read_marker(self._marker)
+        return None if info is None else info.get("store_id")
 
     def _exists(self, create: bool = False) -> bool:
         """Whether the store exists (creating it if asked); refuses foreign paths."""
@@ -280,12 +290,17 @@ class FeatureStore:
     def _read(self, cid, keys, views, on_damage, force):
         index = index_for(self._folder(cid))
         index.refresh(force=force)
-        codes, shard_at = index.locate(keys)
-        wanted = np.fromiter((len(k) > 0 for k in keys), dtype=bool, count=len(keys))
+        codes = index.locate(keys)
+        return self._gather(cid, index, keys, codes, views, on_damage, final=force)
+
+    def _gather(self, cid, index, keys, codes, views, on_damage, final, wanted=None):
+        """Read located keys (codes from the index; -1 for absent, NaN for empty keys)."""
+        if wanted is None:
+            wanted = np.fromiter(map(len, keys), dtype=np.int64, count=len(keys)) > 0
         absent = wanted & (codes < 0)
-        if absent.any() and not force:
-            raise FileNotFoundError  # perhaps not followed yet: retry after a full listing
         if absent.any():
+            if not final:
+                raise FileNotFoundError  # perhaps not followed yet: retry after a full listing
             first = keys[int(np.flatnonzero(absent)[0])].decode(errors="replace")
             hint = f" Damaged shards: {sorted(index.damaged)}." if index.damaged else ""
             raise StoreChangedError(
@@ -293,24 +308,45 @@ class FeatureStore:
                 f"'{self.path}' under {cid} (first: {first}): the store or configuration was "
                 f"dropped, or a shard was lost.{hint} Run transform again to recompute them."
             )
-        tail = None
-        for shard in shard_at.values():
-            tail = shard.shape[1:] if views is None else shard.shape[2:]
-            break
-        if tail is None:
+        shape = index.shape()
+        if shape is None:
             raise StoreChangedError(f"configuration {cid} has no features in '{self.path}'.")
-        out_shape = (len(keys), *tail)
-        out = (np.empty if wanted.all() else np.zeros)(out_shape, dtype=np.float32)
-        if not wanted.all():
+        tail = shape[1:] if views is None else shape[2:]
+        all_wanted = bool(wanted.all())
+        out = (np.empty if all_wanted else np.zeros)((len(keys), *tail), dtype=np.float32)
+        if not all_wanted:
             out[~wanted] = np.nan
-        positions_all = np.flatnonzero(wanted)
-        for slot, group, rows in index.split(codes[positions_all]):
-            shard = shard_at[slot]
-            positions = positions_all[group]
-            data, bad = shard.read(rows, None if views is None else views[positions])
-            out[positions] = data
-            if bad.any():
-                self._damaged(shard, positions, rows, bad, keys, out, on_damage)
+        positions_all = np.flatnonzero(wanted) if not all_wanted else np.arange(len(keys))
+        m = len(positions_all)
+        sel_views = None if views is None else views[positions_all]
+        data = np.empty((m, *tail), dtype="<f2")
+        expected = np.empty((m,) if views is not None else (m, shape[1]), dtype=np.uint32)
+        key_crcs = np.empty(m, dtype=np.uint32)
+        groups = []
+        for shard, group, rows in index.split(codes[positions_all]):
+            features, sums = MAPS.get(shard)
+            if views is not None:  # (row, view) pairs as flat chunk numbers: one gather each
+                rows_v = rows * shape[1] + sel_views[group]
+                features = features.reshape(-1, *tail)
+                sums = sums.reshape(-1)
+            else:
+                rows_v = rows
+            if len(group) == m:  # everything from one shard: no scatter needed
+                features.take(rows_v, axis=0, out=data)
+                sums.take(rows_v, axis=0, out=expected)
+                key_crcs = shard.key_crcs.take(rows)
+            else:
+                data[group] = features.take(rows_v, axis=0)
+                expected[group] = sums.take(rows_v, axis=0)
+                key_crcs[group] = shard.key_crcs.take(rows)
+            groups.append((shard, group, rows))
+        # One pass verifies the whole batch, whatever shards it came from.
+        bad = chunk_checksums(key_crcs, data, sel_views) != expected
+        out[positions_all] = data
+        if bad.any():
+            for shard, group, rows in groups:
+                if bad[group].any():
+                    self._damaged(shard, positions_all[group], rows, bad[group], keys, out, on_damage)
         return out
 
     def _damaged(self, shard, positions, rows, bad, keys, out, on_damage):
@@ -412,7 +448,8 @@ class FeatureStore:
             return 0
         key_array = encode_keys([encoded[i] for i in keep])
         data = np.ascontiguousarray(features[keep], dtype="<f2")
-        self._publish_shard(folder, config, cid, key_array, data, chunk_checksums(key_array, data), index)
+        self._publish_shard(folder, config, cid, key_array, data,
+                            chunk_checksums(key_checksums(key_array), data), index)
         if self.auto_compact:
             try:
                 self._compact_step(cid, index, config)

@@ -42,6 +42,8 @@ class ConfigIndex:
         self._where: dict[bytes, int] = {}
         self._stamp = None
         self._ino = None
+        # Bumped whenever a shard leaves: locations computed before are stale.
+        self.generation = getattr(self, "generation", 0) + 1
 
     # ------------------------------------------------------------- following
 
@@ -102,6 +104,7 @@ class ConfigIndex:
         self._where.update(zip(shard.keys.tolist(), range(base, base + len(shard))))
 
     def _remove(self, shard: Shard) -> None:
+        self.generation += 1
         slot = self._slot_of.pop(shard.name)
         del self.shards[shard.name]
         del self._shard_at[slot]
@@ -126,12 +129,16 @@ class ConfigIndex:
         where = self._where
         return np.fromiter((k in where for k in keys), dtype=bool, count=len(keys))
 
-    def locate(self, keys):
-        """Shard and row of each key: ``(codes, shards)``; code -1 where absent."""
-        with self.lock:
-            where = self._where
-            codes = np.fromiter((where.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
-            return codes, dict(self._shard_at)
+    def locate(self, keys) -> np.ndarray:
+        """Location code of each key (shard slot and row), -1 where absent."""
+        get = self._where.get
+        return np.fromiter((get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+
+    def shape(self):
+        """The features' shape ``(n, V, C, k, k)`` of any shard, None if there is none."""
+        for shard in list(self.shards.values()):
+            return shard.shape
+        return None
 
     def all_keys(self) -> np.ndarray:
         """Every stored key once, shard by shard in the order they were committed."""
@@ -146,14 +153,27 @@ class ConfigIndex:
             return keys
 
     def split(self, codes: np.ndarray):
-        """Group location codes by shard: yields ``(slot, positions, rows)``."""
+        """Group location codes by shard: yields ``(shard, positions, rows)``.
+
+        Raises FileNotFoundError when a code's shard has left meanwhile (the
+        caller follows the store again and retries).
+        """
         slots = codes >> _ROW_BITS
         rows = codes & ((1 << _ROW_BITS) - 1)
-        order = np.argsort(slots, kind="stable")
-        boundaries = np.flatnonzero(np.diff(slots[order])) + 1
-        for group in np.split(order, boundaries):
-            if len(group):
-                yield int(slots[group[0]]), group, rows[group]
+        shard_at = self._shard_at
+        if not len(slots):
+            return
+        if slots.min() == slots.max():  # the common case: one big shard
+            bounds, order = [0, len(slots)], np.arange(len(slots))
+        else:
+            order = np.argsort(slots, kind="stable")
+            bounds = [0, *(np.flatnonzero(np.diff(slots[order])) + 1).tolist(), len(slots)]
+        for start, stop in zip(bounds[:-1], bounds[1:]):
+            group = order[start:stop]
+            shard = shard_at.get(int(slots[group[0]]))
+            if shard is None:
+                raise FileNotFoundError("shard compacted away")
+            yield shard, group, rows[group]
 
 
 _INDEXES: dict[str, ConfigIndex] = {}

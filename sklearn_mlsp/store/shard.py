@@ -36,13 +36,12 @@ import numpy as np
 from .errors import StoreDamageError
 from .files import unique_name
 
-__all__ = ["Shard", "build_shard", "chunk_checksums", "encode_keys", "open_hdf5"]
+__all__ = ["Shard", "build_shard", "chunk_checksums", "encode_keys", "key_checksums", "open_hdf5"]
 
 SHARD_FORMAT = "sklearn-mlsp feature shard"
 SHARD_VERSION = 2
 HEADER_SIZE = 512  # an HDF5 user block: HDF5 ignores it, we keep our header there
 _MAGIC = b"MLSPSHRD"
-_VIEW_TAGS = [v.to_bytes(2, "little") for v in range(256)]
 
 
 def encode_keys(keys) -> np.ndarray:
@@ -52,31 +51,44 @@ def encode_keys(keys) -> np.ndarray:
     return np.array(encoded, dtype=f"S{width}")
 
 
-def _tag(view: int) -> bytes:
-    return _VIEW_TAGS[view] if view < 256 else int(view).to_bytes(2, "little")
+def key_checksums(keys: np.ndarray) -> np.ndarray:
+    """CRC-32 of each key: the seed of its chunks' checksums."""
+    return np.fromiter((zlib.crc32(k) for k in keys.tolist()), dtype=np.uint32, count=len(keys))
 
 
-def chunk_checksums(keys: np.ndarray, features: np.ndarray, views=None) -> np.ndarray:
-    """CRC-32 of each (image, view) chunk, seeded with its key and view number.
+_VIEW_MIX = np.uint64(0x9E3779B1)
+
+
+def _seeds(key_crcs: np.ndarray, views: np.ndarray) -> list:
+    # Seeding with the key and the view number: a chunk read for another image
+    # or view fails its check even when its bytes are intact.
+    mixed = (views.astype(np.uint64) * _VIEW_MIX) & np.uint64(0xFFFFFFFF)
+    return (key_crcs.astype(np.uint64) ^ mixed).tolist()
+
+
+def chunk_checksums(key_crcs: np.ndarray, features: np.ndarray, views=None) -> np.ndarray:
+    """CRC-32 of each (image, view) chunk, seeded with its key's CRC and its view number.
 
     ``features`` is ``(m, V, ...)`` with ``views=None`` (all views), or
     ``(m, ...)`` with one view per image given by ``views``.
     """
-    m = len(keys)
+    m = len(key_crcs)
     if views is None:
-        n_views = features.shape[1]
-        out = np.empty((m, n_views), dtype=np.uint32)
-        for i in range(m):
-            seed = zlib.crc32(keys[i])
-            row = features[i]
-            for v in range(n_views):
-                out[i, v] = zlib.crc32(row[v], zlib.crc32(_tag(v), seed))
-        return out
-    out = np.empty(m, dtype=np.uint32)
-    for i in range(m):
-        v = int(views[i])
-        out[i] = zlib.crc32(features[i], zlib.crc32(_tag(v), zlib.crc32(keys[i])))
-    return out
+        n_views = features.shape[1] if features.ndim > 1 else 1
+        key_crcs = np.repeat(key_crcs, n_views)
+        views = np.tile(np.arange(n_views), m)
+        shape = (m, n_views)
+    else:
+        views = np.asarray(views)
+        shape = (m,)
+    count = len(key_crcs)
+    if count == 0:
+        return np.zeros(shape, dtype=np.uint32)
+    data = memoryview(np.ascontiguousarray(features)).cast("B")
+    step = len(data) // count
+    crc32 = zlib.crc32
+    sums = [crc32(data[i * step:(i + 1) * step], seed) for i, seed in enumerate(_seeds(key_crcs, views))]
+    return np.array(sums, dtype=np.uint32).reshape(shape)
 
 
 class _Template:
@@ -204,10 +216,12 @@ class _MapCache:
             if maps is not None and maps[0] is shard:
                 self._maps.move_to_end(id(shard))
                 return maps[1], maps[2]
+        # Plain ndarrays over the maps: np.memmap's Python-level indexing costs more
+        # than the small reads it serves.
         features = np.memmap(shard.path, dtype="<f2", mode="r", offset=shard.features_offset,
-                             shape=shard.shape)
+                             shape=shard.shape).view(np.ndarray)
         sums = np.memmap(shard.path, dtype="<u4", mode="r", offset=shard.checksums_offset,
-                         shape=shard.shape[:2])
+                         shape=shard.shape[:2]).view(np.ndarray)
         with self._lock:
             self._maps[id(shard)] = (shard, features, sums)
             self._maps.move_to_end(id(shard))
@@ -234,6 +248,7 @@ class Shard:
         self.name = self.path.name
         self.config_id = config_id
         self.keys = keys
+        self.key_crcs = key_checksums(keys)
         self.shape = tuple(shape)
         self.features_offset = features_offset
         self.checksums_offset = checksums_offset
@@ -308,7 +323,7 @@ class Shard:
                 expected = np.asarray(sums[rows, views])
         except (OSError, ValueError) as exc:  # e.g. SIGBUS-free short reads reported by numpy
             raise StoreDamageError(f"feature shard '{self.path}' cannot be read ({exc}).") from exc
-        actual = chunk_checksums(self.keys[rows], data, views)
+        actual = chunk_checksums(self.key_crcs[rows], data, views)
         return data, actual != expected
 
     def read_all(self, start: int = 0, stop: int | None = None):
@@ -317,7 +332,7 @@ class Shard:
         rows = np.arange(start, len(self) if stop is None else stop)
         data = np.ascontiguousarray(features[start:stop])
         expected = np.asarray(sums[start:stop])
-        bad = chunk_checksums(self.keys[rows], data) != expected
+        bad = chunk_checksums(self.key_crcs[rows], data) != expected
         return data, expected, bad
 
     def close(self):

@@ -83,8 +83,10 @@ class FeatureView:
     def _store(self):
         from .feature_store import FeatureStore
 
-        store = FeatureStore(self.path)
-        current = store.store_id
+        store = self.__dict__.get("_store_obj")
+        if store is None:
+            store = self._store_obj = FeatureStore(self.path)
+        current = store.current_id()
         if current is None:
             raise StoreChangedError(
                 f"the feature store '{self.path}' behind this FeatureView was deleted; "
@@ -97,10 +99,47 @@ class FeatureView:
             )
         return store
 
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_store_obj", None)  # a reference to the store, rebuilt on demand
+        state.pop("_located", None)
+        return state
+
     def read(self, positions, views=None) -> np.ndarray:
         """Features of the images at ``positions`` (all views, or one view each)."""
-        keys = self.keys[np.asarray(positions, dtype=np.int64)]
-        return self._store().read(self.config_id, keys, views, on_damage=self.on_damage)
+        positions = np.asarray(positions, dtype=np.int64)
+        views = None if views is None else np.asarray(views, dtype=np.int64)
+        store = self._store()
+        for attempt in range(3):
+            index = store._index(self.config_id) if attempt == 0 else None
+            if index is None:
+                from .index import index_for
+
+                index = index_for(store._folder(self.config_id))
+                index.refresh(force=True)
+            codes = self._codes(index)[positions]
+            wanted = self._wanted()[positions]
+            keys = self.keys[positions]
+            try:
+                return store._gather(self.config_id, index, keys, codes, views, self.on_damage,
+                                     final=attempt == 2, wanted=wanted)
+            except FileNotFoundError:
+                self.__dict__.pop("_located", None)  # shards left: locate again
+        raise AssertionError("unreachable")
+
+    def _wanted(self):
+        wanted = self.__dict__.get("_wanted_mask")
+        if wanted is None:
+            wanted = self._wanted_mask = np.char.str_len(self.keys) > 0
+        return wanted
+
+    def _codes(self, index):
+        """Locations of all this view's images, computed once per state of the store."""
+        located = self.__dict__.get("_located")
+        stamp = (id(index), index.generation, len(index.shards))
+        if located is None or located[0] != stamp:
+            located = self._located = (stamp, index.locate(self.keys.tolist()))
+        return located[1]
 
     def _select(self, key):
         n = len(self.keys)
