@@ -42,6 +42,7 @@ class ConfigIndex:
         self._where: dict[bytes, int] = {}
         self._stamp = None
         self._ino = None
+        self._all_keys = None
         # Bumped whenever a shard leaves: locations computed before are stale.
         self.generation = getattr(self, "generation", 0) + 1
 
@@ -142,6 +143,16 @@ class ConfigIndex:
 
     def all_keys(self) -> np.ndarray:
         """Every stored key once, shard by shard in the order they were committed."""
+        with self.lock:
+            state = (self.generation, len(self.shards), len(self._where))
+            cached = self.__dict__.get("_all_keys")
+            if cached is not None and cached[0] == state:
+                return cached[1]
+            keys = self._collect_keys()
+            self._all_keys = (state, keys)
+            return keys
+
+    def _collect_keys(self) -> np.ndarray:
         with self.lock:
             parts = [self.shards[name].keys for name in sorted(self.shards)]
             if not parts:

@@ -211,11 +211,13 @@ class _MapCache:
         self._lock = threading.Lock()
 
     def get(self, shard: Shard):
-        with self._lock:
-            maps = self._maps.get(id(shard))
-            if maps is not None and maps[0] is shard:
-                self._maps.move_to_end(id(shard))
-                return maps[1], maps[2]
+        maps = self._maps.get(id(shard))
+        if maps is not None and maps[0] is shard:
+            if len(self._maps) > self.capacity // 2:  # recency matters only near capacity
+                with self._lock:
+                    if id(shard) in self._maps:
+                        self._maps.move_to_end(id(shard))
+            return maps[1], maps[2]
         # Plain ndarrays over the maps: np.memmap's Python-level indexing costs more
         # than the small reads it serves.
         features = np.memmap(shard.path, dtype="<f2", mode="r", offset=shard.features_offset,
