@@ -854,7 +854,7 @@ def info(out, model_path):
     out.say("backbones (any other timm model name works too):")
     for b in env["backbones"]:
         where = "offline" if b["offline"] else "downloaded on first use"
-        out.say(f"  {b['name']:<22}{b['weights']:<44}{where}")
+        out.say(f"  {b['name']:<22}{b['weights']:<48}{where}")
     out.summary({"ok": True, **env})
     return 0
 
