@@ -50,7 +50,7 @@ HEADS = {
 def _read(path):
     with safe_open(str(path), framework="np") as f:
         header = dict(f.metadata())
-        arrays = {k: f.get_tensor(k) for k in f.keys()}
+        arrays = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 -- safe_open is not iterable
     return header, arrays
 
 
