@@ -609,7 +609,7 @@ def contact_sheet(frame, path, n_show=6, title=None):
             except OSError:
                 pass
             name = os.path.basename(str(row["path"]))
-            name = name if len(name) <= 20 else name[:17] + "..."
+            name = name if len(name) <= 22 else "..." + name[-19:]
             ax.set_title(f"{label} #{int(row['rank'])}: {row['score']:.3f}\n{name}", fontsize=7)
     ax = fig.add_subplot(grid[rows - 1, :])
     ax.hist(scored["score"], bins=min(40, max(5, len(scored) // 5)), color="#4477aa")
