@@ -414,6 +414,9 @@ def save_model(model, path, *, y=None, cv_scores=None, metadata=None) -> str:
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         save_file(writer.arrays, tmp, metadata=header)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # an ordinary file, readable as the umask allows
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
