@@ -439,7 +439,7 @@ def extract(out, images, cache, backbone, pooling, augment, weights, device, job
         raise ImagesFailed(str(exc)) from None
     stats = t.transform_stats_
     failures = _failures(t)
-    rate = stats["computed"] / stats["seconds"] if stats["seconds"] > 0 else float("nan")
+    rate = stats["images"] / stats["seconds"] if stats["seconds"] > 0 else float("nan")  # cached or not
     _report_failures(out, failures, len(paths))
     out.say(
         f"{stats['images']} images: {stats['cached']} cached, {stats['computed']} computed, "
