@@ -162,3 +162,25 @@ def test_usage_errors_exit_2_and_name_the_file(project, tmp_path):
     result = runner.invoke(cli, ["info", str(tmp_path / "bad.mlsp"), "--json"])
     assert result.exit_code == 2 and "bad.mlsp" in result.output
     assert json.loads(result.stdout.splitlines()[-1])["exit_code"] == 2
+
+
+@pytest.mark.parametrize("head", ["multi3fc", "pool3fc"])
+def test_fit_and_score_with_the_other_heads(head, tmp_path):
+    # In-process (same code as the console script) to spare the interpreter start-up.
+    paths = write_images(tmp_path / "photos", 8, 48, 48)
+    pd.DataFrame({"file": [Path(p).name for p in paths], "score": np.arange(8.0)}).to_csv(
+        tmp_path / "labels.csv", index=False)
+    runner = CliRunner()
+    common = ["--backbone", "efficientnet_lite0", "--weights", "random", "--no-augment", "--jobs", "0",
+              "--device", "cpu", "--cache", str(tmp_path / "f.h5"), "--quiet"]
+    result = runner.invoke(cli, ["fit", str(tmp_path / "labels.csv"), "--images", str(tmp_path / "photos"),
+                                 "--model", str(tmp_path / "m.mlsp"), "--head", head, "--epochs", "1",
+                                 "--batch-size", "4", *common])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["score", str(tmp_path / "m.mlsp"), str(tmp_path / "photos"), "--json",
+                                 "--cache", str(tmp_path / "f.h5"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["scored"] == 8 and summary["cached"] == 8
+    meta = json.loads(runner.invoke(cli, ["info", str(tmp_path / "m.mlsp"), "--json"]).stdout)
+    assert meta["pooling"] == ("wide" if head == "pool3fc" else "narrow") and meta["n_train"] == 8
