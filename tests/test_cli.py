@@ -1,0 +1,186 @@
+"""The ``mlsp`` command, run as a user runs it: the installed console script, in a subprocess.
+
+A dozen 64x64 PNGs, EfficientNet-Lite0 (offline weights), narrow features,
+one view, a ridge head: each call takes seconds, most of it importing torch.
+The help texts and a few usage errors are checked in-process with click's
+runner (same code, no interpreter start-up).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from helpers import write_images
+
+from sklearn_mlsp import load_model
+from sklearn_mlsp.cli import cli
+
+BIN = Path(sys.executable).parent / "mlsp"
+MLSP = [str(BIN)] if BIN.is_file() else ([shutil.which("mlsp")] if shutil.which("mlsp") else
+                                            [sys.executable, "-m", "sklearn_mlsp.cli"])
+FEATURES = ["--backbone", "efficientnet_lite0", "--pooling", "narrow", "--no-augment", "--jobs", "0"]
+
+
+def mlsp(*args, cwd, check=None):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    proc = subprocess.run([*MLSP, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    if check is not None:
+        assert proc.returncode == check, f"exit {proc.returncode}:\n{proc.stdout}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """Images, a label file, and a model fitted by `mlsp fit` (with 2-fold CV) into a cache."""
+    root = tmp_path_factory.mktemp("cli")
+    paths = write_images(root / "photos", 12, 64, 64)
+    scores = np.linspace(1.0, 9.0, len(paths))
+    pd.DataFrame({"image_name": [Path(p).name for p in paths], "MOS": scores}).to_csv(
+        root / "labels.csv", index=False
+    )
+    proc = mlsp("fit", "labels.csv", "--images", "photos", "--model", "model.mlsp", "--head", "ridge",
+                *FEATURES, "--cache", "features.h5", "--cv", "2", "--json", cwd=root, check=0)
+    (root / "photos" / "broken.png").write_bytes(b"this is not a PNG")
+    return root, json.loads(proc.stdout), proc
+
+
+def test_fit_detects_the_columns_cross_validates_and_writes_a_model(project):
+    root, summary, proc = project
+    assert summary["ok"] and summary["n_train"] == 12 and summary["head"] == "ridge"
+    assert len(summary["cv_scores"]["srcc"]) == 2 and "mean" in summary["cv_scores"]
+    assert "names: 'image_name', scores: 'MOS'" in proc.stderr  # human text on stderr under --json
+    assert "mean" in proc.stderr and (root / "model.mlsp").is_file()
+
+
+def test_score_ranks_writes_csv_and_sheet_and_exits_1_for_a_broken_image(project):
+    root, _, _ = project
+    proc = mlsp("score", "model.mlsp", "photos", "--out", "scores.csv", "--top", "3", "--sheet", "sheet.png",
+                "--cache", "features.h5", "--json", cwd=root, check=1)
+    summary = json.loads(proc.stdout)
+    assert summary["images"] == 13 and summary["scored"] == 12 and summary["failed"] == 1
+    assert summary["cached"] == 12 and summary["computed"] == 0  # cached features, no backbone run
+    assert "broken.png" in summary["failures"][0]["error"] and "broken.png" in proc.stderr
+
+    table = pd.read_csv(root / "scores.csv")
+    assert list(table.columns) == ["path", "score", "rank", "error"]
+    assert table["score"].iloc[:12].is_monotonic_decreasing and table["rank"].iloc[:12].tolist() == list(range(1, 13))
+    assert np.isnan(table["score"].iloc[12]) and "not an image file" in table["error"].iloc[12]
+    assert [t["path"] for t in summary["top"]] == table["path"].iloc[:3].tolist()
+    assert (root / "sheet.png").stat().st_size > 5000
+
+    # The CLI's scores are the model's own predictions.
+    model = load_model(root / "model.mlsp")
+    good = table.iloc[:12]
+    np.testing.assert_allclose(model.predict([str(root / p) for p in good["path"]]), good["score"], rtol=1e-12)
+
+
+def test_score_takes_a_list_file_and_quiet_prints_nothing(project):
+    root, _, _ = project
+    (root / "list.txt").write_text("# two photos\nphotos/img_000.png\n\nphotos/img_005.png\n")
+    proc = mlsp("score", "model.mlsp", "list.txt", "--cache", "features.h5", "--quiet", cwd=root, check=0)
+    assert proc.stdout == "" and proc.stderr == ""
+
+
+def test_extract_reports_cached_computed_and_failed(project):
+    root, _, _ = project
+    proc = mlsp("extract", "photos", "--cache", "features.h5", *FEATURES, cwd=root, check=1)
+    assert "13 images: 12 cached, 0 computed, 1 failed" in proc.stdout
+    assert "broken.png" in proc.stderr
+
+
+def test_evaluate_prints_the_metrics_and_plots(project):
+    root, _, _ = project
+    proc = mlsp("evaluate", "model.mlsp", "labels.csv", "--images", "photos", "--plot", "scatter.png",
+                "--cache", "features.h5", "--json", "--quiet", cwd=root, check=0)
+    summary = json.loads(proc.stdout)  # stdout holds only the JSON summary
+    assert summary["n"] == 12 and summary["srcc"] > 0.3 and 0 <= summary["accuracy"] <= 1
+    assert summary["threshold"] == 5.0  # the middle of the training range, recorded in the model
+    assert (root / "scatter.png").is_file()
+
+
+def test_info_describes_the_model_and_the_environment(project):
+    root, _, _ = project
+    proc = mlsp("info", "model.mlsp", cwd=root, check=0)
+    for text in ["efficientnet_lite0", "cfg_", "12 images from labels.csv", "[1.0, 9.0]", "2 folds: SRCC",
+                 "torch"]:
+        assert text in proc.stdout, text
+    result = CliRunner().invoke(cli, ["info", "--json"])
+    assert result.exit_code == 0, result.output
+    env = json.loads(result.stdout)
+    lite0 = next(b for b in env["backbones"] if b["name"] == "efficientnet_lite0")
+    assert lite0["offline"] is True and "cpu" in env["devices"] and env["versions"]["torch"]
+
+
+def test_a_tampered_model_is_refused_with_exit_code_2(project, tmp_path):
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    root, _, _ = project
+    with safe_open(str(root / "model.mlsp"), framework="np") as f:
+        header = dict(f.metadata())
+        arrays = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 -- safe_open is not iterable
+    marker = tmp_path / "pwned"
+    structure = json.loads(header["structure"])
+    structure["params"]["steps"][1]["v"][1] = {"t": "estimator", "class": "os.system",
+                                               "params": {"command": f"touch {marker}"}, "state": {}}
+    header["structure"] = json.dumps(structure)
+    save_file(arrays, str(tmp_path / "evil.mlsp"), metadata=header)
+    proc = mlsp("score", tmp_path / "evil.mlsp", root / "photos", cwd=tmp_path, check=2)
+    assert "'os.system'" in proc.stderr and "allow-list" in proc.stderr
+    assert not marker.exists()
+
+
+def test_every_command_has_help_with_an_example():
+    runner = CliRunner()
+    for command in ["extract", "fit", "score", "evaluate", "info"]:
+        result = runner.invoke(cli, [command, "--help"])
+        assert result.exit_code == 0
+        assert "Example" in result.output and f"mlsp {command}" in result.output, command
+        assert "--json" in result.output and "--quiet" in result.output, command
+
+
+def test_usage_errors_exit_2_and_name_the_file(project, tmp_path):
+    root, _, _ = project
+    runner = CliRunner()
+    result = runner.invoke(cli, ["score", str(tmp_path / "missing.mlsp"), str(root / "photos")])
+    assert result.exit_code == 2 and "missing.mlsp" in result.output
+    result = runner.invoke(cli, ["fit", str(root / "labels.csv"), "--images", str(root / "photos"),
+                                 "--model", str(tmp_path / "m.mlsp"), "--score-col", "quality"])
+    assert result.exit_code == 2
+    assert "labels.csv" in result.output and "'quality'" in result.output and "MOS" in result.output
+    result = runner.invoke(cli, ["score", str(root / "model.mlsp"), str(tmp_path / "nowhere")])
+    assert result.exit_code == 2 and "nowhere" in result.output
+    (tmp_path / "bad.mlsp").write_bytes(b"\x00" * 100)
+    result = runner.invoke(cli, ["info", str(tmp_path / "bad.mlsp"), "--json"])
+    assert result.exit_code == 2 and "bad.mlsp" in result.output
+    assert json.loads(result.stdout.splitlines()[-1])["exit_code"] == 2
+
+
+@pytest.mark.parametrize("head", ["multi3fc", "pool3fc"])
+def test_fit_and_score_with_the_other_heads(head, tmp_path):
+    # In-process (same code as the console script) to spare the interpreter start-up.
+    paths = write_images(tmp_path / "photos", 8, 48, 48)
+    pd.DataFrame({"file": [Path(p).name for p in paths], "score": np.arange(8.0)}).to_csv(
+        tmp_path / "labels.csv", index=False)
+    runner = CliRunner()
+    common = ["--backbone", "efficientnet_lite0", "--weights", "random", "--no-augment", "--jobs", "0",
+              "--device", "cpu", "--cache", str(tmp_path / "f.h5"), "--quiet"]
+    result = runner.invoke(cli, ["fit", str(tmp_path / "labels.csv"), "--images", str(tmp_path / "photos"),
+                                 "--model", str(tmp_path / "m.mlsp"), "--head", head, "--epochs", "1",
+                                 "--batch-size", "4", *common])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["score", str(tmp_path / "m.mlsp"), str(tmp_path / "photos"), "--json",
+                                 "--cache", str(tmp_path / "f.h5"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["scored"] == 8 and summary["cached"] == 8
+    meta = json.loads(runner.invoke(cli, ["info", str(tmp_path / "m.mlsp"), "--json"]).stdout)
+    assert meta["pooling"] == ("wide" if head == "pool3fc" else "narrow") and meta["n_train"] == 8

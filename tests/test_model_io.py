@@ -1,0 +1,286 @@
+"""Model files: exact round trips, and nothing from the file is ever run.
+
+The tamper tests edit a saved file's JSON so that it names dangerous types
+(``os.system``, ``builtins.eval``, ``subprocess.Popen``) with arguments that
+would create a marker file, and check both that loading is refused with an
+error naming the type and that the marker file does not exist.
+"""
+
+import json
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from helpers import tiny_transformer, write_images
+from safetensors import safe_open
+from safetensors.numpy import save_file
+from sklearn.linear_model import LinearRegression, RidgeCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVR
+
+from sklearn_mlsp import (
+    MLSPFeatures,
+    ModelFileError,
+    Multi3FCRegressor,
+    Pool3FCRegressor,
+    Single1FCRegressor,
+    Single3FCRegressor,
+    UnsafeModelError,
+    load_model,
+    save_model,
+)
+from sklearn_mlsp.model_io import FORMAT_VERSION, read_model_metadata
+
+RNG = np.random.default_rng(0)
+NARROW = MLSPFeatures(RNG.normal(size=(40, 2, 12, 1, 1)).astype(np.float32), (4, 8), ("a", "b"))
+WIDE = RNG.normal(size=(40, 2, 12, 3, 3)).astype(np.float32)
+Y = RNG.normal(5, 1, size=40)
+
+HEADS = {
+    "single1fc": (lambda: Single1FCRegressor(max_epochs=2, random_state=0), NARROW),
+    "single3fc": (lambda: Single3FCRegressor(max_epochs=2, module__hidden=(16, 8), random_state=0), NARROW),
+    "multi3fc": (lambda: Multi3FCRegressor(max_epochs=2, module__hidden=(None, 8, 4), random_state=0), NARROW),
+    "pool3fc": (lambda: Pool3FCRegressor(max_epochs=2, module__width=8, random_state=0), WIDE),
+}
+
+
+def _read(path):
+    with safe_open(str(path), framework="np") as f:
+        header = dict(f.metadata())
+        arrays = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 -- safe_open is not iterable
+    return header, arrays
+
+
+def _rewrite(path, edit_structure=None, edit_header=None):
+    """Rewrite a model file with its JSON structure (or header) edited."""
+    header, arrays = _read(path)
+    if edit_structure is not None:
+        structure = json.loads(header["structure"])
+        edit_structure(structure)
+        header["structure"] = json.dumps(structure)
+    if edit_header is not None:
+        edit_header(header)
+    save_file(arrays, str(path), metadata=header)
+
+
+@pytest.fixture(scope="module")
+def head_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("heads")
+    out = {}
+    for name, (make, X) in HEADS.items():
+        net = make().fit(X, Y)
+        path = folder / f"{name}.mlsp"
+        save_model(net, path, y=Y)
+        out[name] = (net, X, path)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(HEADS))
+def test_every_head_round_trips_float32_exactly(head_files, name):
+    net, X, path = head_files[name]
+    loaded = load_model(path)
+    assert type(loaded) is type(net)
+    np.testing.assert_array_equal(loaded.predict(X), net.predict(X))
+    assert loaded.get_params()["max_epochs"] == 2
+
+
+def test_sklearn_pipelines_round_trip_exactly(tmp_path):
+    X = RNG.normal(size=(30, 6))
+    y = RNG.normal(size=30)
+    for model in [make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 2, 5))),
+                  make_pipeline(StandardScaler(), SVR(C=2.0)), LinearRegression()]:
+        model.fit(X, y)
+        save_model(model, tmp_path / "m.mlsp")
+        np.testing.assert_array_equal(load_model(tmp_path / "m.mlsp").predict(X), model.predict(X))
+
+
+def test_mlsp_pipelines_round_trip_exactly_with_metadata(tmp_path):
+    paths = write_images(tmp_path / "img", 8)
+    y = np.linspace(1, 9, 8)
+    ridge = make_pipeline(tiny_transformer(output="flat"), RidgeCV()).fit(paths, y)
+    save_model(ridge, tmp_path / "ridge.mlsp", y=y, cv_scores={"srcc": [0.5, 0.7]})
+    loaded = load_model(tmp_path / "ridge.mlsp")
+    np.testing.assert_array_equal(loaded.predict(paths), ridge.predict(paths))
+    assert loaded[0].config_id_ == ridge[0].config_id_
+    assert loaded[0].cache is None  # the trainer's cache path is not carried over
+
+    head = make_pipeline(tiny_transformer(), Single3FCRegressor(max_epochs=2, module__hidden=(8, 4),
+                                                                random_state=0)).fit(paths, y)
+    save_model(head, tmp_path / "head.mlsp", y=y)
+    np.testing.assert_array_equal(load_model(tmp_path / "head.mlsp").predict(paths), head.predict(paths))
+
+    meta = read_model_metadata(tmp_path / "ridge.mlsp")
+    assert meta["backbone"] == "efficientnet_lite0"
+    assert meta["config_id"] == ridge[0].config_id_
+    assert meta["n_train"] == 8 and meta["target_range"] == [1.0, 9.0]
+    assert meta["cv_scores"] == {"srcc": [0.5, 0.7]}
+    assert meta["versions"]["torch"] == torch.__version__.split("+")[0] or meta["versions"]["torch"]
+    assert meta["feature_config"]["weights"] == "random:seed0"
+    assert meta["format_version"] == FORMAT_VERSION and "created" in meta
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only side of a GPU-trained model")
+def test_a_head_saved_with_a_cuda_device_loads_and_predicts_on_the_cpu(tmp_path, head_files):
+    # As in test_heads.py for pickles: without a GPU here, a CPU fit whose
+    # device is then set to "cuda" stands for a GPU-trained model.
+    net, X, _ = head_files["single3fc"]
+    expected = net.predict(X)
+    net.device = "cuda"
+    try:
+        save_model(net, tmp_path / "gpu.mlsp")
+    finally:
+        net.device = "cpu"
+    with pytest.warns(UserWarning, match="no CUDA device"):
+        loaded = load_model(tmp_path / "gpu.mlsp")
+    assert loaded.device == "cpu"
+    np.testing.assert_array_equal(loaded.predict(X), expected)
+
+
+def test_loading_uses_neither_pickle_nor_torch_load(head_files, monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("pickle or torch.load was called while loading a model file")
+
+    for module, name in [(pickle, "load"), (pickle, "loads"), (pickle, "Unpickler"), (torch, "load")]:
+        monkeypatch.setattr(module, name, forbidden)
+    net, X, path = head_files["multi3fc"]
+    np.testing.assert_array_equal(load_model(path).predict(X), net.predict(X))
+
+
+# ------------------------------------------------------------------ tampered files
+
+PAYLOADS = {
+    "os.system": lambda marker: {"command": f"touch {marker}"},
+    "builtins.eval": lambda marker: {"source": f"open({str(marker)!r}, 'w').close()"},
+    "subprocess.Popen": lambda marker: {"args": ["touch", str(marker)]},
+    "posix.system": lambda marker: {"command": f"touch {marker}"},
+}
+
+
+@pytest.mark.parametrize("target", sorted(PAYLOADS))
+def test_a_file_naming_another_estimator_class_is_refused_without_running_it(head_files, tmp_path, target):
+    _, _, original = head_files["single1fc"]
+    path = tmp_path / "evil.mlsp"
+    path.write_bytes(original.read_bytes())
+    marker = tmp_path / "pwned"
+    payload = {k: v for k, v in PAYLOADS[target](marker).items()}
+
+    def edit(structure):
+        structure["class"] = target
+        structure["params"] = payload
+
+    _rewrite(path, edit)
+    with pytest.raises(UnsafeModelError, match=target.replace(".", r"\.")):
+        load_model(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("target", ["subprocess.Popen", "os.system", "builtins.eval"])
+def test_a_parameter_naming_another_class_is_refused(head_files, tmp_path, target):
+    _, _, original = head_files["single3fc"]
+    path = tmp_path / "evil.mlsp"
+    path.write_bytes(original.read_bytes())
+
+    def edit(structure):
+        structure["params"]["module"] = {"t": "class", "name": target}
+
+    _rewrite(path, edit)
+    with pytest.raises(UnsafeModelError, match=target.replace(".", r"\.")):
+        load_model(path)
+
+
+def test_a_nested_dangerous_step_and_unexpected_attributes_are_refused(tmp_path):
+    X, y = RNG.normal(size=(20, 3)), RNG.normal(size=20)
+    save_model(make_pipeline(StandardScaler(), RidgeCV()).fit(X, y), tmp_path / "p.mlsp")
+    marker = tmp_path / "pwned"
+
+    def nested(structure):
+        step = structure["params"]["steps"][1]["v"][1]
+        step["class"] = "subprocess.Popen"
+        step["params"] = {"args": ["touch", str(marker)]}
+
+    path = tmp_path / "nested.mlsp"
+    path.write_bytes((tmp_path / "p.mlsp").read_bytes())
+    _rewrite(path, nested)
+    with pytest.raises(UnsafeModelError, match=r"subprocess\.Popen"):
+        load_model(path)
+    assert not marker.exists()
+
+    def attribute(structure):
+        structure["params"]["steps"][0]["v"][1]["state"]["__class__"] = "x"
+
+    path.write_bytes((tmp_path / "p.mlsp").read_bytes())
+    _rewrite(path, attribute)
+    with pytest.raises(UnsafeModelError, match="__class__"):
+        load_model(path)
+
+
+def test_damaged_files_give_clear_errors_naming_the_file(head_files, tmp_path):
+    _, _, original = head_files["single1fc"]
+    data = original.read_bytes()
+    cases = {
+        "truncated.mlsp": data[: len(data) // 2],
+        "header_only.mlsp": data[:40],
+        "random.mlsp": np.random.default_rng(1).bytes(5000),
+        "empty.mlsp": b"",
+        "text.mlsp": b"hello, this is not a model\n",
+    }
+    for name, content in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(ModelFileError, match=name) as info:
+            load_model(path)
+        assert "truncated" in str(info.value) or "not" in str(info.value), name
+    with pytest.raises(FileNotFoundError, match="nowhere.mlsp"):
+        load_model(tmp_path / "nowhere.mlsp")
+
+    other = tmp_path / "other.safetensors"
+    save_file({"w": np.zeros(3, np.float32)}, str(other))
+    with pytest.raises(ModelFileError, match="not an sklearn-mlsp model"):
+        load_model(other)
+
+
+def test_newer_format_versions_and_unbuildable_features_are_refused(tmp_path):
+    paths = write_images(tmp_path / "img", 4)
+    model = make_pipeline(tiny_transformer(output="flat"), RidgeCV()).fit(paths, np.arange(4.0))
+    save_model(model, tmp_path / "m.mlsp")
+    data = (tmp_path / "m.mlsp").read_bytes()
+
+    path = tmp_path / "newer.mlsp"
+    path.write_bytes(data)
+    _rewrite(path, edit_header=lambda h: h.update(format_version=str(FORMAT_VERSION + 1)))
+    with pytest.raises(ModelFileError, match="newer sklearn-mlsp"):
+        load_model(path)
+
+    def unknown_backbone(structure):
+        structure["params"]["steps"][0]["v"][1]["params"]["backbone"] = "no_such_net"
+
+    path.write_bytes(data)
+    _rewrite(path, unknown_backbone)
+    with pytest.raises(ModelFileError, match="cannot be rebuilt.*no_such_net"):
+        load_model(path)
+
+    def other_config(structure):
+        structure["params"]["steps"][0]["v"][1]["state"]["config_id_"] = "cfg_0000000000000000"
+
+    path.write_bytes(data)
+    _rewrite(path, other_config)
+    with pytest.raises(ModelFileError, match="feature configuration differs"):
+        load_model(path)
+
+
+def test_saving_refuses_what_the_format_cannot_hold(tmp_path):
+    from sklearn.ensemble import RandomForestRegressor
+
+    forest = RandomForestRegressor(n_estimators=2).fit(RNG.normal(size=(10, 2)), RNG.normal(size=10))
+    with pytest.raises(ModelFileError, match="RandomForestRegressor is not on the allow-list"):
+        save_model(forest, tmp_path / "f.mlsp")
+    net = Single1FCRegressor(max_epochs=1, random_state=np.random.RandomState(0)).fit(NARROW, Y)
+    with pytest.raises(ModelFileError, match="random_state"):
+        save_model(net, tmp_path / "n.mlsp")
+    assert not (tmp_path / "n.mlsp").exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        save_model(Single1FCRegressor(max_epochs=1).fit(NARROW, Y), tmp_path / "ok.mlsp")
