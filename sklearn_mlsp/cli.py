@@ -412,7 +412,7 @@ def cli():
 
 @cli.command()
 @click.argument("images", nargs=-1, required=True)
-@click.option("--cache", required=True, type=click.Path(dir_okay=False), help="HDF5 feature cache to fill.")
+@click.option("--cache", required=True, type=click.Path(), help="Feature cache (a store folder) to fill.")
 @_feature_options("narrow")
 @click.option("-r", "--recursive", is_flag=True, help="Also take images in subfolders.")
 @click.option("--errors", type=click.Choice(["nan", "raise"]), default="nan", show_default=True,
@@ -481,7 +481,7 @@ def _make_head(head, *, epochs, lr, batch_size, seed, device, tap_channels):
 @click.option("--head", type=click.Choice(list(HEADS)), default="single3fc", show_default=True,
               help="The paper's heads, or ridge regression on flat features.")
 @_feature_options("auto")
-@click.option("--cache", type=click.Path(dir_okay=False), default=None, help="HDF5 feature cache (reused).")
+@click.option("--cache", type=click.Path(), default=None, help="Feature cache folder (reused).")
 @click.option("--cv", type=click.IntRange(min=0), default=0, show_default=True,
               help="Cross-validate with this many folds first (0: no).")
 @click.option("--image-col", default=None, help="Column of image names (default: detected).")
@@ -631,7 +631,7 @@ def contact_sheet(frame, path, n_show=6, title=None):
 @click.option("--top", type=click.IntRange(min=0), default=10, show_default=True, help="Print the best N.")
 @click.option("--sheet", type=click.Path(dir_okay=False), default=None,
               help="PNG contact sheet: best and worst images with scores, and a histogram.")
-@click.option("--cache", type=click.Path(dir_okay=False), default=None, help="HDF5 feature cache (reused).")
+@click.option("--cache", type=click.Path(), default=None, help="Feature cache folder (reused).")
 @click.option("--device", default="auto", show_default=True, help="auto (the model's), cpu, cuda, ...")
 @click.option("--jobs", type=click.IntRange(min=0), default=None, help="Processes decoding images.")
 @click.option("-r", "--recursive", is_flag=True, help="Also take images in subfolders.")
@@ -695,7 +695,7 @@ def score(out, model_path, images, out_csv, top, sheet, cache, device, jobs, rec
 @click.option("--images", "image_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="Folder of the images named in LABELS.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="PNG scatter plot, true vs predicted.")
-@click.option("--cache", type=click.Path(dir_okay=False), default=None, help="HDF5 feature cache (reused).")
+@click.option("--cache", type=click.Path(), default=None, help="Feature cache folder (reused).")
 @click.option("--image-col", default=None, help="Column of image names (default: detected).")
 @click.option("--score-col", default=None, help="Column of scores (default: detected).")
 @click.option("--threshold", type=float, default=None,
@@ -857,6 +857,120 @@ def info(out, model_path):
         out.say(f"  {b['name']:<22}{b['weights']:<48}{where}")
     out.summary({"ok": True, **env})
     return 0
+
+
+# --------------------------------------------------------------------------- cache
+
+
+@cli.group()
+def cache():
+    """Look after a feature cache: what is in it, drop, compact, verify.
+
+    \b
+    Examples:
+      mlsp cache info features.h5
+      mlsp cache drop features.h5 cfg_0123456789abcdef
+      mlsp cache verify features.h5 --repair
+    """
+
+
+def _store(path):
+    from .store import FeatureStore, LegacyStoreError, NotAFeatureStoreError
+
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no feature cache here.")
+    store = FeatureStore(path)
+    try:
+        store.configs()
+    except (LegacyStoreError, NotAFeatureStoreError) as exc:
+        raise InputError(str(exc)) from None
+    return store
+
+
+@cache.command("info")
+@click.argument("path", metavar="CACHE", type=click.Path())
+@_run
+def cache_info(out, path):
+    """Configurations in a feature cache, with their images, shards and bytes.
+
+    \b
+    Example:
+      mlsp cache info features.h5
+    """
+    table = _store(path).summary()
+    rows = table.to_dict("records")
+    if not rows:
+        out.say(f"{path}: empty (no configuration stored yet)")
+    else:
+        out.say(f"{'configuration':<22}{'backbone':<22}{'grid':>5}{'views':>6}{'channels':>9}"
+                f"{'images':>9}{'shards':>7}{'MB':>10}")
+        for r in rows:
+            out.say(f"{r['config_id']:<22}{str(r['backbone']):<22}{str(r['grid_size']):>5}{str(r['views']):>6}"
+                    f"{str(r['channels']):>9}{r['images']:>9}{r['shards']:>7}{r['bytes'] / 1e6:>10.1f}")
+        out.say(f"{'total':<70}{int(table['images'].sum()):>9}{int(table['shards'].sum()):>7}"
+                f"{table['bytes'].sum() / 1e6:>10.1f}")
+    out.summary({"ok": True, "cache": path, "configurations": rows})
+    return 0
+
+
+@cache.command("drop")
+@click.argument("path", metavar="CACHE", type=click.Path())
+@click.argument("config_id", metavar="CONFIG")
+@_run
+def cache_drop(out, path, config_id):
+    """Delete one configuration (see `mlsp cache info` for the ids) and its features.
+
+    \b
+    Example:
+      mlsp cache drop features.h5 cfg_0123456789abcdef
+    """
+    store = _store(path)
+    try:
+        n = store.drop(config_id)
+    except KeyError as exc:
+        raise InputError(exc.args[0]) from None
+    out.say(f"dropped {config_id}: {n} images")
+    out.summary({"ok": True, "cache": path, "config_id": config_id, "images": n})
+    return 0
+
+
+@cache.command("compact")
+@click.argument("path", metavar="CACHE", type=click.Path())
+@_run
+def cache_compact(out, path):
+    """Merge a cache's shards, removing duplicates and damaged rows.
+
+    \b
+    Example:
+      mlsp cache compact features.h5
+    """
+    result = _store(path).compact()
+    for cid, (before, after) in result.items():
+        out.say(f"{cid}: {before} shards -> {after}")
+    out.summary({"ok": True, "cache": path, "shards": {c: list(v) for c, v in result.items()}})
+    return 0
+
+
+@cache.command("verify")
+@click.argument("path", metavar="CACHE", type=click.Path())
+@click.option("--repair", is_flag=True, help="Remove damaged rows (recomputed by the next extraction).")
+@_run
+def cache_verify(out, path, repair):
+    """Re-check every checksum of a cache; exit code 1 if anything is damaged.
+
+    \b
+    Example:
+      mlsp cache verify features.h5 --repair
+    """
+    report = _store(path).verify(repair=repair)
+    for r in report.to_dict("records")[:50]:
+        what = f"image {r['image']} view {r['view']}" if r["image"] is not None else "whole shard"
+        out.say(f"damaged: {r['shard']}: {what} ({r['problem']})")
+    out.say(f"{path}: " + ("no damage found" if report.empty else
+                           f"{len(report)} damaged entries" + (", repaired" if repair else
+                                                               " (run with --repair to remove them)")))
+    out.summary({"ok": report.empty, "cache": path, "damaged": report.to_dict("records"), "repaired": repair})
+    return 0 if report.empty or repair else 1
 
 
 def main(argv=None):

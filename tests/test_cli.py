@@ -140,8 +140,9 @@ def test_a_tampered_model_is_refused_with_exit_code_2(project, tmp_path):
 
 def test_every_command_has_help_with_an_example():
     runner = CliRunner()
-    for command in ["extract", "fit", "score", "evaluate", "info"]:
-        result = runner.invoke(cli, [command, "--help"])
+    for command in ["extract", "fit", "score", "evaluate", "info", "cache info", "cache drop", "cache compact",
+                    "cache verify"]:
+        result = runner.invoke(cli, [*command.split(), "--help"])
         assert result.exit_code == 0
         assert "Example" in result.output and f"mlsp {command}" in result.output, command
         assert "--json" in result.output and "--quiet" in result.output, command
@@ -184,3 +185,32 @@ def test_fit_and_score_with_the_other_heads(head, tmp_path):
     assert summary["scored"] == 8 and summary["cached"] == 8
     meta = json.loads(runner.invoke(cli, ["info", str(tmp_path / "m.mlsp"), "--json"]).stdout)
     assert meta["pooling"] == ("wide" if head == "pool3fc" else "narrow") and meta["n_train"] == 8
+
+
+def test_cache_info_drop_compact_verify(project, tmp_path):
+    root, _, _ = project
+    cache = tmp_path / "features.h5"
+    shutil.copytree(root / "features.h5", cache)
+    proc = mlsp("cache", "info", cache, "--json", cwd=root, check=0)
+    configs = json.loads(proc.stdout)["configurations"]
+    assert len(configs) == 1 and configs[0]["images"] == 12 and configs[0]["backbone"] == "efficientnet_lite0"
+    runner = CliRunner()
+    text = runner.invoke(cli, ["cache", "info", str(cache)])
+    assert text.exit_code == 0 and configs[0]["config_id"] in text.output and "total" in text.output
+    assert runner.invoke(cli, ["cache", "compact", str(cache)]).exit_code == 0
+    assert runner.invoke(cli, ["cache", "verify", str(cache)]).exit_code == 0
+    shard = next((cache / configs[0]["config_id"]).glob("*.h5"))
+    header = json.loads(shard.read_bytes()[8:508].decode().rstrip())
+    with open(shard, "r+b") as fh:  # damage one image's features
+        fh.seek(header["offsets"][1] + 4)
+        fh.write(b"\xff\x00\xff\x00")
+    damaged = runner.invoke(cli, ["cache", "verify", str(cache)])
+    assert damaged.exit_code == 1 and "damaged" in damaged.output and shard.name in damaged.output
+    assert runner.invoke(cli, ["cache", "verify", str(cache), "--repair"]).exit_code == 0
+    assert runner.invoke(cli, ["cache", "verify", str(cache)]).exit_code == 0
+    wrong = runner.invoke(cli, ["cache", "drop", str(cache), "cfg_nope"])
+    assert wrong.exit_code == 2 and "cfg_nope" in wrong.output
+    dropped = runner.invoke(cli, ["cache", "drop", str(cache), configs[0]["config_id"], "--json"])
+    assert dropped.exit_code == 0 and json.loads(dropped.stdout)["images"] == 11
+    missing = runner.invoke(cli, ["cache", "info", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "nowhere" in missing.output
