@@ -151,7 +151,7 @@ def _missing_frame(rows, id_dtype):
     return frame
 
 
-def _warn_left_out(dataset, n_total, missing):
+def _warn_left_out(dataset, n_total, missing, stacklevel=3):
     """Warn with the count of left-out images, per reason, and the first ids."""
     if len(missing) == 0:
         return
@@ -166,7 +166,7 @@ def _warn_left_out(dataset, n_total, missing):
         f"{dataset}: {len(missing)} of {n_total} images left out ({counts}); "
         f"first: {first}{more}. See bunch.missing for the full list.",
         UserWarning,
-        stacklevel=3,
+        stacklevel=stacklevel,
     )
 
 
@@ -205,6 +205,89 @@ def _random_split(n, fraction, random_state, names):
     split = np.full(n, names[0], dtype=object)
     split[rng.permutation(n)[:n_second]] = names[1]
     return split.astype(str)
+
+
+# --------------------------------------------------------------------------
+# The shared ending of every loader
+# --------------------------------------------------------------------------
+
+
+def _check_and_report(
+    dataset,
+    ids,
+    paths,
+    *,
+    image_dir,
+    check_images,
+    candidates=None,
+    left_out=(),
+    case_insensitive=False,
+    id_dtype=object,
+    short_name=None,
+    stacklevel=4,
+):
+    """Check the images, list those left out and warn: the ending every loader shares.
+
+    Parameters
+    ----------
+    dataset : str
+        Name used in errors (the dataset, or the label file's path).
+    ids, paths : sequence
+        Identifier and expected path of every labelled image, in file order.
+    image_dir : str
+        The image folder (it must exist when ``check_images``).
+    check_images : bool
+        Check that each image exists and that PIL can read its header.
+    candidates : array-like of bool, default=None
+        Rows worth checking (the others are already left out); default all.
+    left_out : sequence of (position, (id, path, reason)), default=()
+        Rows the loader left out itself (e.g. AVA's images without votes).
+    case_insensitive : bool, default=False
+        See :func:`_check_image_files`.
+    id_dtype : dtype, default=object
+        dtype of ``missing["id"]`` when nothing is missing.
+    short_name : str, default=None
+        Name used in the warning; default ``dataset``.
+    stacklevel : int, default=4
+        Passed on to the warning so that it points at the user's call.
+
+    Returns
+    -------
+    keep : ndarray of bool
+        Rows kept.
+    paths : list of str
+        Paths, corrected for case where ``case_insensitive``.
+    missing : DataFrame
+        ``id, path, reason`` of the rows left out, in file order.
+    """
+    n = len(paths)
+    keep = np.ones(n, dtype=bool) if candidates is None else np.array(candidates, dtype=bool)
+    paths = list(paths)
+    rows = list(left_out)
+    if check_images:
+        _require_directory(image_dir, dataset)
+        checked = np.flatnonzero(keep)
+        ok, resolved, file_missing = _check_image_files(
+            [ids[i] for i in checked], [paths[i] for i in checked], case_insensitive
+        )
+        for i, path in zip(checked, resolved):
+            paths[i] = path
+        keep[checked[~ok]] = False
+        _require_some_left(dataset, keep, file_missing)
+        rows += list(zip(checked[~ok].tolist(), file_missing))
+    rows.sort(key=lambda row: row[0])
+    missing = _missing_frame([row for _, row in rows], id_dtype)
+    _warn_left_out(short_name or dataset, n, missing, stacklevel=stacklevel)
+    return keep, paths, missing
+
+
+def _bunch(keep, missing, **fields):
+    """The Bunch every loader returns: each field's kept rows, ``missing`` and ``frame=None``."""
+    kept = {
+        name: None if value is None else np.asarray(value)[keep]
+        for name, value in fields.items()
+    }
+    return Bunch(**kept, missing=missing, frame=None)
 
 
 # --------------------------------------------------------------------------
@@ -433,40 +516,21 @@ def load_ava(
     split = split.astype(str)
 
     paths = [os.path.join(image_dir, f"{i}.jpg") for i in ids]
-    missing = [
-        (int(i), p, "no votes") for i, p in zip(ids[~voted], np.asarray(paths)[~voted])
-    ]
-    keep = voted.copy()
-    if check_images:
-        _require_directory(image_dir, "AVA")
-        checked = np.flatnonzero(voted)
-        ok, _, file_missing = _check_image_files(
-            ids[checked].tolist(), [paths[i] for i in checked]
-        )
-        keep[checked[~ok]] = False
-        _require_some_left("AVA", keep, file_missing)
-        missing += file_missing
-    # Report in the order of AVA.txt, whatever the reason.
-    order = {image_id: k for k, image_id in enumerate(ids.tolist())}
-    missing.sort(key=lambda row: order[row[0]])
-    missing = _missing_frame(missing, np.int64)
-    _warn_left_out("AVA", len(ids), missing)
-
-    counts, n_votes = counts[keep], n_votes[keep]
-    distribution = counts / n_votes[:, None]
-    target = distribution @ np.arange(1, 11, dtype=np.float64)
-    bunch = Bunch(
-        ids=ids[keep],
-        paths=np.asarray(paths, dtype=str)[keep],
-        target=target,
-        split=split[keep],
-        distribution=distribution,
-        n_votes=n_votes,
-        tags=values[keep, 12:14],
-        challenge=values[keep, 14],
-        missing=missing,
-        frame=None,
+    no_votes = [(int(k), (int(ids[k]), paths[k], "no votes")) for k in np.flatnonzero(~voted)]
+    keep, paths, missing = _check_and_report(
+        "AVA", ids.tolist(), paths, image_dir=image_dir, check_images=check_images,
+        candidates=voted, left_out=no_votes, id_dtype=np.int64,
     )
+
+    # Images without votes are never kept; max(1, .) only avoids dividing by 0.
+    distribution = counts / np.maximum(n_votes, 1)[:, None]
+    bunch = _bunch(
+        keep, missing, ids=ids, paths=np.asarray(paths, dtype=str),
+        target=distribution @ np.arange(1, 11, dtype=np.float64), split=split,
+        distribution=distribution, n_votes=n_votes, tags=values[:, 12:14],
+        challenge=values[:, 14],
+    )
+    target, n_votes, distribution = bunch.target, bunch.n_votes, bunch.distribution
     if as_frame:
         frame = pd.DataFrame(
             {
@@ -741,30 +805,20 @@ def load_csv_dataset(
         split = None
 
     paths = [os.path.join(image_dir, n) for n in names]
-    keep = np.ones(len(frame), dtype=bool)
-    missing = []
-    if check_images:
-        _require_directory(image_dir, path)
-        keep, paths, missing = _check_image_files(
-            names.tolist(), paths, case_insensitive
+    keep, paths, missing = _check_and_report(
+        path, names.tolist(), paths, image_dir=image_dir, check_images=check_images,
+        case_insensitive=case_insensitive, short_name=os.path.basename(path),
+    )
+    resolved = pd.Series(paths)[keep]
+    if case_insensitive and resolved.duplicated().any():
+        clash = resolved[resolved.duplicated(keep=False)].iloc[0]
+        raise ValueError(
+            f"{path}: names differing only by case point to the same file {clash!r}"
         )
-        resolved = pd.Series(paths)[keep]
-        if case_insensitive and resolved.duplicated().any():
-            clash = resolved[resolved.duplicated(keep=False)].iloc[0]
-            raise ValueError(
-                f"{path}: names differing only by case point to the same file {clash!r}"
-            )
-        _require_some_left(path, keep, missing)
-    missing = _missing_frame(missing, object)
-    _warn_left_out(os.path.basename(path), len(frame), missing)
 
-    bunch = Bunch(
-        ids=names[keep].astype(str),
-        paths=np.asarray(paths, dtype=str)[keep],
-        target=scores[keep],
-        split=None if split is None else split[keep],
-        missing=missing,
-        frame=None,
+    bunch = _bunch(
+        keep, missing, ids=names.astype(str), paths=np.asarray(paths, dtype=str),
+        target=scores, split=split,
     )
     if as_frame:
         out = frame.loc[keep].reset_index(drop=True)
@@ -920,22 +974,12 @@ def load_clive(root, check_images=True, as_frame=False):
     std = None if std is None else std[rated]
 
     paths = [os.path.join(image_dir, n) for n in names]
-    keep = np.ones(len(names), dtype=bool)
-    missing = []
-    if check_images:
-        _require_directory(image_dir, "CLIVE")
-        keep, paths, missing = _check_image_files(names.tolist(), paths)
-        _require_some_left("CLIVE", keep, missing)
-    missing = _missing_frame(missing, object)
-    _warn_left_out("CLIVE", len(names), missing)
-
-    bunch = Bunch(
-        ids=names[keep].astype(str),
-        paths=np.asarray(paths, dtype=str)[keep],
-        target=mos[keep],
-        std=None if std is None else std[keep],
-        missing=missing,
-        frame=None,
+    keep, paths, missing = _check_and_report(
+        "CLIVE", names.tolist(), paths, image_dir=image_dir, check_images=check_images,
+    )
+    bunch = _bunch(
+        keep, missing, ids=names.astype(str), paths=np.asarray(paths, dtype=str),
+        target=mos, std=std,
     )
     if as_frame:
         frame = pd.DataFrame(
