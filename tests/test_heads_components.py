@@ -23,7 +23,8 @@ def test_fc3_layers_and_he_initialisation():
     kinds = [type(m) for m in fc.hidden]
     assert kinds == [nn.Linear, nn.ReLU, nn.BatchNorm1d, nn.Dropout] * 3
     linears = [m for m in fc.hidden if isinstance(m, nn.Linear)]
-    assert [(m.in_features, m.out_features) for m in linears] == [(400, 300), (300, 400), (400, 20)]  # None: the input width
+    # None: the input width
+    assert [(m.in_features, m.out_features) for m in linears] == [(400, 300), (300, 400), (400, 20)]
     assert [m.p for m in fc.hidden if isinstance(m, nn.Dropout)] == [0.25, 0.25, 0.5]
     assert linears[0].weight.std().item() == pytest.approx(np.sqrt(2 / 400), rel=0.05)
     assert torch.all(linears[0].bias == 0)
