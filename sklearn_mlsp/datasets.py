@@ -1373,15 +1373,16 @@ def load_paq2piq(root, image_dir=None, label_file=None, check_images=True, as_fr
 
 
 _NONE = "None: the release gives no split."
+_FLOATS = "ndarray of float64 of shape (n_images,), or None"
 load_koniq10k.__doc__ = _loader_doc(
     _KONIQ10K,
     also=" (or ``koniq10k_distributions_sets.csv``, which adds the ``set`` column)",
     target="MOS, 1 to 5 (column ``MOS``).",
     split="The ``set`` column (training, validation, test) when the file has it, else None.",
     fields=[
-        ("std", "ndarray of float64 of shape (n_images,), or None", "Standard deviation of the ratings (``SD``)."),
-        ("mos_zscore", "ndarray of float64 of shape (n_images,), or None", "MOS of z-scored ratings, 0 to 100 (``MOS_zscore``)."),
-        ("distribution", "ndarray of float64 of shape (n_images, 5), or None", "Share of votes for 1 to 5 (from ``c1`` to ``c5``)."),
+        ("std", _FLOATS, "Standard deviation of the ratings (``SD``)."),
+        ("mos_zscore", _FLOATS, "MOS of z-scored ratings, 0 to 100 (``MOS_zscore``)."),
+        ("distribution", "ndarray of float64 of shape (n_images, 5), or None", "Share of votes for 1 to 5 (c1 to c5)."),
         ("n_votes", "ndarray of int64 of shape (n_images,), or None", "Number of votes."),
     ],
 )  # fmt: skip
@@ -1391,8 +1392,7 @@ load_spaq.__doc__ = _loader_doc(
     target="MOS, 0 to 100 (column ``MOS``).",
     split=_NONE,
     fields=[
-        (name, "ndarray of float64 of shape (n_images,), or None", f"The ``{column}`` attribute score.")
-        for name, column in _SPAQ.numeric
+        (name, _FLOATS, f"The ``{column}`` attribute score.") for name, column in _SPAQ.numeric
     ],
 )  # fmt: skip
 load_kadid10k.__doc__ = _loader_doc(
@@ -1400,8 +1400,8 @@ load_kadid10k.__doc__ = _loader_doc(
     target="Column ``dmos``: 1 to 5, higher is better.",
     split=_NONE,
     fields=[
-        ("var", "ndarray of float64 of shape (n_images,), or None", "Variance of the ratings (``var``)."),
-        ("reference", "ndarray of str of shape (n_images,), or None", "Name of the pristine reference image (``ref_img``)."),
+        ("var", _FLOATS, "Variance of the ratings (``var``)."),
+        ("reference", "ndarray of str of shape (n_images,), or None", "The pristine reference image (``ref_img``)."),
     ],
 )  # fmt: skip
 load_paq2piq.__doc__ = _loader_doc(
