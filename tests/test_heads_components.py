@@ -157,3 +157,19 @@ def test_schedule_without_reload_keeps_last_weights():
         net.epoch(sched, loss)
     sched.on_train_end(net)
     assert sched.drops_ == [2] and net.weight == 2
+
+
+def test_every_module_owns_its_output_initialisation():
+    from sklearn_mlsp.heads import FC3, Multi3FC, Pool3FC, Single1FC, Single3FC
+
+    modules = [
+        (Single1FC(6), torch.zeros(5, 6)),
+        (Single3FC(6, hidden=(8, 4)), torch.randn(5, 6)),
+        (Multi3FC((2, 4), hidden=(8, 4)), torch.randn(5, 6)),
+        (Pool3FC(6, width=4, hidden=(8, 4)), torch.randn(5, 6, 3, 3)),
+        (FC3(6, hidden=(8,)), torch.randn(5, 6)),
+    ]
+    for module, x in modules:
+        module.init_output(0.37)
+        module.eval()
+        torch.testing.assert_close(module(x), torch.full((5, 1), 0.37))
