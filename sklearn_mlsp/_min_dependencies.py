@@ -19,7 +19,7 @@ MIN_VERSIONS = {
     "scikit-learn": "1.6.1",  # validate_data, __sklearn_tags__, expected_failed_checks
     "torch": "2.0",
     "timm": "1.0.3",
-    "skorch": "1.1.0",  # the first release that supports scikit-learn 1.6
+    "skorch": "1.2.0",  # torch_load_kwargs: unpickles under torch>=2.6 (weights_only=True)
     "numpy": "1.24",
     "scipy": "1.10",
     "h5py": "3.8",

@@ -75,7 +75,7 @@ def test_an_old_dependency_is_named_with_the_version_needed():
 
 
 def test_a_missing_dependency_is_named():
-    with pytest.raises(ImportError, match=r"skorch>=1\.1\.0 is not installed.*pip install 'skorch>=1\.1\.0'"):
+    with pytest.raises(ImportError, match=r"skorch>=1\.2\.0 is not installed.*pip install 'skorch>=1\.2\.0'"):
         check_dependencies(_fake_versions(skorch=None))
 
 
