@@ -10,6 +10,7 @@ range [1, inf). Got 0 instead." The error type,
 
 from numbers import Integral, Real
 
+import numpy as np
 from sklearn.utils._param_validation import (
     Interval,
     StrOptions,
@@ -27,9 +28,26 @@ __all__ = [
     "validate_params",
 ]
 
-#: An int >= 1 (numpy integers included).
-POSITIVE_INT = Interval(Integral, 1, None, closed="left")
-#: An int >= 0.
-NON_NEGATIVE_INT = Interval(Integral, 0, None, closed="left")
+
+
+class _IntInterval(Interval):
+    """scikit-learn's ``Interval(Integral, ...)`` without ``bool``.
+
+    ``True`` is an ``Integral`` in Python, so the plain interval takes
+    ``max_pixels=True`` for 1 or ``pooling=True`` for ``k = 1``; here it is
+    refused like any other non-int.
+    """
+
+    def __init__(self, left, right, *, closed):
+        super().__init__(Integral, left, right, closed=closed)
+
+    def is_satisfied_by(self, val):
+        return not isinstance(val, (bool, np.bool_)) and super().is_satisfied_by(val)
+
+
+#: An int >= 1 (numpy integers included, bool excluded).
+POSITIVE_INT = _IntInterval(1, None, closed="left")
+#: An int >= 0 (bool excluded).
+NON_NEGATIVE_INT = _IntInterval(0, None, closed="left")
 #: A float in (0, 1].
 FRACTION = Interval(Real, 0, 1, closed="right")

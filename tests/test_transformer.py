@@ -114,6 +114,8 @@ def test_sklearn_contract_clone_params_pickle(images):
 @pytest.mark.parametrize("param, value, message", [
     ("pooling", "medium", "The 'pooling' parameter of MLSPTransformer must be"),
     ("pooling", 0, "The 'pooling' parameter of MLSPTransformer must be"),
+    ("pooling", True, "The 'pooling' parameter of MLSPTransformer must be"),
+    ("max_pixels", True, "The 'max_pixels' parameter of MLSPTransformer must be"),
     ("output", "cube", "The 'output' parameter of MLSPTransformer must be"),
     ("errors", "ignore", "The 'errors' parameter of MLSPTransformer must be"),
     ("n_workers", -1, r"The 'n_workers' parameter of MLSPTransformer must be an int in the range \[0, inf\) or None"),
