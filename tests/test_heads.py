@@ -74,7 +74,9 @@ class RecordSplit(Callback):
         self.views_.append(dataset_train.views.copy())
 
 
-FAST = {"lr": 1e-2, "batch_size": 32, "max_epochs": 25, "random_state": 0}
+# device="cpu": several tests compare fits bit for bit, which the default "auto"
+# would not promise on a CUDA machine.
+FAST = {"lr": 1e-2, "batch_size": 32, "max_epochs": 25, "random_state": 0, "device": "cpu"}
 FC = {"module__hidden": (32, 16), "module__dropout": 0.1}
 HEADS = {
     "single1": lambda **kw: Single1FCRegressor(**{**FAST, **kw}),
@@ -222,7 +224,7 @@ def test_pickle_and_joblib_round_trip(tmp_path, data):
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(net)).predict(X[100:]), expected)
     joblib.dump(net, tmp_path / "head.joblib")
     np.testing.assert_array_equal(joblib.load(tmp_path / "head.joblib").predict(X[100:]), expected)
-    auto = Single1FCRegressor(**dict(FAST, max_epochs=1), device="auto").fit(X[:60], y[:60])
+    auto = Single1FCRegressor(**dict(FAST, max_epochs=1, device="auto")).fit(X[:60], y[:60])
     restored = pickle.loads(pickle.dumps(auto))
     assert restored.device == "auto"
     np.testing.assert_array_equal(restored.predict(X[100:]), auto.predict(X[100:]))
