@@ -1,11 +1,16 @@
 # Two entry points for a fresh machine: `make demo` and `make test`.
 # Each creates .venv and installs the package into it when needed.
+# `make test-min` tests the oldest supported dependencies in .venv-min, and
+# `make lint` runs ruff.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+VENV_MIN := .venv-min
+PY_MIN := $(VENV_MIN)/bin/python
+STAMP_MIN := $(VENV_MIN)/.installed
 
-.PHONY: demo test docs bench clean
+.PHONY: demo test test-min lint docs bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,8 +23,24 @@ demo: $(STAMP)
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
+# The pure-Python dependencies at exactly their floors (constraints-min.txt,
+# equal to pyproject.toml's), torch as in constraints.txt; the demo extra
+# (scikit-image, matplotlib: the synthetic data set and the benchmark plots) at
+# whatever versions fit those. The docs build (Sphinx) and the example scripts
+# are left out: they test the documentation, not the floors.
+$(STAMP_MIN): pyproject.toml constraints.txt constraints-min.txt
+	test -x $(PY_MIN) || $(PYTHON) -m venv $(VENV_MIN)
+	$(PY_MIN) -m pip install --quiet -c constraints.txt -c constraints-min.txt -e ".[offline,demo]" "pytest>=7"
+	touch $(STAMP_MIN)
+
+test-min: $(STAMP_MIN)
+	HF_HUB_OFFLINE=1 $(PY_MIN) -m pytest -q --ignore=tests/test_docs.py --ignore=tests/test_examples.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
 docs: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
 
 clean:
-	rm -rf $(VENV) docs/_build docs/auto_examples demo_output
+	rm -rf $(VENV) $(VENV_MIN) docs/_build docs/auto_examples demo_output

@@ -46,7 +46,7 @@ from sklearn_mlsp import (
     Single3FCRegressor,
 )
 from sklearn_mlsp.datasets import load_csv_dataset
-from sklearn_mlsp.metrics import binary_accuracy, plcc, srcc
+from sklearn_mlsp.metrics import paper_metrics
 
 BIQ = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "biq2021"
 HEADS = {
@@ -82,14 +82,6 @@ def narrow_of(view, tap_channels, batch=64) -> MLSPFeatures:
     return MLSPFeatures(np.concatenate(parts).astype(np.float32), tap_channels, getattr(view, "view_names", None))
 
 
-def metrics(y_true, y_pred, threshold):
-    return {
-        "srcc": float(srcc(y_true, y_pred)),
-        "plcc": float(plcc(y_true, y_pred)),
-        "accuracy": float(binary_accuracy(y_true, y_pred, threshold=threshold)),
-    }
-
-
 def fit_head(name, X_train, y_train, X_test, args, **params):
     settings = {"max_epochs": args.max_epochs, "random_state": args.seed, "verbose": args.verbose}
     if name == "Pool-3FC":
@@ -106,7 +98,10 @@ def fit_head(name, X_train, y_train, X_test, args, **params):
 
 def ridge(X_train, y_train, X_test):
     model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-1, 5, 13)))
-    flat = lambda X: np.asarray(X).mean(axis=1).reshape(len(X), -1)
+
+    def flat(X):
+        return np.asarray(X).mean(axis=1).reshape(len(X), -1)
+
     start = time.perf_counter()
     model.fit(flat(X_train), y_train)
     return model.predict(flat(X_test)), {"train_s": time.perf_counter() - start}
@@ -188,7 +183,7 @@ def main(argv=None):
                "n_train": len(tr_paths), "n_test": len(te_paths), "threshold": threshold, "rows": []}
 
     def record(experiment, label, pred, info):
-        row = {"experiment": experiment, "model": label, **metrics(y_te, pred, threshold), **info}
+        row = {"experiment": experiment, "model": label, **paper_metrics(y_te, pred, threshold), **info}
         results["rows"].append(row)
         print(f"  {experiment:<9} {label:<44} SRCC {row['srcc']:.3f}  PLCC {row['plcc']:.3f}  "
               f"acc {100 * row['accuracy']:.1f} %")

@@ -95,7 +95,9 @@ def build_parser():
     head.add_argument("--max-epochs", type=int, default=60, help="default: 60, three stages of 20")
     head.add_argument("--batch-size", type=int, default=128, help="default: 128")
     head.add_argument("--lr", type=float, default=1e-4, help="initial learning rate (default: 1e-4)")
-    head.add_argument("--hidden", type=int, nargs="+", default=None, help="3FC hidden widths (paper: 2048/None 1024 256)")
+    head.add_argument(
+        "--hidden", type=int, nargs="+", default=None, help="3FC hidden widths (paper: 2048/None 1024 256)"
+    )
     head.add_argument("--width", type=int, default=None, help="Pool-3FC filters per column (paper: 1024)")
 
     out = p.add_argument_group("output")
@@ -244,15 +246,10 @@ def make_head(args):
 
 
 def evaluate(y_true, y_pred, threshold):
-    """SRCC, PLCC and binary accuracy at ``threshold``."""
-    from sklearn_mlsp.metrics import binary_accuracy, plcc, srcc
+    """SRCC, PLCC, binary accuracy at ``threshold`` and n (:func:`sklearn_mlsp.metrics.paper_metrics`)."""
+    from sklearn_mlsp.metrics import paper_metrics
 
-    return {
-        "srcc": srcc(y_true, y_pred),
-        "plcc": plcc(y_true, y_pred),
-        "accuracy": binary_accuracy(y_true, y_pred, threshold=threshold),
-        "n": len(y_true),
-    }
+    return paper_metrics(y_true, y_pred, threshold=threshold)
 
 
 # --------------------------------------------------------------------------
@@ -307,7 +304,9 @@ def save_scatter(path, y_true, y_pred, metrics, title):
     ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8, ls="--")
     ax.set_xlabel("true MOS")
     ax.set_ylabel("predicted MOS")
-    ax.set_title(f"{title}\nSRCC {_fmt(metrics['srcc'])}, PLCC {_fmt(metrics['plcc'])} (n = {metrics['n']})", fontsize=9)
+    ax.set_title(
+        f"{title}\nSRCC {_fmt(metrics['srcc'])}, PLCC {_fmt(metrics['plcc'])} (n = {metrics['n']})", fontsize=9
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -367,7 +366,8 @@ def main(argv=None):
     if len(missing):
         reasons = missing["reason"].str.split(r" \(|;", n=1, regex=True).str[0].value_counts()
         shown = ", ".join(str(i) for i in missing["id"].iloc[:5]) + (", ..." if len(missing) > 5 else "")
-        print(f"  {len(missing)} image{'s' if len(missing) != 1 else ''} left out ({', '.join(f'{n} {r}' for r, n in reasons.items())}): {shown}")
+        counts = ", ".join(f"{n} {r}" for r, n in reasons.items())
+        print(f"  {len(missing)} image{'s' if len(missing) != 1 else ''} left out ({counts}): {shown}")
 
     # ---- features
     transformer = MLSPTransformer(

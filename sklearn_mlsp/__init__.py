@@ -3,14 +3,30 @@
 Public API: :class:`MLSPTransformer` (features), the heads
 (:class:`Single1FCRegressor`, :class:`Single3FCRegressor`,
 :class:`Multi3FCRegressor`, :class:`Pool3FCRegressor`), :mod:`sklearn_mlsp.metrics`,
-:mod:`sklearn_mlsp.datasets`, and model files (:func:`save_model`, :func:`load_model`).
+:mod:`sklearn_mlsp.datasets`, the feature store (:mod:`sklearn_mlsp.store`) and
+model files (:func:`save_model`, :func:`load_model`).
+
+Importing the package first checks that every dependency is installed at
+its minimum version (see :mod:`sklearn_mlsp._min_dependencies`), so that a
+missing or too old one fails here, by name, rather than later and obscurely.
 """
 
-from .backbones import BACKBONES, WeightsUnavailableError
-from .images import ImageError
-from .model_io import ModelFileError, UnsafeModelError, load_model, save_model
-from .store import FeatureView
-from .transformer import MLSPFeatures, MLSPTransformer
+from ._min_dependencies import check_dependencies
+
+check_dependencies()
+
+# The check above must run before anything imports the dependencies.
+from .backbones import BACKBONES, WeightsUnavailableError  # noqa: E402
+from .heads import (  # noqa: E402
+    Multi3FCRegressor,
+    Pool3FCRegressor,
+    Single1FCRegressor,
+    Single3FCRegressor,
+)
+from .images import ImageError  # noqa: E402
+from .model_io import ModelFileError, UnsafeModelError, load_model, save_model  # noqa: E402
+from .store import FeatureView  # noqa: E402
+from .transformer import MLSPFeatures, MLSPTransformer  # noqa: E402
 
 __version__ = "0.1.0.dev0"
 
@@ -21,20 +37,12 @@ __all__ = [
     "MLSPFeatures",
     "MLSPTransformer",
     "ModelFileError",
+    "Multi3FCRegressor",
+    "Pool3FCRegressor",
+    "Single1FCRegressor",
+    "Single3FCRegressor",
     "UnsafeModelError",
     "WeightsUnavailableError",
     "load_model",
     "save_model",
 ]
-
-try:  # the heads land in their own subpackage
-    from .heads import (
-        Multi3FCRegressor,
-        Pool3FCRegressor,
-        Single1FCRegressor,
-        Single3FCRegressor,
-    )
-
-    __all__ += ["Multi3FCRegressor", "Pool3FCRegressor", "Single1FCRegressor", "Single3FCRegressor"]
-except ImportError:  # pragma: no cover - during development only
-    pass

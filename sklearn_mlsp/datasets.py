@@ -11,19 +11,36 @@ Images that cannot be used are left out, never silently: they are listed in
 - :func:`load_csv_dataset` -- a label file with one image name and one score
   per row (KonIQ-10k, SPAQ, BIQ2021 and similar).
 - :func:`load_clive` -- LIVE In the Wild Image Quality Challenge (CLIVE).
+- :func:`load_koniq10k`, :func:`load_spaq`, :func:`load_kadid10k` and
+  :func:`load_paq2piq` -- KonIQ-10k, SPAQ, KADID-10k and PaQ-2-PiQ, each from
+  the label file of its release as distributed.
+
+Every loader ends the same way (:func:`_check_and_report`, then
+:func:`_bunch`); a dataset released as one label file plus an image folder is
+one :class:`_LabelFileDataset` description and a one-line loader.
 """
 
 import csv as _csv
 import math
 import os
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 from sklearn.utils import Bunch, check_random_state
 
-__all__ = ["load_ava", "load_clive", "load_csv_dataset"]
+__all__ = [
+    "load_ava",
+    "load_clive",
+    "load_csv_dataset",
+    "load_kadid10k",
+    "load_koniq10k",
+    "load_paq2piq",
+    "load_spaq",
+]
 
 _N_SHOWN = 5  # how many offending ids or rows an error or warning quotes
 
@@ -151,7 +168,7 @@ def _missing_frame(rows, id_dtype):
     return frame
 
 
-def _warn_left_out(dataset, n_total, missing):
+def _warn_left_out(dataset, n_total, missing, stacklevel=3):
     """Warn with the count of left-out images, per reason, and the first ids."""
     if len(missing) == 0:
         return
@@ -166,7 +183,7 @@ def _warn_left_out(dataset, n_total, missing):
         f"{dataset}: {len(missing)} of {n_total} images left out ({counts}); "
         f"first: {first}{more}. See bunch.missing for the full list.",
         UserWarning,
-        stacklevel=3,
+        stacklevel=stacklevel,
     )
 
 
@@ -205,6 +222,89 @@ def _random_split(n, fraction, random_state, names):
     split = np.full(n, names[0], dtype=object)
     split[rng.permutation(n)[:n_second]] = names[1]
     return split.astype(str)
+
+
+# --------------------------------------------------------------------------
+# The shared ending of every loader
+# --------------------------------------------------------------------------
+
+
+def _check_and_report(
+    dataset,
+    ids,
+    paths,
+    *,
+    image_dir,
+    check_images,
+    candidates=None,
+    left_out=(),
+    case_insensitive=False,
+    id_dtype=object,
+    short_name=None,
+    stacklevel=4,
+):
+    """Check the images, list those left out and warn: the ending every loader shares.
+
+    Parameters
+    ----------
+    dataset : str
+        Name used in errors (the dataset, or the label file's path).
+    ids, paths : sequence
+        Identifier and expected path of every labelled image, in file order.
+    image_dir : str
+        The image folder (it must exist when ``check_images``).
+    check_images : bool
+        Check that each image exists and that PIL can read its header.
+    candidates : array-like of bool, default=None
+        Rows worth checking (the others are already left out); default all.
+    left_out : sequence of (position, (id, path, reason)), default=()
+        Rows the loader left out itself (e.g. AVA's images without votes).
+    case_insensitive : bool, default=False
+        See :func:`_check_image_files`.
+    id_dtype : dtype, default=object
+        dtype of ``missing["id"]`` when nothing is missing.
+    short_name : str, default=None
+        Name used in the warning; default ``dataset``.
+    stacklevel : int, default=4
+        Passed on to the warning so that it points at the user's call.
+
+    Returns
+    -------
+    keep : ndarray of bool
+        Rows kept.
+    paths : list of str
+        Paths, corrected for case where ``case_insensitive``.
+    missing : DataFrame
+        ``id, path, reason`` of the rows left out, in file order.
+    """
+    n = len(paths)
+    keep = np.ones(n, dtype=bool) if candidates is None else np.array(candidates, dtype=bool)
+    paths = list(paths)
+    rows = list(left_out)
+    if check_images:
+        _require_directory(image_dir, dataset)
+        checked = np.flatnonzero(keep)
+        ok, resolved, file_missing = _check_image_files(
+            [ids[i] for i in checked], [paths[i] for i in checked], case_insensitive
+        )
+        for i, path in zip(checked, resolved):
+            paths[i] = path
+        keep[checked[~ok]] = False
+        _require_some_left(dataset, keep, file_missing)
+        rows += list(zip(checked[~ok].tolist(), file_missing))
+    rows.sort(key=lambda row: row[0])
+    missing = _missing_frame([row for _, row in rows], id_dtype)
+    _warn_left_out(short_name or dataset, n, missing, stacklevel=stacklevel)
+    return keep, paths, missing
+
+
+def _bunch(keep, missing, **fields):
+    """The Bunch every loader returns: each field's kept rows, ``missing`` and ``frame=None``."""
+    kept = {
+        name: None if value is None else np.asarray(value)[keep]
+        for name, value in fields.items()
+    }
+    return Bunch(**kept, missing=missing, frame=None)
 
 
 # --------------------------------------------------------------------------
@@ -433,40 +533,21 @@ def load_ava(
     split = split.astype(str)
 
     paths = [os.path.join(image_dir, f"{i}.jpg") for i in ids]
-    missing = [
-        (int(i), p, "no votes") for i, p in zip(ids[~voted], np.asarray(paths)[~voted])
-    ]
-    keep = voted.copy()
-    if check_images:
-        _require_directory(image_dir, "AVA")
-        checked = np.flatnonzero(voted)
-        ok, _, file_missing = _check_image_files(
-            ids[checked].tolist(), [paths[i] for i in checked]
-        )
-        keep[checked[~ok]] = False
-        _require_some_left("AVA", keep, file_missing)
-        missing += file_missing
-    # Report in the order of AVA.txt, whatever the reason.
-    order = {image_id: k for k, image_id in enumerate(ids.tolist())}
-    missing.sort(key=lambda row: order[row[0]])
-    missing = _missing_frame(missing, np.int64)
-    _warn_left_out("AVA", len(ids), missing)
-
-    counts, n_votes = counts[keep], n_votes[keep]
-    distribution = counts / n_votes[:, None]
-    target = distribution @ np.arange(1, 11, dtype=np.float64)
-    bunch = Bunch(
-        ids=ids[keep],
-        paths=np.asarray(paths, dtype=str)[keep],
-        target=target,
-        split=split[keep],
-        distribution=distribution,
-        n_votes=n_votes,
-        tags=values[keep, 12:14],
-        challenge=values[keep, 14],
-        missing=missing,
-        frame=None,
+    no_votes = [(int(k), (int(ids[k]), paths[k], "no votes")) for k in np.flatnonzero(~voted)]
+    keep, paths, missing = _check_and_report(
+        "AVA", ids.tolist(), paths, image_dir=image_dir, check_images=check_images,
+        candidates=voted, left_out=no_votes, id_dtype=np.int64,
     )
+
+    # Images without votes are never kept; max(1, .) only avoids dividing by 0.
+    distribution = counts / np.maximum(n_votes, 1)[:, None]
+    bunch = _bunch(
+        keep, missing, ids=ids, paths=np.asarray(paths, dtype=str),
+        target=distribution @ np.arange(1, 11, dtype=np.float64), split=split,
+        distribution=distribution, n_votes=n_votes, tags=values[:, 12:14],
+        challenge=values[:, 14],
+    )
+    target, n_votes, distribution = bunch.target, bunch.n_votes, bunch.distribution
     if as_frame:
         frame = pd.DataFrame(
             {
@@ -524,7 +605,34 @@ def _show_rows(frame, lines, rows, columns):
     return "; ".join(shown) + more
 
 
-def _read_label_file(path, image_col, score_col, split_col):
+def _label_header(path):
+    """The column names of a label file (CSV-like or Excel), to choose columns by."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"label file not found: {path!r}")
+    if _is_excel(path):
+        return [str(c).strip() for c in _read_excel(path, nrows=0).columns]
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        first = f.readline()
+    sep = _detect_separator(first, [])
+    return [name.strip() for name in next(_csv.reader([first], delimiter=sep), [])]
+
+
+def _is_excel(path):
+    return os.fspath(path).lower().endswith((".xlsx", ".xls"))
+
+
+def _read_excel(path, **kwargs):
+    """An Excel label file as a DataFrame of str (pandas needs openpyxl for it)."""
+    try:
+        return pd.read_excel(path, dtype=str, **kwargs)
+    except ImportError as exc:
+        raise ImportError(
+            f"{path} is an Excel file; reading it needs openpyxl ({exc}). Install it with "
+            "'pip install openpyxl', or export the sheet to CSV and pass that file."
+        ) from None
+
+
+def _read_label_file(path, image_col, score_col, split_col, extra_cols=()):
     """Read a label file as text.
 
     Returns
@@ -538,7 +646,35 @@ def _read_label_file(path, image_col, score_col, split_col):
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"label file not found: {path!r}")
-    wanted = [c for c in (image_col, score_col, split_col) if c is not None]
+    wanted = [c for c in (image_col, score_col, split_col, *extra_cols) if c is not None]
+    if _is_excel(path):
+        table = _read_excel(path).fillna("")
+        table.columns = [str(c).strip() for c in table.columns]
+        table = table.apply(lambda column: column.astype(str).str.strip())
+        table = table[(table != "").any(axis=1)]
+        header, sep = list(table.columns), ","
+        rows = table.to_numpy().tolist()
+        lines = (table.index.to_numpy() + 2).tolist()  # line 1 is the header
+    else:
+        rows, lines, header, sep = _read_csv_rows(path, wanted)
+    absent = [c for c in wanted if c not in header]
+    if absent:
+        raise ValueError(
+            f"{path}: no column {', '.join(map(repr, absent))}; the file "
+            f"({sep!r}-separated) has the columns {header}. "
+            "Pass image_col=, score_col= (and split_col=) with the right names."
+        )
+    repeated = [c for c in wanted if header.count(c) > 1]
+    if repeated:
+        raise ValueError(
+            f"{path}: column {repeated[0]!r} appears more than once in the header"
+        )
+    frame = pd.DataFrame(rows, columns=header, dtype=object)
+    return frame, np.asarray(lines, dtype=np.int64), sep
+
+
+def _read_csv_rows(path, wanted):
+    """The rows of a CSV-like label file, their line numbers, header and separator."""
     rows, lines = [], []
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
@@ -568,24 +704,11 @@ def _read_label_file(path, image_col, score_col, split_col):
         raise ValueError(f"{path}: not a UTF-8 text file ({exc})") from None
     except _csv.Error as exc:
         raise ValueError(f"{path}: cannot be parsed as CSV: {exc}") from None
-    absent = [c for c in wanted if c not in header]
-    if absent:
-        raise ValueError(
-            f"{path}: no column {', '.join(map(repr, absent))}; the file "
-            f"({sep!r}-separated) has the columns {header}. "
-            "Pass image_col=, score_col= (and split_col=) with the right names."
-        )
-    repeated = [c for c in wanted if header.count(c) > 1]
-    if repeated:
-        raise ValueError(
-            f"{path}: column {repeated[0]!r} appears more than once in the header"
-        )
-    frame = pd.DataFrame(rows, columns=header, dtype=object)
-    return frame, np.asarray(lines, dtype=np.int64), sep
+    return rows, lines, header, sep
 
 
-def _parse_scores(frame, lines, path, image_col, score_col, sep):
-    """Convert the score column to float, naming the offending rows."""
+def _parse_scores(frame, lines, path, image_col, score_col, sep, what="score column"):
+    """Convert the score column (or another numeric one) to float, naming the offending rows."""
     text = frame[score_col].astype(str).str.strip()
     scores = pd.to_numeric(text, errors="coerce")
     if sep == ";" and scores.isna().any() and text.str.contains(",").any():
@@ -595,7 +718,7 @@ def _parse_scores(frame, lines, path, image_col, score_col, sep):
     bad = np.flatnonzero(~np.isfinite(scores))
     if bad.size:
         raise ValueError(
-            f"{path}: {bad.size} non-numeric or missing value(s) in score column "
+            f"{path}: {bad.size} non-numeric or missing value(s) in {what} "
             f"{score_col!r}: {_show_rows(frame, lines, bad, [image_col, score_col])}"
         )
     return scores
@@ -741,30 +864,20 @@ def load_csv_dataset(
         split = None
 
     paths = [os.path.join(image_dir, n) for n in names]
-    keep = np.ones(len(frame), dtype=bool)
-    missing = []
-    if check_images:
-        _require_directory(image_dir, path)
-        keep, paths, missing = _check_image_files(
-            names.tolist(), paths, case_insensitive
+    keep, paths, missing = _check_and_report(
+        path, names.tolist(), paths, image_dir=image_dir, check_images=check_images,
+        case_insensitive=case_insensitive, short_name=os.path.basename(path),
+    )
+    resolved = pd.Series(paths)[keep]
+    if case_insensitive and resolved.duplicated().any():
+        clash = resolved[resolved.duplicated(keep=False)].iloc[0]
+        raise ValueError(
+            f"{path}: names differing only by case point to the same file {clash!r}"
         )
-        resolved = pd.Series(paths)[keep]
-        if case_insensitive and resolved.duplicated().any():
-            clash = resolved[resolved.duplicated(keep=False)].iloc[0]
-            raise ValueError(
-                f"{path}: names differing only by case point to the same file {clash!r}"
-            )
-        _require_some_left(path, keep, missing)
-    missing = _missing_frame(missing, object)
-    _warn_left_out(os.path.basename(path), len(frame), missing)
 
-    bunch = Bunch(
-        ids=names[keep].astype(str),
-        paths=np.asarray(paths, dtype=str)[keep],
-        target=scores[keep],
-        split=None if split is None else split[keep],
-        missing=missing,
-        frame=None,
+    bunch = _bunch(
+        keep, missing, ids=names.astype(str), paths=np.asarray(paths, dtype=str),
+        target=scores, split=split,
     )
     if as_frame:
         out = frame.loc[keep].reset_index(drop=True)
@@ -920,22 +1033,12 @@ def load_clive(root, check_images=True, as_frame=False):
     std = None if std is None else std[rated]
 
     paths = [os.path.join(image_dir, n) for n in names]
-    keep = np.ones(len(names), dtype=bool)
-    missing = []
-    if check_images:
-        _require_directory(image_dir, "CLIVE")
-        keep, paths, missing = _check_image_files(names.tolist(), paths)
-        _require_some_left("CLIVE", keep, missing)
-    missing = _missing_frame(missing, object)
-    _warn_left_out("CLIVE", len(names), missing)
-
-    bunch = Bunch(
-        ids=names[keep].astype(str),
-        paths=np.asarray(paths, dtype=str)[keep],
-        target=mos[keep],
-        std=None if std is None else std[keep],
-        missing=missing,
-        frame=None,
+    keep, paths, missing = _check_and_report(
+        "CLIVE", names.tolist(), paths, image_dir=image_dir, check_images=check_images,
+    )
+    bunch = _bunch(
+        keep, missing, ids=names.astype(str), paths=np.asarray(paths, dtype=str),
+        target=mos, std=std,
     )
     if as_frame:
         frame = pd.DataFrame(
@@ -946,3 +1049,364 @@ def load_clive(root, check_images=True, as_frame=False):
         bunch.frame = frame
     bunch.DESCR = _CLIVE_DESCR.format(n=len(bunch.target), n_missing=len(missing))
     return bunch
+
+
+# --------------------------------------------------------------------------
+# Datasets released as one label file: KonIQ-10k, SPAQ, KADID-10k, PaQ-2-PiQ
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _LabelFileDataset:
+    """How a dataset's release lays out its label file and images.
+
+    A new loader of this kind is one instance and a few lines calling
+    :func:`_load_label_file_dataset`; each step (find the file, pick the
+    columns, read extra fields, derive fields) is a field or hook here.
+    """
+
+    name: str
+    #: Label files relative to the root, in order of preference (first found wins).
+    label_files: tuple
+    #: Image folder relative to the root; image names are relative to it.
+    image_dir: str
+    #: Accepted names of the image-name column (first present wins).
+    image_cols: tuple
+    #: Accepted names of the score column (first present wins).
+    score_cols: tuple
+    #: Column holding a given split, used when present.
+    split_col: str | None = None
+    #: (field, column) pairs returned as float arrays (None when the column is absent).
+    numeric: tuple = ()
+    #: (field, column) pairs returned as str arrays (None when the column is absent).
+    text: tuple = ()
+    #: Hook ``derive(frame, lines, path, sep) -> dict`` of further fields.
+    derive: Callable | None = None
+    #: Description; ``{n}``, ``{n_missing}`` and ``{path}`` are filled in.
+    descr: str = ""
+
+    def find_label_file(self, root):
+        candidates = [os.path.join(root, name) for name in self.label_files]
+        for path in candidates:
+            if os.path.isfile(path):
+                return path
+        raise FileNotFoundError(
+            f"{self.name}: label file not found; looked for "
+            f"{', '.join(repr(c) for c in candidates)}. root must be the folder of the "
+            f"release, or pass label_file= the file itself."
+        )
+
+    def pick(self, header, candidates, what, path):
+        for name in candidates:
+            if name in header:
+                return name
+        raise ValueError(
+            f"{self.name}: {path} has no {what} column (looked for "
+            f"{', '.join(map(repr, candidates))}); its columns are {header}."
+        )
+
+
+def _load_label_file_dataset(spec, root, image_dir, label_file, check_images, as_frame):
+    """The one path of the label-file loaders: read, check the images, build the Bunch."""
+    root = os.fspath(root)
+    path = os.fspath(label_file) if label_file is not None else spec.find_label_file(root)
+    image_dir = os.path.join(root, spec.image_dir) if image_dir is None else os.fspath(image_dir)
+    header = _label_header(path)
+    image_col = spec.pick(header, spec.image_cols, "image name", path)
+    score_col = spec.pick(header, spec.score_cols, "score", path)
+    split_col = spec.split_col if spec.split_col in header else None
+
+    frame, lines, sep = _read_label_file(path, image_col, score_col, split_col)
+    if len(frame) == 0:
+        raise ValueError(f"{path}: the label file has a header but no rows")
+    scores = _parse_scores(frame, lines, path, image_col, score_col, sep)
+    names = _check_names(frame, lines, path, image_col)
+    fields = {
+        field: _parse_scores(frame, lines, path, image_col, column, sep, what="column")
+        if column in header else None
+        for field, column in spec.numeric
+    }
+    for field, column in spec.text:
+        fields[field] = (
+            frame[column].astype(str).str.strip().to_numpy(dtype=str) if column in header else None
+        )
+    if spec.derive is not None:
+        fields.update(spec.derive(frame, lines, path, sep))
+    split = None if split_col is None else frame[split_col].astype(str).str.strip().to_numpy(dtype=str)
+
+    paths = [os.path.join(image_dir, n) for n in names]
+    keep, paths, missing = _check_and_report(
+        spec.name, names.tolist(), paths, image_dir=image_dir, check_images=check_images,
+        stacklevel=5,
+    )
+    bunch = _bunch(
+        keep, missing, ids=names.astype(str), paths=np.asarray(paths, dtype=str),
+        target=scores, split=split, **fields,
+    )
+    if as_frame:
+        out = pd.DataFrame({"image": bunch.ids, "path": bunch.paths, "mos": bunch.target})
+        for field in fields:
+            value = bunch[field]
+            if value is None:
+                continue
+            if value.ndim == 2:
+                for k in range(value.shape[1]):
+                    out[f"{field}_{k + 1}"] = value[:, k]
+            else:
+                out[field] = value
+        if bunch.split is not None:
+            out["split"] = bunch.split
+        bunch.frame = out
+    bunch.DESCR = spec.descr.format(n=len(bunch.target), n_missing=len(missing), path=path)
+    return bunch
+
+
+def _koniq_votes(frame, lines, path, sep):
+    """KonIQ-10k's vote counts c1..c5 as ``distribution`` (shares) and ``n_votes``."""
+    columns = [f"c{k}" for k in range(1, 6)]
+    if not all(c in frame.columns for c in columns):
+        return {"distribution": None, "n_votes": None}
+    counts = np.column_stack(
+        [_parse_scores(frame, lines, path, "image_name", c, sep, what="column") for c in columns]
+    )
+    n_votes = counts.sum(axis=1)
+    distribution = counts / np.maximum(n_votes, 1)[:, None]
+    return {"distribution": distribution, "n_votes": n_votes.astype(np.int64)}
+
+
+_KONIQ10K = _LabelFileDataset(
+    name="KonIQ-10k",
+    label_files=("koniq10k_scores_and_distributions.csv", "koniq10k_distributions_sets.csv"),
+    image_dir="1024x768",
+    image_cols=("image_name",),
+    score_cols=("MOS",),
+    split_col="set",
+    numeric=(("std", "SD"), ("mos_zscore", "MOS_zscore")),
+    derive=_koniq_votes,
+    descr="""\
+KonIQ-10k Image Quality Assessment Database
+-------------------------------------------
+
+Hosu, Lin, Sziranyi and Saupe, IEEE TIP 2020 (the authors of MLSP). 10,073
+photographs from YFCC100M with authentic distortions, each rated by about 120
+crowd workers on a 1-5 scale (absolute category rating).
+
+- target: MOS on the 1-5 scale (column MOS); std: its standard deviation (SD);
+  mos_zscore: the MOS from z-scored ratings (MOS_zscore, 0-100).
+- distribution: the shares of votes for 1..5 (c1..c5); n_votes: their count.
+- split: the release's training / validation / test sets, when the label file
+  has the set column (koniq10k_distributions_sets.csv).
+
+Labels: {path}
+This copy: {n} images kept, {n_missing} left out (see bunch.missing).
+""",
+)
+
+_SPAQ = _LabelFileDataset(
+    name="SPAQ",
+    label_files=(
+        os.path.join("Annotations", "MOS and Image attribute scores.csv"),
+        os.path.join("Annotations", "MOS and Image attribute scores.xlsx"),
+    ),
+    image_dir="TestImage",
+    image_cols=("Image name",),
+    score_cols=("MOS",),
+    numeric=(
+        ("brightness", "Brightness"),
+        ("colorfulness", "Colorfulness"),
+        ("contrast", "Contrast"),
+        ("noisiness", "Noisiness"),
+        ("sharpness", "Sharpness"),
+    ),
+    descr="""\
+SPAQ: Smartphone Photography Attribute and Quality
+--------------------------------------------------
+
+Fang, Zhu, Zeng, Ma and Wang, CVPR 2020. 11,125 photographs taken with 66
+smartphones, rated in the laboratory; MOS on a 0-100 scale.
+
+- target: MOS (column MOS); brightness, colorfulness, contrast, noisiness and
+  sharpness: the image attribute scores of the same sheet.
+- The images are the full-size release (TestImage); many are large, so
+  MLSPTransformer's max_pixels may need raising, or resize them first as the
+  SPAQ authors did (shorter side 512).
+
+Labels: {path}
+This copy: {n} images kept, {n_missing} left out (see bunch.missing).
+""",
+)
+
+_KADID10K = _LabelFileDataset(
+    name="KADID-10k",
+    label_files=("dmos.csv",),
+    image_dir="images",
+    image_cols=("dist_img",),
+    score_cols=("dmos",),
+    numeric=(("var", "var"),),
+    text=(("reference", "ref_img"),),
+    descr="""\
+KADID-10k: Konstanz Artificially Distorted Image quality Database
+-----------------------------------------------------------------
+
+Lin, Hosu and Saupe, QoMEX 2019. 10,125 images: 81 pristine references, each
+with 25 synthetic distortions at 5 levels, rated by crowd workers against the
+reference (degradation category rating).
+
+- target: the score of column dmos, on a 1-5 scale where higher is better
+  (5: imperceptible, 1: very annoying), despite the column's name.
+- var: the variance of the ratings; reference: the pristine image (ref_img),
+  in the same folder, e.g. for a split by reference content.
+
+Labels: {path}
+This copy: {n} images kept, {n_missing} left out (see bunch.missing).
+""",
+)
+
+_PAQ2PIQ = _LabelFileDataset(
+    name="PaQ-2-PiQ",
+    label_files=("labels_image.csv",),
+    image_dir="",
+    image_cols=("name_image", "name"),
+    score_cols=("mos_image", "mos"),
+    split_col="set",
+    descr="""\
+PaQ-2-PiQ (the LIVE-FB Large-Scale Social Picture Quality Database)
+-------------------------------------------------------------------
+
+Ying, Niu, Ghadiyaram, Ghosh and Bovik, CVPR 2020. About 40,000 pictures of
+many sizes, rated by crowd workers; MOS on a 0-100 scale.
+
+- target: the image MOS (column mos_image, or mos in some copies); image
+  names are paths relative to the image folder, e.g. "AVA__149.jpg" or a
+  subfolder and a name.
+- split: the release's set column (e.g. train / validation / test), when present.
+
+Labels: {path}
+This copy: {n} images kept, {n_missing} left out (see bunch.missing).
+""",
+)
+
+_LOADER_DOC = """Load the {name} dataset from its release layout.
+
+    Reads ``{label_file}`` under ``root`` as distributed{also}, with the images
+    in ``{image_dir}``.
+
+    Parameters
+    ----------
+    root : str or path-like
+        Folder of the release.
+    image_dir : str or path-like, default=None
+        Folder holding the images; default {image_dir_default}.
+    label_file : str or path-like, default=None
+        The label file, when it is not where the release puts it.
+    check_images : bool, default=True
+        Check that each image exists and that PIL can read its header.
+        Images that fail are left out and reported. ``False`` skips all file
+        access.
+    as_frame : bool, default=False
+        Also return the data as a DataFrame in ``frame`` (columns ``image``,
+        ``path``, ``mos`` and the further fields below; 2-D fields as
+        ``<field>_1``, ``<field>_2``, ...).
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        Dictionary-like object with the following attributes, one row per
+        image kept, in the order of the label file.
+
+        ids : ndarray of str, shape (n_images,)
+            Image names as listed.
+        paths : ndarray of str, shape (n_images,)
+            Image paths.
+        target : ndarray of float64, shape (n_images,)
+            {target}
+        split : ndarray of str of shape (n_images,), or None
+            {split}
+{fields}        missing : DataFrame
+            Images left out, with columns ``id``, ``path`` and ``reason``.
+        frame : DataFrame or None
+            With ``as_frame=True``, see above.
+        DESCR : str
+            Description of the dataset.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the label file or the image folder is absent.
+    ValueError
+        If the label file lacks a column (the message lists those it has),
+        holds non-numeric scores, empty or duplicate names (the message
+        quotes the lines), or if none of the images can be used.
+
+    Warns
+    -----
+    UserWarning
+        When images are left out, with their number and the first names.
+    """
+
+
+def _loader_doc(spec, *, target, split, fields, also=""):
+    image_dir = f"<root>/{spec.image_dir}" if spec.image_dir else "<root>"
+    return _LOADER_DOC.format(
+        name=spec.name, label_file=spec.label_files[0], also=also,
+        image_dir=image_dir, image_dir_default=f"``{image_dir}``", target=target,
+        split=split, fields="".join(
+            f"        {name} : {kind}\n            {text}\n" for name, kind, text in fields
+        ),
+    )
+
+
+def load_koniq10k(root, image_dir=None, label_file=None, check_images=True, as_frame=False):
+    return _load_label_file_dataset(_KONIQ10K, root, image_dir, label_file, check_images, as_frame)
+
+
+def load_spaq(root, image_dir=None, label_file=None, check_images=True, as_frame=False):
+    return _load_label_file_dataset(_SPAQ, root, image_dir, label_file, check_images, as_frame)
+
+
+def load_kadid10k(root, image_dir=None, label_file=None, check_images=True, as_frame=False):
+    return _load_label_file_dataset(_KADID10K, root, image_dir, label_file, check_images, as_frame)
+
+
+def load_paq2piq(root, image_dir=None, label_file=None, check_images=True, as_frame=False):
+    return _load_label_file_dataset(_PAQ2PIQ, root, image_dir, label_file, check_images, as_frame)
+
+
+_NONE = "None: the release gives no split."
+_FLOATS = "ndarray of float64 of shape (n_images,), or None"
+load_koniq10k.__doc__ = _loader_doc(
+    _KONIQ10K,
+    also=" (or ``koniq10k_distributions_sets.csv``, which adds the ``set`` column)",
+    target="MOS, 1 to 5 (column ``MOS``).",
+    split="The ``set`` column (training, validation, test) when the file has it, else None.",
+    fields=[
+        ("std", _FLOATS, "Standard deviation of the ratings (``SD``)."),
+        ("mos_zscore", _FLOATS, "MOS of z-scored ratings, 0 to 100 (``MOS_zscore``)."),
+        ("distribution", "ndarray of float64 of shape (n_images, 5), or None", "Share of votes for 1 to 5 (c1 to c5)."),
+        ("n_votes", "ndarray of int64 of shape (n_images,), or None", "Number of votes."),
+    ],
+)  # fmt: skip
+load_spaq.__doc__ = _loader_doc(
+    _SPAQ,
+    also=" (or its ``.xlsx`` original, which needs openpyxl)",
+    target="MOS, 0 to 100 (column ``MOS``).",
+    split=_NONE,
+    fields=[
+        (name, _FLOATS, f"The ``{column}`` attribute score.") for name, column in _SPAQ.numeric
+    ],
+)  # fmt: skip
+load_kadid10k.__doc__ = _loader_doc(
+    _KADID10K,
+    target="Column ``dmos``: 1 to 5, higher is better.",
+    split=_NONE,
+    fields=[
+        ("var", _FLOATS, "Variance of the ratings (``var``)."),
+        ("reference", "ndarray of str of shape (n_images,), or None", "The pristine reference image (``ref_img``)."),
+    ],
+)  # fmt: skip
+load_paq2piq.__doc__ = _loader_doc(
+    _PAQ2PIQ,
+    target="Image MOS, 0 to 100 (column ``mos_image``, or ``mos``).",
+    split="The ``set`` column when the file has it, else None.",
+    fields=[],
+)

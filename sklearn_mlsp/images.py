@@ -25,6 +25,8 @@ import threading
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ._validation import POSITIVE_INT, validate_params
+
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "ImageError",
@@ -126,16 +128,6 @@ def _unsupported(item, index) -> ImageError:
         f"unsupported input type {type(item).__name__}; expected a path "
         "(str or os.PathLike), a PIL.Image.Image or a numpy array.",
     )
-
-
-def _check_max_pixels(max_pixels) -> int | None:
-    if max_pixels is None:
-        return None
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)):
-        raise TypeError(f"max_pixels must be an int or None, got {type(max_pixels).__name__}.")
-    if max_pixels < 1:
-        raise ValueError(f"max_pixels must be >= 1 or None, got {max_pixels}.")
-    return int(max_pixels)
 
 
 def _refuse_if_too_big(item, index, size, max_pixels) -> None:
@@ -285,6 +277,7 @@ def _array_to_rgb(arr: np.ndarray, index) -> np.ndarray:
     return out
 
 
+@validate_params({"max_pixels": [POSITIVE_INT, None]}, prefer_skip_nested_validation=True)
 def load_rgb(
     item, *, index: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS
 ) -> np.ndarray:
@@ -333,7 +326,6 @@ def load_rgb(
     >>> load_rgb(np.array([[0.0, 1.0]])).tolist()
     [[[0, 0, 0], [255, 255, 255]]]
     """
-    max_pixels = _check_max_pixels(max_pixels)
     if isinstance(item, np.ndarray):
         out = _array_to_rgb(item, index)
     elif _is_path(item):

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from .images import ImageError, describe, load_rgb
-from .views import cut_views, make_views
+from .views import CROP_FRACTION, cut_views, make_views
 
 __all__ = ["LoadedImage", "ViewsDataset", "make_loader", "upscale_for"]
 
@@ -42,7 +42,7 @@ def upscale_for(height: int, width: int, min_size: int, crop_fraction: float) ->
 class ViewsDataset(torch.utils.data.Dataset):
     """The views of each image in ``items`` (only those at ``positions``)."""
 
-    def __init__(self, items, positions, augment, min_size, max_pixels, crop_fraction=0.875):
+    def __init__(self, items, positions, augment, min_size, max_pixels, crop_fraction=CROP_FRACTION):
         self.items = items
         self.positions = list(positions)
         self.augment = augment
@@ -78,14 +78,32 @@ def _identity(x):
     return x
 
 
-def make_loader(dataset: ViewsDataset, n_workers: int, pin_memory: bool = False):
-    """One image per step, decoded ``n_workers`` ahead (0: in this process)."""
+def make_loader(dataset: ViewsDataset, n_workers: int):
+    """One image per step, decoded ``n_workers`` ahead (0: in this process).
+
+    Parameters
+    ----------
+    dataset : ViewsDataset
+        The images to decode.
+    n_workers : int
+        Worker processes; 0 decodes in this process.
+
+    Returns
+    -------
+    loader : torch.utils.data.DataLoader
+        Yields one :class:`LoadedImage` per image, in order.
+
+    Notes
+    -----
+    There is no ``pin_memory`` option: the views travel as numpy arrays inside
+    :class:`LoadedImage`, which the DataLoader's pinning leaves as they are,
+    so pinning could never take effect.
+    """
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=None,
         shuffle=False,
         num_workers=n_workers,
         collate_fn=_identity,
-        pin_memory=False,
         prefetch_factor=4 if n_workers > 0 else None,
     )

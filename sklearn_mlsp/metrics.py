@@ -26,6 +26,7 @@ __all__ = [
     "accuracy_scorer",
     "binary_accuracy",
     "make_accuracy_scorer",
+    "paper_metrics",
     "plcc",
     "plcc_scorer",
     "srcc",
@@ -116,6 +117,31 @@ def binary_accuracy(y_true, y_pred, threshold=5.0):
     if len(y_true) == 0:
         return float("nan")
     return float(np.mean((y_true > threshold) == (y_pred > threshold)))
+
+
+def paper_metrics(y_true, y_pred, threshold=5.0):
+    """The paper's three metrics of one set of predictions, as a dict.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True scores.
+    y_pred : array-like of shape (n_samples,)
+        Predicted scores.
+    threshold : float, default=5.0
+        Threshold of :func:`binary_accuracy` (5 for AVA's 1-10 scale).
+
+    Returns
+    -------
+    dict
+        ``{"srcc": float, "plcc": float, "accuracy": float, "n": int}``.
+    """
+    return {
+        "srcc": float(srcc(y_true, y_pred)),
+        "plcc": float(plcc(y_true, y_pred)),
+        "accuracy": float(binary_accuracy(y_true, y_pred, threshold=threshold)),
+        "n": len(y_true),
+    }
 
 
 def make_accuracy_scorer(threshold=5.0):

@@ -30,9 +30,12 @@ import functools
 import numpy as np
 import torch
 
+from ._validation import POSITIVE_INT, validate_params
+
 __all__ = ["area_pool", "area_weights"]
 
 
+@validate_params({"n_in": [POSITIVE_INT], "n_out": [POSITIVE_INT]}, prefer_skip_nested_validation=True)
 def area_weights(n_in: int, n_out: int) -> np.ndarray:
     """Compute the weights of an exact 1-D area resize from ``n_in`` to ``n_out`` cells.
 
@@ -60,8 +63,7 @@ def area_weights(n_in: int, n_out: int) -> np.ndarray:
     array([[0.66666667, 0.33333333, 0.        ],
            [0.        , 0.33333333, 0.66666667]])
     """
-    n_in = _positive_int(n_in, "n_in")
-    n_out = _positive_int(n_out, "n_out")
+    n_in, n_out = int(n_in), int(n_out)
     # Measure positions in units of 1 / n_out of an input cell so that every
     # interval end is an integer: the overlaps are then exact, not rounded.
     out_lo = np.arange(n_out, dtype=np.int64)[:, None] * n_in
@@ -81,6 +83,7 @@ def _weights_tensor(
     return torch.as_tensor(area_weights(n_in, n_out), dtype=dtype, device=device)
 
 
+@validate_params({"x": [torch.Tensor], "k": [POSITIVE_INT]}, prefer_skip_nested_validation=True)
 def area_pool(x: torch.Tensor, k: int) -> torch.Tensor:
     """Area-resize activation maps to a ``k x k`` grid.
 
@@ -108,11 +111,9 @@ def area_pool(x: torch.Tensor, k: int) -> torch.Tensor:
     --------
     area_weights : The per-axis weights used here.
     """
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}.")
     if x.ndim != 4:
         raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}.")
-    k = _positive_int(k, "k")
+    k = int(k)
     height, width = int(x.shape[2]), int(x.shape[3])
     if height < 1 or width < 1:
         raise ValueError(f"x has an empty spatial axis: shape {tuple(x.shape)}.")
@@ -124,10 +125,3 @@ def area_pool(x: torch.Tensor, k: int) -> torch.Tensor:
     # (k, H) @ (B, C, H, k) -> (B, C, k, k).
     return torch.matmul(rows, torch.matmul(x, cols.T))
 
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}.")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}.")
-    return int(value)

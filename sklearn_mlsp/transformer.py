@@ -5,25 +5,24 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from numbers import Integral
 
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
+from ._validation import NON_NEGATIVE_INT, POSITIVE_INT, StrOptions
 from .backbones import PREPROCESSING_VERSION, get_backbone
 from .identity import image_key
 from .images import DEFAULT_MAX_PIXELS, ImageError, describe
 from .loading import ViewsDataset, make_loader
 from .store import FeatureStore, config_id
 from .taps import TapExtractor
-from .views import view_names
+from .views import CROP_FRACTION, view_names
 
 __all__ = ["MLSPFeatures", "MLSPTransformer"]
 
-CROP_FRACTION = 0.875
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 # How many backbones this process has loaded (tests use it to prove that cached
@@ -179,6 +178,21 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
     ...     Ridge())  # doctest: +SKIP
     """
 
+    _parameter_constraints: dict = {
+        "backbone": [str],
+        "pooling": [StrOptions({"narrow", "wide"}), POSITIVE_INT],
+        "augment": ["boolean"],
+        "weights": [None, str, os.PathLike],  # "random" is a str; files are checked in fit
+        "cache": [None, str, os.PathLike],
+        "device": [str, torch.device],  # the name is resolved in fit
+        "amp": ["boolean"],
+        "output": [StrOptions({"views", "flat"})],
+        "errors": [StrOptions({"raise", "nan"})],
+        "n_workers": [NON_NEGATIVE_INT, None],
+        "max_pixels": [POSITIVE_INT, None],
+        "verbose": ["verbose"],
+    }
+
     def __init__(
         self,
         backbone="inception_resnet_v2",
@@ -210,13 +224,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------ fitting
 
     def _grid_size(self) -> int:
-        if self.pooling == "narrow":
-            return 1
-        if self.pooling == "wide":
-            return 5
-        if isinstance(self.pooling, Integral) and not isinstance(self.pooling, bool) and self.pooling > 0:
-            return int(self.pooling)
-        raise ValueError(f"pooling must be 'narrow', 'wide' or a positive int, got {self.pooling!r}.")
+        # pooling is validated by _parameter_constraints: "narrow", "wide" or an int >= 1.
+        return {"narrow": 1, "wide": 5}.get(self.pooling) or int(self.pooling)
 
     def _resolve_device(self) -> torch.device:
         if self.device == "auto":
@@ -224,14 +233,21 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         try:
             return torch.device(self.device)
         except (RuntimeError, TypeError):
-            raise ValueError(f"device must be 'auto' or a torch device name, got {self.device!r}.") from None
+            raise ValueError(
+                f"device must be 'auto' or a torch device name such as 'cpu' or 'cuda:0', "
+                f"got {self.device!r}."
+            ) from None
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):
         """Resolve the backbone and its taps; no weights are loaded.
 
         The backbone is pretrained, so there is nothing to learn: ``fit``
         validates the parameters and describes the features (taps, channels,
-        views) from the architecture alone, on PyTorch's meta device.
+        views) from the architecture alone, on PyTorch's meta device. The
+        parameters are checked against ``_parameter_constraints`` (scikit-learn's
+        rules; a bad one raises an ``InvalidParameterError``, a ``ValueError``,
+        that names it and lists what it accepts).
 
         Parameters
         ----------
@@ -243,12 +259,6 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         self
         """
         k = self._grid_size()
-        if self.output not in ("views", "flat"):
-            raise ValueError(f"output must be 'views' or 'flat', got {self.output!r}.")
-        if self.errors not in ("raise", "nan"):
-            raise ValueError(f"errors must be 'raise' or 'nan', got {self.errors!r}.")
-        if self.n_workers is not None and (not isinstance(self.n_workers, Integral) or self.n_workers < 0):
-            raise ValueError(f"n_workers must be None or an int >= 0, got {self.n_workers!r}.")
         if self.weights not in (None, "random") and not os.path.isfile(self.weights):
             raise FileNotFoundError(
                 f"weights file '{self.weights}' does not exist; pass None for the standard "

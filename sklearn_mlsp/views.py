@@ -17,7 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._validation import FRACTION, POSITIVE_INT, validate_params
+
 __all__ = [
+    "CROP_FRACTION",
     "VIEW_NAMES_AUGMENTED",
     "VIEW_NAMES_SINGLE",
     "View",
@@ -39,6 +42,9 @@ VIEW_NAMES_AUGMENTED: tuple[str, ...] = (
     "bl_flip",
     "br_flip",
 )
+
+#: Side of the corner crops as a fraction of the image side (the paper's 87.5 %).
+CROP_FRACTION = 0.875
 
 #: The single view used without augmentation: the whole image.
 VIEW_NAMES_SINGLE: tuple[str, ...] = ("full",)
@@ -92,7 +98,11 @@ def _crop_side(side: int, crop_fraction: float) -> int:
     return min(side, max(1, math.floor(crop_fraction * side + 0.5)))
 
 
-def make_views(height: int, width: int, augment: bool, crop_fraction: float = 0.875) -> list[View]:
+@validate_params(
+    {"height": [POSITIVE_INT], "width": [POSITIVE_INT], "augment": ["boolean"], "crop_fraction": [FRACTION]},
+    prefer_skip_nested_validation=True,
+)
+def make_views(height: int, width: int, augment: bool, crop_fraction: float = CROP_FRACTION) -> list[View]:
     """Plan the views of an image of a given size.
 
     Parameters
@@ -119,16 +129,9 @@ def make_views(height: int, width: int, augment: bool, crop_fraction: float = 0.
     >>> [(v.name, v.top, v.left, v.height, v.width) for v in make_views(8, 16, True)[:4]]
     [('tl', 0, 0, 7, 14), ('tr', 0, 2, 7, 14), ('bl', 1, 0, 7, 14), ('br', 1, 2, 7, 14)]
     """
-    for name, value in (("height", height), ("width", width)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}.")
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}.")
     height, width = int(height), int(width)
     if not augment:
         return [View("full", 0, 0, height, width, False)]
-    if not 0.0 < float(crop_fraction) <= 1.0:
-        raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction}.")
     crop_h = _crop_side(height, crop_fraction)
     crop_w = _crop_side(width, crop_fraction)
     anchors = {

@@ -74,7 +74,9 @@ class RecordSplit(Callback):
         self.views_.append(dataset_train.views.copy())
 
 
-FAST = {"lr": 1e-2, "batch_size": 32, "max_epochs": 25, "random_state": 0}
+# device="cpu": several tests compare fits bit for bit, which the default "auto"
+# would not promise on a CUDA machine.
+FAST = {"lr": 1e-2, "batch_size": 32, "max_epochs": 25, "random_state": 0, "device": "cpu"}
 FC = {"module__hidden": (32, 16), "module__dropout": 0.1}
 HEADS = {
     "single1": lambda **kw: Single1FCRegressor(**{**FAST, **kw}),
@@ -195,7 +197,9 @@ def test_schedule_can_be_tuned_or_switched_off(data):
     X, y = data
     net = Single1FCRegressor(**dict(FAST, max_epochs=2), callbacks__schedule=None).fit(X[:60], y[:60])
     assert "lr" not in net.history[-1]
-    net = Single1FCRegressor(**dict(FAST, max_epochs=3), callbacks__schedule__step_epochs=1, callbacks__schedule__min_lr=None)
+    net = Single1FCRegressor(
+        **dict(FAST, max_epochs=3), callbacks__schedule__step_epochs=1, callbacks__schedule__min_lr=None
+    )
     net.fit(X[:60], y[:60])
     assert net.history[:, "lr"] == pytest.approx([1e-2, 1e-3, 1e-4])
     assert net.lr == 1e-2  # the parameter itself is untouched
@@ -220,7 +224,7 @@ def test_pickle_and_joblib_round_trip(tmp_path, data):
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(net)).predict(X[100:]), expected)
     joblib.dump(net, tmp_path / "head.joblib")
     np.testing.assert_array_equal(joblib.load(tmp_path / "head.joblib").predict(X[100:]), expected)
-    auto = Single1FCRegressor(**dict(FAST, max_epochs=1), device="auto").fit(X[:60], y[:60])
+    auto = Single1FCRegressor(**dict(FAST, max_epochs=1, device="auto")).fit(X[:60], y[:60])
     restored = pickle.loads(pickle.dumps(auto))
     assert restored.device == "auto"
     np.testing.assert_array_equal(restored.predict(X[100:]), auto.predict(X[100:]))
@@ -254,7 +258,8 @@ def test_tap_channels_come_from_the_features_or_the_parameter(data):
     assert Multi3FCRegressor(**dict(FAST, max_epochs=1), **FC).fit(lazy, y[:60]).tap_channels_ == (2, 10)
     net = Multi3FCRegressor(tap_channels=(6, 6), **dict(FAST, max_epochs=1), **FC).fit(tapped, y[:60])
     assert net.tap_channels_ == (6, 6)  # the parameter wins
-    assert Multi3FCRegressor(tap_channels=5, **dict(FAST, max_epochs=1)).fit(X[:60], y[:60]).tap_channels_ == (3, 3, 2, 2, 2)
+    net = Multi3FCRegressor(tap_channels=5, **dict(FAST, max_epochs=1)).fit(X[:60], y[:60])
+    assert net.tap_channels_ == (3, 3, 2, 2, 2)
 
 
 def test_pool3fc_grid_size_reads_flat_features_channel_major(data):
@@ -386,3 +391,43 @@ def test_a_model_pickled_for_cuda_loads_and_predicts_on_a_cpu_only_machine(data)
         restored = pickle.loads(pickle.dumps(net))
     assert str(restored.device) == "cpu"
     np.testing.assert_allclose(restored.predict(X[100:]), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: Single1FCRegressor(valid_fraction=1.5),
+     r"The 'valid_fraction' parameter of Single1FCRegressor must be None or a float in the range \[0(\.0)?, 1(\.0)?\)"),
+    (lambda: Single3FCRegressor(output_bias="median"),
+     r"The 'output_bias' parameter of Single3FCRegressor must be a str among \{'mean'\} or None"),
+    (lambda: Multi3FCRegressor(tap_channels=0),
+     r"The 'tap_channels' parameter of Multi3FCRegressor must be"),
+    (lambda: Pool3FCRegressor(grid_size=2.5),
+     r"The 'grid_size' parameter of Pool3FCRegressor must be"),
+    (lambda: Single1FCRegressor(random_state="seed"),
+     r"The 'random_state' parameter of Single1FCRegressor must be"),
+])
+def test_heads_check_their_own_parameters_at_fit(make, message):
+    X = np.zeros((10, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match=message):
+        make().fit(X, np.arange(10.0))
+
+
+def test_a_custom_module_without_init_output_is_named():
+    class Plain(torch.nn.Module):
+        def __init__(self, in_features):
+            super().__init__()
+            self.linear = torch.nn.Linear(in_features, 1)
+
+        def forward(self, x):
+            return self.linear(x)
+
+    X = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    with pytest.raises(TypeError, match="Plain does not; add the method .* or pass output_bias=None"):
+        Single1FCRegressor(module=Plain, max_epochs=0).fit(X, np.arange(20.0))
+    Single1FCRegressor(module=Plain, max_epochs=0, output_bias=None).fit(X, np.arange(20.0))
+
+
+def test_device_defaults_to_auto_like_the_transformer():
+    from sklearn_mlsp import MLSPTransformer
+
+    for cls in [Single1FCRegressor, Single3FCRegressor, Multi3FCRegressor, Pool3FCRegressor]:
+        assert cls().device == "auto" == MLSPTransformer().device

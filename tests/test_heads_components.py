@@ -23,7 +23,8 @@ def test_fc3_layers_and_he_initialisation():
     kinds = [type(m) for m in fc.hidden]
     assert kinds == [nn.Linear, nn.ReLU, nn.BatchNorm1d, nn.Dropout] * 3
     linears = [m for m in fc.hidden if isinstance(m, nn.Linear)]
-    assert [(m.in_features, m.out_features) for m in linears] == [(400, 300), (300, 400), (400, 20)]  # None: the input width
+    # None: the input width
+    assert [(m.in_features, m.out_features) for m in linears] == [(400, 300), (300, 400), (400, 20)]
     assert [m.p for m in fc.hidden if isinstance(m, nn.Dropout)] == [0.25, 0.25, 0.5]
     assert linears[0].weight.std().item() == pytest.approx(np.sqrt(2 / 400), rel=0.05)
     assert torch.all(linears[0].bias == 0)
@@ -156,3 +157,19 @@ def test_schedule_without_reload_keeps_last_weights():
         net.epoch(sched, loss)
     sched.on_train_end(net)
     assert sched.drops_ == [2] and net.weight == 2
+
+
+def test_every_module_owns_its_output_initialisation():
+    from sklearn_mlsp.heads import FC3, Multi3FC, Pool3FC, Single1FC, Single3FC
+
+    modules = [
+        (Single1FC(6), torch.zeros(5, 6)),
+        (Single3FC(6, hidden=(8, 4)), torch.randn(5, 6)),
+        (Multi3FC((2, 4), hidden=(8, 4)), torch.randn(5, 6)),
+        (Pool3FC(6, width=4, hidden=(8, 4)), torch.randn(5, 6, 3, 3)),
+        (FC3(6, hidden=(8,)), torch.randn(5, 6)),
+    ]
+    for module, x in modules:
+        module.init_output(0.37)
+        module.eval()
+        torch.testing.assert_close(module(x), torch.full((5, 1), 0.37))

@@ -9,7 +9,8 @@ from sklearn_mlsp.heads import (
     Single3FCRegressor,
 )
 
-TINY = {"max_epochs": 3, "batch_size": 8, "lr": 1e-2, "random_state": 0}
+# device="cpu": the checks compare results exactly, as only the CPU kernels promise.
+TINY = {"max_epochs": 3, "batch_size": 8, "lr": 1e-2, "random_state": 0, "device": "cpu"}
 TINY_FC = dict(TINY, module__hidden=(8, 4))
 
 ESTIMATORS = [

@@ -68,7 +68,10 @@ def test_grid_search_extracts_each_image_once(photos, tmp_path):
     assert transformer_module.BACKBONE_LOADS == loads + 1
     grid = GridSearchCV(
         pipe,
-        {"single3fcregressor__lr": [1e-3, 1e-2], "single3fcregressor__module__dropout": [(0.1, 0.1, 0.1), (0.5, 0.5, 0.5)]},
+        {
+            "single3fcregressor__lr": [1e-3, 1e-2],
+            "single3fcregressor__module__dropout": [(0.1, 0.1, 0.1), (0.5, 0.5, 0.5)],
+        },
         cv=KFold(2), scoring=SCORERS, refit="srcc", n_jobs=2,
     )
     with parallel_backend("threading", n_jobs=2):  # threads share the load counter

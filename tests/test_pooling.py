@@ -59,7 +59,7 @@ def test_area_weights_known_values():
 
 @pytest.mark.parametrize("bad", [0, -3])
 def test_area_weights_rejects_non_positive(bad):
-    with pytest.raises(ValueError, match="n_out must be >= 1"):
+    with pytest.raises(ValueError, match=r"'n_out' parameter of area_weights must be an int in the range \[1, inf\)"):
         area_weights(5, bad)
     with pytest.raises(TypeError):
         area_weights(5.0, 2)
@@ -120,7 +120,7 @@ def test_half_input_is_computed_in_float32():
 def test_area_pool_rejects_bad_input():
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
         area_pool(torch.zeros(3, 4, 5), 5)
-    with pytest.raises(ValueError, match="k must be >= 1"):
+    with pytest.raises(ValueError, match=r"'k' parameter of area_pool must be an int in the range \[1, inf\)"):
         area_pool(torch.zeros(1, 1, 4, 4), 0)
     with pytest.raises(ValueError, match="empty spatial axis"):
         area_pool(torch.zeros(1, 1, 0, 4), 2)

@@ -80,7 +80,9 @@ class PaperSchedule(Callback):
         key = self.monitor
         if key not in row:
             if not self.warned_:
-                warnings.warn(f"PaperSchedule: {key!r} not in history, monitoring 'train_loss' instead.")
+                warnings.warn(
+                    f"PaperSchedule: {key!r} not in history, monitoring 'train_loss' instead.", stacklevel=2
+                )
                 self.warned_ = True
             key = "train_loss"
         return float(row[key])

@@ -3,6 +3,11 @@
 Every module maps a batch of features of one view to one score per image,
 shape ``(batch, 1)``. Narrow heads take ``(batch, C)``; :class:`Pool3FC` takes
 wide features ``(batch, C, k, k)``.
+
+Every module also offers ``init_output(bias)``, which makes it start as the
+constant ``bias`` (as timm's models offer ``reset_classifier``); the
+regressors call it for ``output_bias="mean"``. A custom module passed as
+``module=`` needs the same method to be used with ``output_bias="mean"``.
 """
 
 from collections.abc import Sequence
@@ -18,6 +23,14 @@ def _he_normal_(layer, nonlinearity="relu"):
     nn.init.kaiming_normal_(layer.weight, nonlinearity=nonlinearity)
     if getattr(layer, "bias", None) is not None:
         nn.init.zeros_(layer.bias)
+
+
+def _start_at_(layer, bias):
+    """Zero ``layer``'s weights and set its bias to ``bias``: a constant output."""
+    with torch.no_grad():
+        layer.weight.zero_()
+        if layer.bias is not None:
+            layer.bias.fill_(float(bias))
 
 
 def _per_layer(value, n):
@@ -76,6 +89,16 @@ class FC3(nn.Module):
     def forward(self, x):
         return self.output(self.hidden(x))
 
+    def init_output(self, bias=0.0):
+        """Make the block start as a constant: zero output weights, output bias ``bias``.
+
+        Parameters
+        ----------
+        bias : float, default=0.0
+            The value every input maps to until training moves the weights.
+        """
+        _start_at_(self.output, bias)
+
 
 class Single1FC(nn.Module):
     """Single-1FC: one linear layer from narrow features to the score.
@@ -93,6 +116,10 @@ class Single1FC(nn.Module):
 
     def forward(self, x):
         return self.output(x)
+
+    def init_output(self, bias=0.0):
+        """Start every prediction at ``bias`` (zero weights), see :meth:`FC3.init_output`."""
+        _start_at_(self.output, bias)
 
 
 class Single3FC(nn.Module):
@@ -114,6 +141,10 @@ class Single3FC(nn.Module):
 
     def forward(self, x):
         return self.fc(x)
+
+    def init_output(self, bias=0.0):
+        """Start every prediction at ``bias``, see :meth:`FC3.init_output`."""
+        self.fc.init_output(bias)
 
 
 class Multi3FC(nn.Module):
@@ -155,6 +186,17 @@ class Multi3FC(nn.Module):
         parts = torch.split(x, self.tap_channels, dim=1)
         scores = torch.cat([fc(p) for fc, p in zip(self.taps, parts)], dim=1)
         return self.combine(scores)
+
+    def init_output(self, bias=0.0):
+        """Start every prediction at ``bias``.
+
+        Every tap's 3FC starts at 0 and the combination keeps its weights (the
+        plain mean), with bias ``bias``.
+        """
+        for fc in self.taps:
+            fc.init_output(0.0)
+        with torch.no_grad():
+            self.combine.bias.fill_(float(bias))
 
 
 class _ConvBNReLU(nn.Sequential):
@@ -216,3 +258,7 @@ class Pool3FC(nn.Module):
             dim=1,
         )
         return self.fc(columns.mean(dim=(2, 3)))
+
+    def init_output(self, bias=0.0):
+        """Start every prediction at ``bias``, see :meth:`FC3.init_output`."""
+        self.fc.init_output(bias)

@@ -17,7 +17,7 @@ The skorch hooks overridden, and why:
 
 import contextlib
 import math
-import numbers
+from numbers import Integral, Real
 
 import numpy as np
 import torch
@@ -32,9 +32,10 @@ from skorch import NeuralNetRegressor
 from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
 from skorch.utils import to_numpy, to_tensor
 
+from .._validation import POSITIVE_INT, Interval, StrOptions, validate_parameter_constraints
 from .callbacks import PaperSchedule
 from .data import AllViewsDataset, Features, RandomViewDataset, collate_batch, is_lazy
-from .modules import FC3, Multi3FC, Pool3FC, Single1FC, Single3FC
+from .modules import Multi3FC, Pool3FC, Single1FC, Single3FC
 
 __all__ = ["Multi3FCRegressor", "Pool3FCRegressor", "Single1FCRegressor", "Single3FCRegressor"]
 
@@ -89,9 +90,11 @@ _PARAMS_DOC = """
         re-initialising it.
     verbose : int, default=0
         1 prints skorch's per-epoch table.
-    device : str or torch.device, default="cpu"
-        Compute device; ``"auto"`` picks CUDA when available. A net trained on
-        GPU unpickles on a CPU-only machine.
+    device : str or torch.device, default="auto"
+        Compute device: ``"auto"`` picks CUDA when available, else the CPU (as
+        :class:`~sklearn_mlsp.MLSPTransformer` does); or any torch device, e.g.
+        ``"cpu"`` for reproducible fits. A net trained on GPU unpickles on a
+        CPU-only machine.
     **kwargs
         Further skorch parameters, e.g. ``module__dropout=(0.5, 0.5, 0.75)``
         (the paper's "+do" variant) or ``optimizer__weight_decay=1e-5``.
@@ -136,6 +139,16 @@ class _MLSPHead(NeuralNetRegressor):
     #: Whether the head reduces ``k x k`` grids to narrow features.
     _narrow = True
 
+    #: Rules for the parameters this package adds to skorch's, checked at the
+    #: start of fit (skorch's NeuralNet owns ``_validate_params``, so they are
+    #: not called ``_parameter_constraints``).
+    _head_parameter_constraints: dict = {
+        "valid_fraction": [None, Interval(Real, 0, 1, closed="left")],
+        "output_bias": [StrOptions({"mean"}), None],
+        "random_state": ["random_state"],
+        "device": [str, torch.device, None],
+    }
+
     def __init__(
         self,
         module,
@@ -151,7 +164,7 @@ class _MLSPHead(NeuralNetRegressor):
         callbacks=None,
         warm_start=False,
         verbose=0,
-        device="cpu",
+        device="auto",
         **kwargs,
     ):
         # Our split replaces skorch's train_split (it must split by image).
@@ -185,6 +198,12 @@ class _MLSPHead(NeuralNetRegressor):
             ("print_log", PrintLog()),
         ]
 
+    def __sklearn_is_fitted__(self):
+        # skorch sets history_ and initialized_ in __init__, so scikit-learn's
+        # fallback (any attribute ending in "_") would call a new head fitted;
+        # not every supported skorch defines this method itself.
+        return bool(getattr(self, "initialized_", False)) and hasattr(self, "feature_shape_")
+
     def _get_param_names(self):
         # skorch lists every non-fitted attribute, including its private
         # bookkeeping (``_params_to_validate``); sklearn's clone / set_params
@@ -212,21 +231,16 @@ class _MLSPHead(NeuralNetRegressor):
         kwargs = {**self._module_input_params(), **self.get_params_for("module")}
         module = self.initialized_instance(self.module, kwargs)
         if self.output_bias == "mean":
-            # Start every prediction at the mean target: output layers with zero
-            # weights (a He-initialised output has a spread of about 1, far wider
-            # than most MOS scales, and early stopping then halts on noise) and
-            # the final bias at the mean.
-            linears = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
-            with torch.no_grad():
-                for sub in module.modules():
-                    if isinstance(sub, FC3):
-                        sub.output.weight.zero_()
-                if isinstance(module, Single1FC) and linears:
-                    linears[-1].weight.zero_()
-                if linears and linears[-1].bias is not None:
-                    linears[-1].bias.fill_(self.target_mean_)
-        elif self.output_bias is not None:
-            raise ValueError(f"output_bias must be 'mean' or None, got {self.output_bias!r}.")
+            # Start every prediction at the mean target (zero output weights): a
+            # He-initialised output has a spread of about 1, far wider than most
+            # MOS scales, and early stopping then halts on noise.
+            if not callable(getattr(module, "init_output", None)):
+                raise TypeError(
+                    f"output_bias='mean' needs the module to define init_output(bias), which "
+                    f"{type(module).__name__} does not; add the method (see "
+                    "sklearn_mlsp.heads.FC3.init_output) or pass output_bias=None."
+                )
+            module.init_output(self.target_mean_)
         self.module_ = module
         return self
 
@@ -336,7 +350,9 @@ class _MLSPHead(NeuralNetRegressor):
         flat = False
         if is_lazy(X):
             if X.shape[0] == 0:
-                raise ValueError(f"Found array with 0 sample(s) (shape={tuple(X.shape)}) while a minimum of 1 is required by {name}.")
+                raise ValueError(
+                    f"Found array with 0 sample(s) (shape={tuple(X.shape)}) while a minimum of 1 is required by {name}."
+                )
             data, check_finite = X, True
         else:
             X_arr = check_array(X, allow_nd=True, ensure_2d=False, dtype=None, ensure_all_finite=False)
@@ -386,15 +402,20 @@ class _MLSPHead(NeuralNetRegressor):
             raise ValueError(f"Found input variables with inconsistent numbers of samples: [{n}, {len(y)}]")
         return y.astype(np.float32)
 
+    def _validate_head_params(self):
+        """Check this package's parameters against ``_head_parameter_constraints``."""
+        validate_parameter_constraints(
+            self._head_parameter_constraints,
+            {name: getattr(self, name) for name in self._head_parameter_constraints},
+            caller_name=type(self).__name__,
+        )
+
     def _validate_fit_data(self, X, y, reset=True):
+        self._validate_head_params()
         features = self._validate_features(X, reset=reset)
         y = self._validate_targets(y, len(features))
         if reset:
             self.target_mean_ = float(y.mean())
-        if self.valid_fraction is not None and not (
-            isinstance(self.valid_fraction, numbers.Real) and 0 <= self.valid_fraction < 1
-        ):
-            raise ValueError(f"valid_fraction must be None or a float in [0, 1), got {self.valid_fraction!r}.")
         if self.train_split is not None:
             raise ValueError(
                 f"{type(self).__name__} splits by image itself: set valid_fraction instead of train_split."
@@ -459,6 +480,18 @@ class _MLSPHead(NeuralNetRegressor):
         with self._device_resolved():
             yield from super().forward_iter(X, training=training, device=device)
 
+    def initialize(self):
+        """Initialise the module, criterion and optimizer (``device="auto"`` resolved)."""
+        with self._device_resolved():
+            return super().initialize()
+
+    def set_params(self, **kwargs):
+        """Set parameters; module parameters changed after fit re-initialise it on the device."""
+        if "device" in kwargs:
+            return super().set_params(**kwargs)
+        with self._device_resolved():
+            return super().set_params(**kwargs)
+
     def predict(self, X):
         """Predict the score of every image: the mean over its views.
 
@@ -509,6 +542,11 @@ class Multi3FCRegressor(_MLSPHead):
         into ``n`` contiguous groups of near-equal size.
 """
 
+    _head_parameter_constraints: dict = {
+        **_MLSPHead._head_parameter_constraints,
+        "tap_channels": [None, POSITIVE_INT, "array-like"],
+    }
+
     def __init__(self, module=Multi3FC, *, tap_channels=None, **kwargs):
         super().__init__(module, **kwargs)
         self.tap_channels = tap_channels
@@ -528,9 +566,7 @@ class Multi3FCRegressor(_MLSPHead):
                 f"{name}(tap_channels=transformer.tap_channels_), or features that carry "
                 f"a .tap_channels attribute (as MLSPTransformer's output does)."
             )
-        if isinstance(taps, numbers.Integral):
-            if taps < 1:
-                raise ValueError(f"tap_channels must be positive, got {taps}.")
+        if isinstance(taps, Integral):
             return tuple(len(part) for part in np.array_split(np.arange(channels), min(int(taps), channels)))
         taps = tuple(int(c) for c in taps)
         if sum(taps) != channels:
@@ -549,6 +585,11 @@ class Pool3FCRegressor(_MLSPHead):
         Without it, Pool-3FC needs 5-D wide features (``k > 1``).
 """
 
+    _head_parameter_constraints: dict = {
+        **_MLSPHead._head_parameter_constraints,
+        "grid_size": [None, POSITIVE_INT],
+    }
+
     def __init__(self, module=Pool3FC, *, grid_size=None, **kwargs):
         super().__init__(module, **kwargs)
         self.grid_size = grid_size
@@ -562,7 +603,7 @@ class Pool3FCRegressor(_MLSPHead):
         if self.grid_size is None:
             raise ValueError(self._WIDE_MSG.format(what=f"2-D features of shape {X.shape}"))
         g = int(self.grid_size)
-        if g < 1 or X.shape[1] % (g * g):
+        if X.shape[1] % (g * g):
             raise ValueError(
                 f"grid_size={self.grid_size} does not divide the {X.shape[1]} features into g x g grids."
             )
