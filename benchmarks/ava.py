@@ -372,7 +372,7 @@ def main(argv=None):
     # ---- features
     transformer = MLSPTransformer(
         backbone=args.backbone, pooling=pooling, augment=augment, weights=weights, cache=cache,
-        device=args.device, errors="nan", n_workers=args.workers, verbose=0 if args.quiet else 1,
+        device=args.device, errors="nan", n_decoders=args.workers, verbose=0 if args.quiet else 1,
     ).fit()
     print(f"features: {args.backbone}, {pooling} ({transformer.grid_size_}x{transformer.grid_size_}), "
           f"{len(transformer.view_names_)} view(s), {len(transformer.tap_channels_)} taps, "

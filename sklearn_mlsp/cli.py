@@ -244,7 +244,7 @@ def _transformer(out, *, backbone, pooling, augment, weights, device, jobs, cach
         raise InputError(f"--weights: file {weights!r} does not exist.")
     t = MLSPTransformer(
         backbone=backbone, pooling=pooling, augment=augment, weights=weights, cache=cache,
-        device=device, output=output, errors=errors, n_workers=jobs, verbose=0 if out.quiet else 1,
+        device=device, output=output, errors=errors, n_decoders=jobs, verbose=0 if out.quiet else 1,
     )  # fmt: skip
     try:
         return t.fit()
@@ -288,7 +288,7 @@ def _predict(model, paths, out, *, errors="nan", jobs=None):
     transformer = steps[0][1]
     transformer.set_params(errors=errors, verbose=0 if out.quiet else 1)
     if jobs is not None:
-        transformer.set_params(n_workers=jobs)
+        transformer.set_params(n_decoders=jobs)
     try:
         features = transformer.transform(paths)
     except ImageError as exc:

@@ -13,11 +13,18 @@ import os
 import numpy as np
 from PIL import Image
 
-__all__ = ["image_key"]
+__all__ = ["image_key", "key_of_bytes"]
 
 
 def _digest():
     return hashlib.blake2b(digest_size=20)
+
+
+def key_of_bytes(data: bytes) -> str:
+    """Content key of a file from its bytes (the same as :func:`image_key` of the path)."""
+    h = _digest()
+    h.update(data)
+    return "file:" + h.hexdigest()
 
 
 def image_key(item) -> str:
@@ -26,11 +33,15 @@ def image_key(item) -> str:
     Raises
     ------
     OSError
-        If a path cannot be read (callers report it per image).
+        If a path cannot be read (callers report it per image);
+        :class:`~sklearn_mlsp.images.ImageError` (a ValueError) if it is not
+        a regular file (devices, FIFOs and sockets are never read).
     """
     h = _digest()
     if isinstance(item, (str, os.PathLike)):
-        with open(item, "rb") as fh:
+        from .images import open_regular_file
+
+        with open_regular_file(item) as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
         return "file:" + h.hexdigest()

@@ -19,7 +19,9 @@ you pass, and the message is ours.
 
 from __future__ import annotations
 
+import io
 import os
+import stat
 import threading
 
 import numpy as np
@@ -142,24 +144,63 @@ def _refuse_if_too_big(item, index, size, max_pixels) -> None:
         )
 
 
-def _open_header(item, index) -> Image.Image:
-    """Open a file and parse its header only (no pixel data is decoded)."""
+def open_regular_file(item, index=None):
+    """Open an image path for reading; refuse anything but a regular file.
+
+    The file is opened without blocking (a FIFO would otherwise wait forever
+    for a writer) and checked with ``fstat`` on the open descriptor, so a
+    device, FIFO or socket is refused by name before a byte is read, even if
+    it replaced the file after a check.
+    """
     path = os.fspath(item)
-    if not os.path.exists(path):
-        raise _error(item, index, "file does not exist.")
-    if os.path.isdir(path):
-        raise _error(item, index, "is a directory, not an image file.")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise _error(item, index, "file does not exist.") from None
+    except IsADirectoryError:
+        raise _error(item, index, "is a directory, not an image file.") from None
+    except OSError as exc:
+        raise _error(item, index, f"cannot open the file ({exc.strerror or exc}).") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise _error(item, index, "is a directory, not an image file.")
+        if not stat.S_ISREG(mode):
+            raise _error(item, index, "is not a regular file (a device, FIFO or socket); refused.")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_image_bytes(item, index=None) -> bytes:
+    """All bytes of an image file, read once (a regular file only)."""
+    with open_regular_file(item, index) as fh:
+        try:
+            return fh.read()
+        except OSError as exc:
+            raise _error(item, index, f"cannot read the file ({exc.strerror or exc}).") from None
+
+
+def _open_header(item, index, data: bytes | None = None) -> Image.Image:
+    """Open a file (or its bytes, already read) and parse its header only."""
+    source = io.BytesIO(data) if data is not None else open_regular_file(item, index)
     with _PIL_LIMIT_LOCK:
         saved = Image.MAX_IMAGE_PIXELS
         # Our own max_pixels check follows; PIL's must not pre-empt it.
         Image.MAX_IMAGE_PIXELS = None
         try:
-            return Image.open(path)
+            return Image.open(source)
         except UnidentifiedImageError:
+            source.close()
             raise _error(item, index, "not an image file (PIL cannot identify it).") from None
         except MemoryError:
+            source.close()
             raise
         except Exception as exc:  # permissions, I/O errors, broken headers
+            source.close()
             raise _error(item, index, f"cannot open the file ({exc}).") from exc
         finally:
             Image.MAX_IMAGE_PIXELS = saved
@@ -279,7 +320,8 @@ def _array_to_rgb(arr: np.ndarray, index) -> np.ndarray:
 
 @validate_params({"max_pixels": [POSITIVE_INT, None]}, prefer_skip_nested_validation=True)
 def load_rgb(
-    item, *, index: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    item, *, index: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    data: bytes | None = None,
 ) -> np.ndarray:
     """Open an image as an RGB uint8 array.
 
@@ -296,6 +338,9 @@ def load_rgb(
         Refuse files and PIL images with more pixels than this, checked from
         the header before decoding (decompression-bomb guard). None disables
         the check. Arrays are already in memory and are not checked.
+    data : bytes, optional
+        The file's bytes, already read (``item`` is then only named in
+        errors): what is decoded is exactly what was hashed.
 
     Returns
     -------
@@ -329,7 +374,7 @@ def load_rgb(
     if isinstance(item, np.ndarray):
         out = _array_to_rgb(item, index)
     elif _is_path(item):
-        im = _open_header(item, index)
+        im = _open_header(item, index, data)
         try:
             _refuse_if_too_big(item, index, im.size, max_pixels)
             out = _pil_to_rgb(_decode_and_orient(im, item, index), item, index)

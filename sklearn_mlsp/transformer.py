@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 import warnings
+from numbers import Integral
 
 import numpy as np
 import pandas as pd
@@ -14,20 +16,24 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._validation import NON_NEGATIVE_INT, POSITIVE_INT, StrOptions
 from .backbones import PREPROCESSING_VERSION, get_backbone
-from .identity import image_key
+from .extraction import (
+    ExtractorParams,
+    FeatureExtractor,
+    MemorySink,
+    StoreSink,
+    plan,
+    run_local,
+    run_partitions,
+)
 from .images import DEFAULT_MAX_PIXELS, ImageError, describe
-from .loading import ViewsDataset, make_loader
 from .store import FeatureStore, config_id
 from .taps import TapExtractor
 from .views import CROP_FRACTION, view_names
 
 __all__ = ["MLSPFeatures", "MLSPTransformer"]
 
-FLOAT16_MAX = float(np.finfo(np.float16).max)
 
-# How many backbones this process has loaded (tests use it to prove that cached
-# transforms never touch the network).
-BACKBONE_LOADS = 0
+_EXTRACTOR_LOCK = threading.Lock()
 
 
 class MLSPFeatures(np.ndarray):
@@ -134,9 +140,19 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         What an unreadable image does: raise :class:`~sklearn_mlsp.images.ImageError`
         naming it (after storing what was computed), or give NaN features
         and be listed in ``failures_``.
-    n_workers : int or None, default=None
-        Processes that decode images while the backbone runs; None picks
-        ``min(4, cpu_count // 2)`` (0 for a handful of images).
+    n_decoders : int or None, default=None
+        Processes that decode images while the backbone runs in this
+        process; None picks ``min(4, cpu_count // 2)`` (0 for a handful of
+        images). Used when extraction runs in one process (``n_jobs=1``).
+    n_jobs : int or None, default=None
+        Extraction processes, each with its own copy of the backbone, run
+        through joblib: the images to compute are split into partitions.
+        None means 1 (or one per GPU with ``device="auto"`` and several
+        GPUs, each worker pinned to its own), -1 all cores. Under
+        ``joblib.parallel_config(backend="dask")`` the partitions run on a
+        Dask cluster; with a cache that the workers can see, each commits its
+        results to the store itself (so a lost worker or Ctrl-C keeps what
+        was finished), otherwise results stream back to the caller.
     max_pixels : int or None, default=64_000_000
         Larger images are refused (decompression-bomb guard); None: no limit.
     verbose : int, default=1
@@ -188,7 +204,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         "amp": ["boolean"],
         "output": [StrOptions({"views", "flat"})],
         "errors": [StrOptions({"raise", "nan"})],
-        "n_workers": [NON_NEGATIVE_INT, None],
+        "n_decoders": [NON_NEGATIVE_INT, None],
+        "n_jobs": [Integral, None],
         "max_pixels": [POSITIVE_INT, None],
         "verbose": ["verbose"],
     }
@@ -204,7 +221,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         amp=False,
         output="views",
         errors="raise",
-        n_workers=None,
+        n_decoders=None,
+        n_jobs=None,
         max_pixels=DEFAULT_MAX_PIXELS,
         verbose=1,
     ):
@@ -217,7 +235,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         self.amp = amp
         self.output = output
         self.errors = errors
-        self.n_workers = n_workers
+        self.n_decoders = n_decoders
+        self.n_jobs = n_jobs
         self.max_pixels = max_pixels
         self.verbose = verbose
 
@@ -302,69 +321,33 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
 
     # ---------------------------------------------------------------- extracting
 
-    def _get_extractor(self):
-        global BACKBONE_LOADS
-        if getattr(self, "_extractor", None) is None:
-            spec = self.backbone_spec_
-            model = spec.create(self.weights).to(self.device_)
-            BACKBONE_LOADS += 1
-            self._extractor = TapExtractor(model, spec.taps(model), self.grid_size_, spec.add_final)
-            mean, std = self.config_["preprocessing"]["mean"], self.config_["preprocessing"]["std"]
-            self._mean = torch.tensor(mean, device=self.device_).view(1, 3, 1, 1)
-            self._std = torch.tensor(std, device=self.device_).view(1, 3, 1, 1)
-        return self._extractor
+    def _extractor_params(self, device=None) -> ExtractorParams:
+        pre = self.config_["preprocessing"]
+        weights = self.weights if self.weights is None else os.fspath(self.weights)
+        return ExtractorParams(self.backbone_spec_.name, weights, str(device or self.device_),
+                               self.grid_size_, bool(self.amp), tuple(pre["mean"]), tuple(pre["std"]))
 
-    def _features_of(self, views_uint8: np.ndarray) -> np.ndarray:
-        """Pooled features (V, C, k, k), float16, of one image's views."""
-        extractor = self._get_extractor()
-        x = torch.from_numpy(views_uint8).to(self.device_, non_blocking=True)
-        x = x.permute(0, 3, 1, 2).float().div_(255.0)
-        x = (x - self._mean) / self._std
-        use_amp = self.amp and self.device_.type == "cuda"
-        with torch.inference_mode(), torch.autocast(self.device_.type, enabled=use_amp):
-            feats = extractor(x)
-        largest = float(feats.abs().max())  # nan or inf propagate: one pass checks all three
-        if not largest <= FLOAT16_MAX:
-            # float16 storage would turn these into inf; say so instead of hiding it.
-            warnings.warn(
-                f"{self.backbone} features exceed the float16 range (|x| > {FLOAT16_MAX:g}) or are "
-                "not finite; they were clipped to it. Untrained (weights='random') networks do this; "
-                "pretrained ones should not.",
-                UserWarning,
-                stacklevel=5,
-            )
-            feats = torch.nan_to_num(feats, posinf=FLOAT16_MAX, neginf=-FLOAT16_MAX).clamp_(-FLOAT16_MAX, FLOAT16_MAX)
-        return feats.to(torch.float16).cpu().numpy()
+    def _local_extractor(self) -> FeatureExtractor:
+        with _EXTRACTOR_LOCK:  # threads sharing this transformer share one network
+            extractor = self.__dict__.get("_extractor")
+            if extractor is None:
+                extractor = self._extractor = FeatureExtractor(self._extractor_params())
+            return extractor
 
-    def _n_workers(self, n_items: int) -> int:
-        if self.n_workers is not None:
-            return int(self.n_workers)
+    def _n_decoders(self, n_items: int) -> int:
+        if self.n_decoders is not None:
+            return int(self.n_decoders)
         if n_items < 8:
             return 0  # starting workers costs more than a handful of decodes
         return max(0, min(4, (os.cpu_count() or 1) // 2))
 
-    def _extract(self, items, positions, on_result, progress):
-        """Run the backbone on ``items[positions]``; ``on_result(pos, feats_or_None, error)``."""
-        dataset = ViewsDataset(
-            items, positions, bool(self.augment), self.backbone_spec_.min_size,
-            self.max_pixels, CROP_FRACTION,
-        )
-        loader = make_loader(dataset, self._n_workers(len(positions)))
-        for loaded in loader:
-            if loaded.error is not None:
-                on_result(loaded.position, None, loaded.error)
-            else:
-                if loaded.upscaled_from is not None:
-                    h, w = loaded.upscaled_from
-                    warnings.warn(
-                        f"image {describe(items[loaded.position], loaded.position)} is {h}x{w}, "
-                        f"smaller than {self.backbone} accepts; it was enlarged so that every "
-                        f"view is at least {self.backbone_spec_.min_size} px.",
-                        UserWarning,
-                        stacklevel=4,
-                    )
-                on_result(loaded.position, self._features_of(loaded.views), None)
-            progress.update(1)
+    def _n_jobs(self):
+        """Extraction processes: ``n_jobs``, else one per GPU when there are several."""
+        if self.n_jobs is not None:
+            return self.n_jobs
+        if self.device == "auto" and torch.cuda.device_count() > 1:
+            return torch.cuda.device_count()
+        return 1
 
     def transform(self, X):
         """MLSP features of the images in ``X``.
@@ -388,6 +371,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
             the mean over views.
         """
         check_is_fitted(self, "config_")
+        from joblib import effective_n_jobs
         from tqdm.auto import tqdm
 
         start = time.perf_counter()
@@ -395,76 +379,58 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         n = len(items)
         if n == 0:
             raise ValueError("X is empty: no images to transform.")
+        store = FeatureStore(self.cache) if self.cache is not None else None
+        shape = (len(self.view_names_), self.n_channels_, self.grid_size_, self.grid_size_)
+
+        # 1. Plan: keys, what is cached, what cannot be read at all.
+        planned = plan(items, store, self.config_id_, self.max_pixels)
         failures = []
 
-        def fail(pos, message):
+        def on_failure(pos, message):
             if self.errors == "raise":
                 raise ImageError(message)
             failures.append((pos, describe(items[pos], pos), message))
 
-        store = FeatureStore(self.cache) if self.cache is not None else None
-        if store is not None:
-            keys = [None] * n
-            for pos, item in enumerate(items):
-                try:
-                    keys[pos] = image_key(item)
-                except OSError as exc:
-                    reason = "file does not exist" if isinstance(exc, FileNotFoundError) else str(exc)
-                    keys[pos] = None
-                    fail(pos, f"Cannot read image {describe(item, pos)}: {reason}.")
-            stored = store.lookup(self.config_id_, keys)
-            todo = [pos for pos in range(n) if keys[pos] is not None and not stored[pos]]
-        else:
-            todo = list(range(n))
-            result = None
+        for pos, message in planned.failures:
+            on_failure(pos, message)
+        todo = planned.todo
+        n_cached = len(planned.cached)
 
-        n_failed_before = len(failures)  # unreadable before extraction (missing files)
-        n_cached = n - len(todo) - n_failed_before
-        pending_keys, pending_feats = [], []
-        last_flush = [time.monotonic()]
-
-        def flush():
-            if pending_keys:
-                store.append(self.config_, pending_keys, np.stack(pending_feats))
-                pending_keys.clear()
-                pending_feats.clear()
-            last_flush[0] = time.monotonic()
-
-        def on_result(pos, feats, error):
-            nonlocal result
-            if error is not None:
-                fail(pos, error)
-                return
-            if store is not None:
-                pending_keys.append(keys[pos])
-                pending_feats.append(feats)
-                # Small, frequent commits: a kill loses only the images in flight.
-                if len(pending_keys) >= 8 or time.monotonic() - last_flush[0] > 2.0:
-                    flush()
-            else:
-                if result is None:
-                    result = np.full((n, *feats.shape), np.nan, dtype=np.float32)
-                result[pos] = feats
-
+        # 2. Compute what is missing, committing as results come.
+        sink = StoreSink(store, self.config_, planned.keys) if store is not None else MemorySink(n, shape)
         progress = tqdm(
-            total=n, initial=n_cached, disable=not self.verbose or not todo, unit="img",
-            desc=f"MLSP {self.backbone}", leave=False,
+            total=n, initial=n_cached + len(planned.failures), disable=not self.verbose or not todo,
+            unit="img", desc=f"MLSP {self.backbone}", leave=False,
         )
         progress.set_postfix(cached=n_cached, computing=len(todo), refresh=False)
+        decode_args = (bool(self.augment), self.backbone_spec_.min_size, self.max_pixels, CROP_FRACTION)
+        n_jobs = self._n_jobs()
         try:
-            if todo:
-                self._extract(items, todo, on_result, progress)
+            if todo and effective_n_jobs(n_jobs) > 1:
+                store_path = None
+                if store is not None:
+                    store.prepare(self.config_)  # the folder workers commit into
+                    store_path = os.path.abspath(self.cache)
+                devices = None
+                if self.device == "auto" and torch.cuda.device_count() > 1:
+                    devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+                run_partitions(items, todo, self._extractor_params(), sink, on_failure, progress,
+                               decode_args, n_jobs, store_path, self.config_, devices)
+            elif todo:
+                run_local(items, todo, self._local_extractor(), sink, on_failure, progress, decode_args,
+                          self._n_decoders(len(todo)))
         finally:
             # Whatever happens (a bad image, Ctrl-C), keep what was computed.
-            if store is not None:
-                flush()
+            sink.close()
             progress.close()
 
+        # 3. Assemble the output.
+        failed = {pos for pos, _, _ in failures}
         self.failures_ = pd.DataFrame(failures, columns=["position", "image", "error"])
         self.transform_stats_ = {
             "images": n,
             "cached": n_cached,
-            "computed": len(todo) - (len(failures) - n_failed_before),
+            "computed": len(todo) - len(failed.intersection(todo)),
             "failed": len(failures),
             "seconds": time.perf_counter() - start,
         }
@@ -475,19 +441,12 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
                 UserWarning,
                 stacklevel=2,
             )
-
         if store is not None:
-            failed = {pos for pos, _, _ in failures}
-            shape = (len(self.view_names_), self.n_channels_, self.grid_size_, self.grid_size_)
-            out = store.view(
-                self.config_id_, [None if pos in failed else k for pos, k in enumerate(keys)],
-                self.tap_channels_, self.view_names_, shape=shape, on_damage=self.errors,
-            )
+            keys = [None if pos in failed else k for pos, k in enumerate(sink.keys)]
+            out = store.view(self.config_id_, keys, self.tap_channels_, self.view_names_, shape=shape,
+                             on_damage=self.errors)
         else:
-            if result is None:  # every image failed
-                shape = (len(self.view_names_), self.n_channels_, self.grid_size_, self.grid_size_)
-                result = np.full((n, *shape), np.nan, dtype=np.float32)
-            out = MLSPFeatures(result, self.tap_channels_, self.view_names_)
+            out = MLSPFeatures(sink.result, self.tap_channels_, self.view_names_)
         if self.output == "flat":
             return np.asarray(out).mean(axis=1).reshape(n, -1)
         return out
@@ -518,8 +477,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
     def __getstate__(self):
         state = super().__getstate__()
         # The loaded network is a cache of the parameters: rebuilt on demand.
-        for key in ("_extractor", "_mean", "_std"):
-            state.pop(key, None)
+        state.pop("_extractor", None)
         return state
 
     def __sklearn_tags__(self):

@@ -30,3 +30,19 @@ import sys
 
 # tests/helpers.py is imported as a plain module.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+@pytest.fixture
+def backbone_loads(monkeypatch):
+    """Counts the networks loaded in this process (the backbone factory, patched)."""
+    from sklearn_mlsp import extraction
+
+    loads = []
+    real = extraction.load_backbone
+
+    def counting(spec, weights):
+        loads.append(spec.name)
+        return real(spec, weights)
+
+    monkeypatch.setattr(extraction, "load_backbone", counting)
+    return loads

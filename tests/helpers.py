@@ -30,6 +30,6 @@ def write_images(folder, n: int, height: int = 48, width: int = 64, fmt: str = "
 def tiny_transformer(**params) -> MLSPTransformer:
     """EfficientNet-Lite0 with random weights: the real tap structure, nothing to load."""
     defaults = {"backbone": "efficientnet_lite0", "weights": "random", "pooling": "narrow",
-                    "augment": False, "device": "cpu", "verbose": 0, "n_workers": 0}
+                    "augment": False, "device": "cpu", "verbose": 0, "n_decoders": 0}
     defaults.update(params)
     return MLSPTransformer(**defaults)

@@ -72,7 +72,7 @@ def test_irnv2_tap_is_the_branch_concatenation_before_the_up_projection():
 
 def test_offline_hub_weights_fail_fast_and_name_the_ways_out(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    t = MLSPTransformer("inception_v3", verbose=0, n_workers=0).fit()
+    t = MLSPTransformer("inception_v3", verbose=0, n_decoders=0).fit()
     start = time.monotonic()
     with pytest.raises(WeightsUnavailableError) as err:
         t.transform([np.zeros((80, 80, 3), np.uint8)])

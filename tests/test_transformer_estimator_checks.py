@@ -94,7 +94,7 @@ class RowsAsImages(MLSPTransformer):
 
 def _adapter():
     return RowsAsImages(backbone="efficientnet_lite0", weights="random", pooling="narrow",
-                        augment=False, device="cpu", verbose=0, n_workers=0, output="flat")
+                        augment=False, device="cpu", verbose=0, n_decoders=0, output="flat")
 
 
 def expected_failed_checks(estimator):

@@ -457,6 +457,13 @@ class FeatureStore:
                 warnings.warn(f"compaction skipped: {exc}", UserWarning, stacklevel=2)
         return len(keep)
 
+    def prepare(self, config: dict) -> Path:
+        """Create the store and the configuration's folder (before workers write into it)."""
+        cid = config_id(config)
+        self._exists(create=True)
+        self._ensure_config(self._folder(cid), config, cid)
+        return self._folder(cid)
+
     def _ensure_config(self, folder: Path, config: dict, cid: str) -> None:
         config_file = folder / CONFIG_FILE
         if not config_file.exists():
