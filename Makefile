@@ -14,7 +14,7 @@ STAMP_MIN := $(VENV_MIN)/.installed
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[offline,dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[offline,dev,dask]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -16,6 +16,7 @@ import hashlib
 import importlib
 import importlib.metadata
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,7 +219,18 @@ def load_state_dict_file(model: nn.Module, path: str | os.PathLike) -> None:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file '{path}' does not exist.")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's own advice would be to load unsafely
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        # torch's message suggests weights_only=False, i.e. running the file's code: never.
+        raise ValueError(
+            f"weights file '{path}' cannot be read as a PyTorch state dict ({type(exc).__name__}). "
+            "Only plain tensors are loaded (no code in the file is run); save the weights with "
+            "torch.save(model.state_dict(), path) or safetensors."
+        ) from None
+
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -1,0 +1,302 @@
+"""Extraction stages, threads, hostile inputs and the joblib/Dask path.
+
+Each defect found by trying the transformer as a careless or hostile user
+would is reproduced here by doing the thing (two threads, a file replaced
+mid-run, a FIFO, /dev/zero, a decompression bomb, a killed parent).
+"""
+
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import random_image, tiny_transformer, write_images
+from PIL import Image
+
+from sklearn_mlsp import ImageError, extraction
+from sklearn_mlsp.identity import image_key
+from sklearn_mlsp.store import FeatureStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------- threads
+
+
+def test_threads_sharing_a_transformer_get_the_serial_features(tmp_path):
+    paths = write_images(tmp_path / "img", 12, 40, 56)
+    t = tiny_transformer().fit()
+    serial = np.asarray(t.transform(paths))
+    singles = [(i,) for i in range(12)] * 3
+    batches = [tuple(range(i, i + 10)) for i in (0, 1, 2)] * 2
+
+    def run(positions):
+        return positions, np.asarray(t.transform([paths[i] for i in positions]))
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(run, singles + batches))
+    for positions, feats in results:
+        np.testing.assert_array_equal(feats, serial[list(positions)])
+
+
+# -------------------------------------------------------------- hostile input
+
+
+def test_a_file_replaced_during_extraction_never_lends_its_features(tmp_path, monkeypatch):
+    paths = write_images(tmp_path / "img", 3)
+    cache = tmp_path / "cache"
+    original_key = image_key(paths[1])
+    real_plan = extraction.plan
+
+    def plan_then_swap(*args, **kwargs):  # the file changes after it was hashed, before decoding
+        planned = real_plan(*args, **kwargs)
+        Image.fromarray(random_image(99)).save(paths[1])
+        return planned
+
+    import sklearn_mlsp.transformer as transformer_module
+
+    monkeypatch.setattr(transformer_module, "plan", plan_then_swap)
+    t = tiny_transformer(cache=cache).fit()
+    out = np.asarray(t.transform(paths))
+    monkeypatch.undo()
+    fresh = tiny_transformer().fit().transform(paths)  # the new picture, computed from scratch
+    np.testing.assert_array_equal(out, fresh)
+    store = FeatureStore(cache)
+    assert not store.lookup(t.config_id_, [original_key])[0], "the old key got the new picture's features"
+    assert store.lookup(t.config_id_, [image_key(paths[1])])[0]
+
+
+def test_max_pixels_counts_the_pixels_after_enlargement(tmp_path):
+    strip = tmp_path / "strip.png"
+    Image.fromarray(np.full((1, 2000, 3), 128, np.uint8)).save(strip)
+    t = tiny_transformer(max_pixels=1_000_000).fit()
+    start = time.monotonic()
+    with pytest.raises(ImageError, match="enlarged.*max_pixels=1000000"):
+        t.transform([str(strip)])
+    long_strip = tmp_path / "long.png"
+    Image.fromarray(np.full((1, 200_000, 3), 128, np.uint8)).save(long_strip)
+    with pytest.raises(ImageError, match="over max_pixels"):
+        tiny_transformer().fit().transform([str(long_strip)])
+    assert time.monotonic() - start < 30  # refused before any network pass
+
+
+def _png_header_only(path, width, height):
+    """A PNG that declares width x height pixels but holds almost none (a bomb's header)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+
+
+def test_pil_bombs_are_refused_by_their_declared_size_before_hashing(tmp_path, monkeypatch):
+    bomb = tmp_path / "bomb.png"
+    _png_header_only(bomb, 30_000, 30_000)
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        img = Image.open(bomb)  # lazy: nothing decoded yet
+    finally:
+        Image.MAX_IMAGE_PIXELS = 89_478_485
+    decoded = []
+    monkeypatch.setattr(type(img), "tobytes", lambda self, *a, **k: decoded.append(1) or b"")
+    t = tiny_transformer(cache=tmp_path / "cache", errors="nan").fit()
+    with pytest.warns(UserWarning, match="could not be read"):
+        t.transform([img, random_image(0)])
+    assert not decoded, "the bomb's pixels were decoded (hashed) before its size was checked"
+    assert "900000000 pixels" in t.failures_["error"].iloc[0]
+
+
+def test_devices_and_fifos_are_refused_without_hanging(tmp_path):
+    fifo = tmp_path / "waiting.jpg"
+    os.mkfifo(fifo)
+    for cache in (None, tmp_path / "cache"):
+        t = tiny_transformer(cache=cache, errors="nan").fit()
+        done = []
+        worker = threading.Thread(target=lambda: done.append(t.transform(["/dev/zero", str(fifo)])),
+                                  daemon=True)
+        with pytest.warns(UserWarning):
+            worker.start()
+            worker.join(timeout=60)
+        assert done, f"transform hung on a device or FIFO (cache={cache})"
+        errors = t.failures_["error"].tolist()
+        assert len(errors) == 2 and all("not a regular file" in e for e in errors), errors
+        assert "/dev/zero" in errors[0] and "waiting.jpg" in errors[1]
+
+
+def test_a_garbage_weights_file_is_named_and_unsafe_loading_never_suggested(tmp_path):
+    weights = tmp_path / "weights.pth"
+    weights.write_bytes(b"\x80\x04garbage, not a state dict" * 10)
+    t = tiny_transformer(weights=str(weights)).fit()
+    with pytest.raises(Exception) as info:
+        t.transform([random_image(0)])
+    message = str(info.value)
+    assert "weights.pth" in message
+    assert "weights_only=False" not in message and "weights_only" not in message
+
+
+def test_float_max_pixels_is_refused_in_fit():
+    with pytest.raises(ValueError, match="max_pixels"):
+        tiny_transformer(max_pixels=1e8).fit()
+
+
+ORPHANS = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    from helpers import tiny_transformer, write_images
+    from pathlib import Path
+    paths = write_images(Path(sys.argv[1]), 60, 200, 260)
+    t = tiny_transformer(n_decoders=2, augment=True).fit()
+    print("ready", flush=True)
+    t.transform(paths * 20)
+""")
+
+
+def _children(pid):
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_decoding_workers_die_with_their_parent(tmp_path):
+    code = ORPHANS.format(tests=str(ROOT / "tests"))
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "img")], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    deadline = time.monotonic() + 120
+    workers = []
+    while time.monotonic() < deadline and len(workers) < 2:
+        workers = _children(proc.pid)
+        time.sleep(0.2)
+    assert len(workers) >= 2, "no decoding workers started"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(5)
+    alive = [w for w in workers if Path(f"/proc/{w}").exists()
+             and Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+    assert not alive, f"decoding workers {alive} outlived their parent"
+
+
+# ----------------------------------------------------------- joblib processes
+
+
+def test_n_jobs_processes_give_the_single_process_features(tmp_path, backbone_loads):
+    paths = write_images(tmp_path / "img", 8, 40, 56)
+    single = np.asarray(tiny_transformer().fit().transform(paths))
+    parallel = tiny_transformer(n_jobs=2).fit()
+    np.testing.assert_array_equal(np.asarray(parallel.transform(paths)), single)
+    cached = tiny_transformer(n_jobs=2, cache=tmp_path / "cache").fit()
+    np.testing.assert_array_equal(np.asarray(cached.transform(paths)), single)
+    assert cached.transform_stats_["computed"] == 8
+    # A second run finds everything in the store: nothing is submitted, nothing loaded.
+    loads = len(backbone_loads)
+    again = tiny_transformer(n_jobs=2, cache=tmp_path / "cache").fit()
+    np.testing.assert_array_equal(np.asarray(again.transform(paths)), single)
+    assert again.transform_stats_["cached"] == 8 and len(backbone_loads) == loads
+
+
+# ---------------------------------------------------------------------- Dask
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, host="127.0.0.1")
+    client = distributed.Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+def test_dask_features_equal_a_single_process(tmp_path, dask_client):
+    from joblib import parallel_config
+
+    paths = write_images(tmp_path / "img", 10, 40, 56)
+    bad = tmp_path / "img" / "broken.png"
+    bad.write_bytes(b"\x89PNG not really")
+    single = np.asarray(tiny_transformer().fit().transform(paths))
+    with parallel_config(backend="dask"):
+        t = tiny_transformer(n_jobs=2, cache=tmp_path / "cache", errors="nan").fit()
+        with pytest.warns(UserWarning, match="could not be read"):
+            out = np.asarray(t.transform(paths[:5] + [str(bad)] + paths[5:]))
+        with pytest.raises(ImageError, match="broken.png"):
+            tiny_transformer(n_jobs=2, cache=tmp_path / "cache2").fit().transform([str(bad)] + paths)
+        memory = np.asarray(tiny_transformer(n_jobs=2).fit().transform(paths))
+    np.testing.assert_array_equal(np.delete(out, 5, axis=0), single)
+    assert np.isnan(out[5]).all() and t.failures_["position"].tolist() == [5]
+    np.testing.assert_array_equal(memory, single)
+    assert FeatureStore(tmp_path / "cache").summary()["images"].sum() == 10
+
+
+def test_dask_worker_killed_mid_run(tmp_path, dask_client):
+    from joblib import parallel_config
+
+    paths = write_images(tmp_path / "img", 24, 120, 160)
+    cache = tmp_path / "cache"
+    pids = list(dask_client.run(os.getpid).values())
+
+    def kill_one():
+        time.sleep(3)
+        os.kill(pids[0], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_one)
+    killer.start()
+    t = tiny_transformer(n_jobs=2, cache=cache, augment=True).fit()
+    try:
+        with parallel_config(backend="dask"):
+            t.transform(paths)
+    except Exception as exc:  # failing is allowed, but clearly and keeping what was done
+        assert "KilledWorker" in type(exc).__name__ or "worker" in str(exc).lower(), exc
+    killer.join()
+    dask_client.wait_for_workers(2, timeout=120)
+    store = FeatureStore(cache)
+    store.compact()
+    rerun = tiny_transformer(cache=cache, augment=True).fit()
+    out = np.asarray(rerun.transform(paths))
+    np.testing.assert_array_equal(out, tiny_transformer(augment=True).fit().transform(paths))
+    summary = store.summary()
+    assert summary["images"].sum() == 24  # no duplicate, none missing
+    assert store.verify().empty
+
+
+def test_grid_search_on_dask_reads_one_shared_cache(tmp_path, dask_client):
+    import pickle
+
+    from joblib import parallel_config
+    from sklearn.model_selection import GridSearchCV, KFold
+
+    from sklearn_mlsp import Single3FCRegressor
+
+    paths = write_images(tmp_path / "img", 24, 40, 56)
+    y = np.linspace(1, 5, 24)
+    X = tiny_transformer(cache=tmp_path / "cache").fit().transform(paths)
+    assert len(pickle.dumps(X)) < 200 * len(paths)  # a reference to the store, not the features
+    head = Single3FCRegressor(max_epochs=3, batch_size=8, device="cpu", verbose=0,
+                              module__hidden=(8, 4), random_state=0)
+    grid = {"lr": [1e-3, 1e-2]}
+    local = GridSearchCV(head, grid, cv=KFold(2), n_jobs=1).fit(X, y)
+    with parallel_config(backend="dask"):
+        remote = GridSearchCV(head, grid, cv=KFold(2), n_jobs=2).fit(X, y)
+    np.testing.assert_allclose(remote.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"],
+                               rtol=1e-5)
