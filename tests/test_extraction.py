@@ -5,7 +5,6 @@ would is reproduced here by doing the thing (two threads, a file replaced
 mid-run, a FIFO, /dev/zero, a decompression bomb, a killed parent).
 """
 
-import json
 import os
 import signal
 import struct
@@ -123,7 +122,7 @@ def test_devices_and_fifos_are_refused_without_hanging(tmp_path):
     for cache in (None, tmp_path / "cache"):
         t = tiny_transformer(cache=cache, errors="nan").fit()
         done = []
-        worker = threading.Thread(target=lambda: done.append(t.transform(["/dev/zero", str(fifo)])),
+        worker = threading.Thread(target=lambda t=t, done=done: done.append(t.transform(["/dev/zero", str(fifo)])),
                                   daemon=True)
         with pytest.warns(UserWarning):
             worker.start()

@@ -228,6 +228,8 @@ def test_a_really_full_file_system(tmp_path):
                 committed.extend(keys)
         assert str(mount / "store") in str(info.value)
         check_exact(store, committed)
+        with pytest.raises(StoreFullError):  # a new configuration needs room too
+            store.append({"another": "configuration"}, ["x"], np.zeros((1, 8, 12, 1, 1)))
         filler.unlink()  # space freed
         more = [f"t-more-{j}" for j in range(32)]
         store.append(CONFIG, more, batch(more))
@@ -579,3 +581,187 @@ def test_writers_that_share_no_lock_still_lose_nothing(tmp_path):
     store.compact()
     check_exact(store, keys)
     assert sum(h5py.File(s)["keys"].shape[0] for s in (path / CID).glob("*.h5")) == 400
+
+
+# ------------------------------------------- regressions found by an adversarial review
+
+
+TRUNCATE_MAPPED = textwrap.dedent("""
+    import json, os, sys
+    sys.path.insert(0, {tests!r})
+    import numpy as np
+    from test_store_faults import CONFIG, CID, batch
+    from sklearn_mlsp.store import FeatureStore, StoreDamageError
+    store = FeatureStore(sys.argv[1])
+    keys = [f"k{{i}}" for i in range(40)]
+    store.append(CONFIG, keys, batch(keys))
+    store.read(CID, keys)  # mapped now
+    shard = next((store.path / CID).glob("*.h5"))
+    os.truncate(shard, shard.stat().st_size // 2)
+    try:
+        store.read(CID, keys)
+    except StoreDamageError as exc:
+        print(json.dumps({{"error": str(exc), "report": len(store.verify())}}))
+""")
+
+
+def test_a_truncated_shard_is_damage_not_a_crash(tmp_path):
+    code = TRUNCATE_MAPPED.format(tests=str(ROOT / "tests"))
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "store")], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, f"the reader died (exit {proc.returncode}): {proc.stderr[-2000:]}"
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "truncated" in result["error"] and ".h5" in result["error"] and result["report"] >= 1
+
+
+def test_a_shard_in_another_configurations_folder_is_not_served(tmp_path):
+    other = {"test": "other", "views": 8}
+    store = FeatureStore(tmp_path / "store", auto_compact=False)
+    store.append(CONFIG, ["img1"], batch(["img1"]))
+    store.append(other, ["img2"], batch(["img2"]) + 1)
+    stray = next((tmp_path / "store" / config_id(other)).glob("*.h5"))
+    shutil.copy(stray, tmp_path / "store" / CID / stray.name)
+    forget_open_shards()
+    with pytest.warns(UserWarning, match="written for configuration"):
+        assert not FeatureStore(tmp_path / "store").lookup(CID, ["img2"])[0]
+    assert any("written for configuration" in p for p in FeatureStore(tmp_path / "store").verify()["problem"])
+
+
+def test_keys_ending_in_nul_are_refused(tmp_path):
+    store = FeatureStore(tmp_path / "store")
+    with pytest.raises(ValueError, match="NUL"):
+        store.append(CONFIG, ["img\0"], batch(["img"]))
+    assert not store.lookup(CID, ["img"])[0]
+
+
+def test_append_survives_a_compaction_that_took_its_shard_first(tmp_path, monkeypatch):
+    from sklearn_mlsp.store import feature_store
+
+    store = FeatureStore(tmp_path / "store")
+    real_open = feature_store.Shard.open
+    calls = []
+
+    def vanished_once(path, cid=None):
+        if not calls:
+            calls.append(path)
+            raise FileNotFoundError(path)  # merged and deleted by another process meanwhile
+        return real_open(path, cid)
+
+    monkeypatch.setattr(feature_store.Shard, "open", staticmethod(vanished_once))
+    assert store.append(CONFIG, ["a", "b"], batch(["a", "b"])) == 2
+    monkeypatch.undo()
+    check_exact(FeatureStore(tmp_path / "store"), ["a", "b"])
+
+
+def test_an_unopenable_shard_is_not_called_damaged_nor_moved(tmp_path, monkeypatch):
+    from sklearn_mlsp.store import index as store_index
+
+    store = FeatureStore(tmp_path / "store", auto_compact=False)
+    store.append(CONFIG, ["a"], batch(["a"]))
+    forget_open_shards()
+    real_open = store_index.Shard.open
+    monkeypatch.setattr(store_index.Shard, "open", staticmethod(
+        lambda path, cid=None: (_ for _ in ()).throw(PermissionError(13, "Permission denied", str(path)))))
+    with pytest.warns(UserWarning, match="cannot be opened now"):
+        assert not FeatureStore(tmp_path / "store").lookup(CID, ["a"])[0]
+    monkeypatch.setattr(store_index.Shard, "open", staticmethod(real_open))
+    FeatureStore(tmp_path / "store").verify(repair=True)
+    assert not (tmp_path / "store" / "damaged").exists()
+    check_exact(FeatureStore(tmp_path / "store"), ["a"])
+
+
+FEW_FILES = textwrap.dedent("""
+    import resource, sys
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    sys.path.insert(0, {tests!r})
+    from test_store_faults import CONFIG, CID, batch, check_exact
+    from sklearn_mlsp.store import FeatureStore
+    store = FeatureStore(sys.argv[1], auto_compact=False)
+    keys = [f"f{{i}}" for i in range(400)]  # more shards than the process may open files
+    for k in keys:
+        store.append(CONFIG, [k], batch([k]))
+    check_exact(store, keys)
+    check_exact(FeatureStore(sys.argv[1]), keys[::-1])
+    assert store.verify().empty
+    print("ok")
+""")
+
+
+def test_many_shards_never_exhaust_the_open_file_limit(tmp_path):
+    code = FEW_FILES.format(tests=str(ROOT / "tests"))
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "store")], capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+def test_an_interrupted_conversion_is_named_and_finished_by_a_rerun(tmp_path):
+    cache = tmp_path / "features.h5"
+    keys = [f"c{i}" for i in range(30)]
+    _write_v1(cache, CONFIG, keys, batch(keys).astype(np.float32))
+    os.replace(cache, f"{cache}.v1")  # as convert_v1 does first; then the process died
+    with pytest.raises(LegacyStoreError, match="interrupted"):
+        FeatureStore(cache).lookup(CID, keys)
+    convert_v1(cache, verbose=False)
+    check_exact(FeatureStore(cache), keys)
+    assert convert_v1(cache, verbose=False).summary()["images"].sum() == 30  # a rerun is a no-op
+
+
+def test_one_shape_per_configuration_even_across_processes(tmp_path):
+    store = FeatureStore(tmp_path / "store")
+    store.append(CONFIG, ["a"], batch(["a"]))
+    forget_open_shards()  # another process, which has not seen the first shard
+    with pytest.raises(ValueError, match="do not fit the shape"):
+        FeatureStore(tmp_path / "store").append(CONFIG, ["b"], np.zeros((1, 8, 6, 1, 1)))
+    check_exact(FeatureStore(tmp_path / "store"), ["a"])
+
+
+def test_a_garbage_config_json_is_reported_and_rebuilt(tmp_path):
+    store = FeatureStore(tmp_path / "store", auto_compact=False)
+    other = {"test": "other"}
+    store.append(CONFIG, ["a"], batch(["a"]))
+    store.append(other, ["b"], np.zeros((1, 1, 2, 1, 1)))
+    (tmp_path / "store" / CID / "config.json").write_text("{not json")
+    with pytest.warns(UserWarning, match="damaged"):
+        assert list(store.configs()) == [config_id(other)]
+    report = store.verify(repair=True)
+    assert any("config.json" in s for s in report["shard"])
+    assert set(store.configs()) == {CID, config_id(other)}
+    check_exact(store, ["a"])
+
+
+def test_header_damage_with_nan_reads_nan_and_names_the_shard(tmp_path):
+    store = FeatureStore(tmp_path / "store", auto_compact=False)
+    store.append(CONFIG, ["a"], batch(["a"]))
+    store.append(CONFIG, ["b"], batch(["b"]))
+    view = store.view(CID, ["a", "b"], on_damage="nan")
+    shard = sorted((tmp_path / "store" / CID).glob("*.h5"))[0]
+    with open(shard, "r+b") as fh:
+        fh.seek(100)
+        fh.write(b"#")
+    forget_open_shards()
+    with pytest.warns(UserWarning, match="damaged"):
+        got = np.asarray(view)
+    assert np.isnan(got[0]).all()
+    np.testing.assert_array_equal(got[1], expected("b").astype(np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(StoreDamageError, match=shard.name):
+            FeatureStore(tmp_path / "store").read(CID, ["a"])
+
+
+def test_read_arguments_are_checked(tmp_path):
+    store = FeatureStore(tmp_path / "store")
+    store.append(CONFIG, ["a"], batch(["a"]))
+    with pytest.raises(IndexError, match="view indices"):
+        store.read(CID, ["a"], views=[8])
+    with pytest.raises(ValueError, match="on_damage"):
+        store.read(CID, ["a"], on_damage="rasie")
+
+
+def test_a_view_keeps_its_store_after_chdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    store = FeatureStore("relative")
+    store.append(CONFIG, ["a"], batch(["a"]))
+    view = store.view(CID, ["a"])
+    monkeypatch.chdir("/")
+    np.testing.assert_array_equal(view[0], expected("a").astype(np.float32))

@@ -41,7 +41,7 @@ from .errors import (
     StoreDamageError,
     StoreFullError,
 )
-from .files import publish, publish_once, remove_stale, unique_name
+from .files import make_dirs, publish, publish_once, remove_stale, unique_name
 from .index import SHARD_SUFFIX, index_for
 from .shard import MAPS, Shard, build_shard, chunk_checksums, encode_keys, key_checksums
 
@@ -56,6 +56,7 @@ STORE_FORMAT = "sklearn-mlsp feature store"
 STORE_VERSION = 2
 MARKER = "store.json"
 CONFIG_FILE = "config.json"
+LAYOUT_FILE = "layout.json"
 FANOUT = 8  # shards of one size class merged at a time (log-structured tiers)
 
 
@@ -116,6 +117,8 @@ def _key_bytes(keys) -> list:
             out.append(k.encode())
         else:
             raise TypeError(f"image keys must be str, got {type(k).__name__}")
+        if out[-1].endswith(b"\0"):
+            raise ValueError(f"image key {k!r} ends with a NUL character, which keys cannot hold")
     return out
 
 
@@ -150,7 +153,8 @@ class FeatureStore:
     """
 
     def __init__(self, path, *, max_shard_bytes=256 * 2**20, auto_compact=True):
-        self.path = Path(path)
+        # Absolute: a view or a pickled store must mean the same folder after a chdir.
+        self.path = Path(os.path.abspath(path))
         self.max_shard_bytes = max_shard_bytes
         self.auto_compact = auto_compact
         self._marker = str(self.path / MARKER)
@@ -208,9 +212,17 @@ class FeatureStore:
                 )
         elif path.exists() or path.is_symlink():
             raise NotAFeatureStoreError(f"'{path}' is not a folder; choose another cache= path.")
+        else:
+            for leftover in (Path(f"{path}.v1"), Path(f"{path}.converting")):
+                if leftover.exists():
+                    raise LegacyStoreError(
+                        f"the conversion of the version-1 feature cache '{path}' was interrupted "
+                        f"('{leftover}' is there); run sklearn_mlsp.store.convert_v1('{path}') again "
+                        "to finish it."
+                    )
         if not create:
             return False
-        path.mkdir(parents=True, exist_ok=True)
+        make_dirs(path, path)
         info = {"format": STORE_FORMAT, "format_version": STORE_VERSION, "store_id": uuid.uuid4().hex}
         publish_once(json.dumps(info).encode(), path / MARKER, self._tmp)
         return True
@@ -244,12 +256,19 @@ class FeatureStore:
         if not self._exists():
             return {}
         out = {}
-        for entry in sorted(os.scandir(self.path), key=lambda e: e.name):
-            if entry.is_dir() and entry.name.startswith("cfg_"):
-                config = self._config_of(entry.name)
-                if config is not None:
-                    out[entry.name] = config
+        for cid in self._config_folders():
+            try:
+                config = self._config_of(cid)
+            except StoreDamageError as exc:
+                warnings.warn(f"{exc} It is skipped; verify(repair=True) rebuilds it.", UserWarning,
+                              stacklevel=2)
+                continue
+            if config is not None:
+                out[cid] = config
         return out
+
+    def _config_folders(self) -> list:
+        return sorted(e.name for e in os.scandir(self.path) if e.is_dir() and e.name.startswith("cfg_"))
 
     def lookup(self, cid: str, keys) -> np.ndarray:
         """Whether each key is stored under configuration ``cid`` (bool array)."""
@@ -278,8 +297,12 @@ class FeatureStore:
         StoreChangedError
             A key is not (or no longer) in the store.
         """
+        if on_damage not in ("raise", "nan"):
+            raise ValueError(f"on_damage must be 'raise' or 'nan', got {on_damage!r}")
         keys = _key_bytes(keys)
         views = None if views is None else np.asarray(views, dtype=np.int64)
+        if views is not None and len(views) != len(keys):
+            raise ValueError(f"{len(keys)} keys but {len(views)} view indices")
         for attempt in range(3):
             try:
                 return self._read(cid, keys, views, on_damage, force=attempt > 0)
@@ -302,15 +325,31 @@ class FeatureStore:
             if not final:
                 raise FileNotFoundError  # perhaps not followed yet: retry after a full listing
             first = keys[int(np.flatnonzero(absent)[0])].decode(errors="replace")
-            hint = f" Damaged shards: {sorted(index.damaged)}." if index.damaged else ""
-            raise StoreChangedError(
-                f"{int(absent.sum())} of the requested images are not in feature store "
-                f"'{self.path}' under {cid} (first: {first}): the store or configuration was "
-                f"dropped, or a shard was lost.{hint} Run transform again to recompute them."
-            )
+            if index.damaged:  # the images were most likely in a shard that cannot be read
+                shards = ", ".join(f"'{index.folder / n}'" for n in sorted(index.damaged))
+                message = (
+                    f"{int(absent.sum())} of the requested images (first: {first}) are not readable "
+                    f"from feature store '{self.path}': damaged shard(s) {shards}. Run "
+                    f"FeatureStore('{self.path}').verify(repair=True) and transform again."
+                )
+                if on_damage == "raise":
+                    raise StoreDamageError(message)
+                warnings.warn(message + " They read as NaN.", UserWarning, stacklevel=4)
+                wanted = wanted & ~absent
+            else:
+                raise StoreChangedError(
+                    f"{int(absent.sum())} of the requested images are not in feature store "
+                    f"'{self.path}' under {cid} (first: {first}): the store or configuration was "
+                    "dropped, or a shard was lost. Run transform again to recompute them."
+                )
         shape = index.shape()
         if shape is None:
-            raise StoreChangedError(f"configuration {cid} has no features in '{self.path}'.")
+            layout = self._layout(cid)
+            if wanted.any() or layout is None:
+                raise StoreChangedError(f"configuration {cid} has no features in '{self.path}'.")
+            shape = (0, *layout)
+        if views is not None and len(views) and (views.min() < 0 or views.max() >= shape[1]):
+            raise IndexError(f"view indices must be in [0, {shape[1]}), got {views.min()}..{views.max()}")
         tail = shape[1:] if views is None else shape[2:]
         all_wanted = bool(wanted.all())
         out = (np.empty if all_wanted else np.zeros)((len(keys), *tail), dtype=np.float32)
@@ -324,6 +363,7 @@ class FeatureStore:
         key_crcs = np.empty(m, dtype=np.uint32)
         groups = []
         for shard, group, rows in index.split(codes[positions_all]):
+            shard.check_intact()  # a shard cut short would raise SIGBUS when mapped
             features, sums = MAPS.get(shard)
             if views is not None:  # (row, view) pairs as flat chunk numbers: one gather each
                 rows_v = rows * shape[1] + sel_views[group]
@@ -429,15 +469,8 @@ class FeatureStore:
         cid = config_id(config)
         self._exists(create=True)
         folder = self._folder(cid)
-        self._ensure_config(folder, config, cid)
+        self._ensure_config(folder, config, cid, features.shape[1:])
         index = self._index(cid)
-        for shard in index.shards.values():
-            if shard.shape[1:] != features.shape[1:]:
-                raise ValueError(
-                    f"features of shape {features.shape[1:]} do not fit the stored "
-                    f"{shard.shape[1:]} for configuration {cid} in '{self.path}'."
-                )
-            break
         stored = index.contains(encoded)
         seen, keep = set(), []
         for i, key in enumerate(encoded):
@@ -457,28 +490,53 @@ class FeatureStore:
                 warnings.warn(f"compaction skipped: {exc}", UserWarning, stacklevel=2)
         return len(keep)
 
-    def prepare(self, config: dict) -> Path:
+    def prepare(self, config: dict, shape=None) -> Path:
         """Create the store and the configuration's folder (before workers write into it)."""
         cid = config_id(config)
         self._exists(create=True)
-        self._ensure_config(self._folder(cid), config, cid)
+        self._ensure_config(self._folder(cid), config, cid, shape)
         return self._folder(cid)
 
-    def _ensure_config(self, folder: Path, config: dict, cid: str) -> None:
-        config_file = folder / CONFIG_FILE
-        if not config_file.exists():
-            folder.mkdir(parents=True, exist_ok=True)
-            text = json.dumps(config, sort_keys=True, indent=1).encode()
-            publish_once(text, config_file, self._tmp)
-        stored = self._config_of(cid)
+    def _layout(self, cid: str):
+        """The per-image feature shape fixed by a configuration's first writer (or None)."""
+        try:
+            return tuple(json.loads((self._folder(cid) / LAYOUT_FILE).read_text())["shape"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _ensure_config(self, folder: Path, config: dict, cid: str, shape=None) -> None:
+        make_dirs(folder, self.path)
+        text = json.dumps(config, sort_keys=True, indent=1).encode()
+        try:
+            stored = self._config_of(cid)
+        except StoreDamageError:  # garbage in config.json: the id proves what belongs there
+            publish(text, folder / CONFIG_FILE, self._tmp)
+            stored = self._config_of(cid)
+        if stored is None:
+            publish_once(text, folder / CONFIG_FILE, self._tmp)
+            stored = self._config_of(cid)
         if stored is not None and stored != _canonical(config):
             raise ValueError(f"configuration hash collision in '{self.path}' ({cid}).")
+        if shape is not None:
+            # The first writer fixes the shape (two writers racing with different shapes
+            # cannot both commit).
+            publish_once(json.dumps({"shape": list(shape)}).encode(), folder / LAYOUT_FILE, self._tmp)
+            layout = self._layout(cid)
+            if layout is not None and layout != tuple(shape):
+                raise ValueError(
+                    f"features of shape {tuple(shape)} do not fit the shape {layout} of configuration "
+                    f"{cid} in '{self.path}'."
+                )
 
     def _publish_shard(self, folder, config, cid, keys, data, sums, index) -> Shard:
         blob = build_shard(config, cid, keys, data, sums)
         final = folder / unique_name("s", f"-n{len(keys)}{SHARD_SUFFIX}")
         publish(blob, final, self._tmp)
-        shard = Shard.open(final)
+        try:
+            shard = Shard.open(final, cid)
+        except FileNotFoundError:  # committed, and already merged by a concurrent compaction
+            index.refresh(force=True)
+            return None
         index.add(shard)
         return shard
 
@@ -631,24 +689,44 @@ class FeatureStore:
             ``problem``.
         """
         rows = []
+        columns = ["config_id", "shard", "image", "view", "problem"]
         if not self._exists():
-            return pd.DataFrame(rows, columns=["config_id", "shard", "image", "view", "problem"])
+            return pd.DataFrame(rows, columns=columns)
         remove_stale(self._tmp)
-        for c in [cid] if cid is not None else list(self.configs()):
+        for c in [cid] if cid is not None else self._config_folders():
+            folder = self._folder(c)
+            try:
+                config = self._config_of(c)
+            except StoreDamageError as exc:
+                rows.append((c, str(folder / CONFIG_FILE), None, None, str(exc)))
+                config = self._rebuild_config(c) if repair else None
             index = self._index(c)
-            with self._compaction_lock(self._folder(c), wait=True):
+            with self._compaction_lock(folder, wait=True):
                 index.refresh(force=True)
-                for name, reason in sorted(index.damaged.items()):
-                    rows.append((c, str(self._folder(c) / name), None, None, reason))
+                unreadable = dict(index.damaged)
+                for shard in sorted(index.shards.values(), key=lambda x: x.name):
+                    try:  # every header, key list and size, checked again from the file
+                        Shard.open(shard.path, c)
+                    except FileNotFoundError:
+                        continue
+                    except StoreDamageError as exc:
+                        unreadable[shard.name] = str(exc)
+                    except OSError as exc:  # permissions, I/O: reported, never moved away
+                        rows.append((c, str(shard.path), None, None, f"cannot be opened now ({exc})"))
+                for name, reason in sorted(unreadable.items()):
+                    rows.append((c, str(folder / name), None, None, reason))
                     if repair:
                         quarantine = self.path / "damaged"
-                        quarantine.mkdir(exist_ok=True)
+                        make_dirs(quarantine, self.path)
                         try:
-                            os.rename(self._folder(c) / name, quarantine / f"{c}-{name}")
+                            os.rename(folder / name, quarantine / f"{c}-{name}")
                         except FileNotFoundError:
                             pass
-                config = self._config_of(c)
-                for shard in sorted(index.shards.values(), key=lambda s: s.name):
+                if repair and unreadable:
+                    index.refresh(force=True)
+                for shard in sorted(index.shards.values(), key=lambda x: x.name):
+                    if shard.name in unreadable:
+                        continue
                     step = max(1, (64 << 20) // max(1, int(np.prod(shard.shape[1:])) * 2))
                     shard_bad = False
                     for start in range(0, len(shard), step):
@@ -657,11 +735,27 @@ class FeatureStore:
                             key = shard.keys[start + r].decode(errors="replace")
                             rows.append((c, str(shard.path), key, int(v), "checksum mismatch"))
                             shard_bad = True
-                    if repair and shard_bad:
+                    if repair and shard_bad and config is not None:
                         self._merge(c, index, [shard], config)
                 if repair:
                     index.refresh(force=True)
-        return pd.DataFrame(rows, columns=["config_id", "shard", "image", "view", "problem"])
+        return pd.DataFrame(rows, columns=columns)
+
+    def _rebuild_config(self, cid: str):
+        """config.json again, from a shard's own copy (its id must match the folder's)."""
+        from .shard import open_hdf5
+
+        for path in sorted(self._folder(cid).glob(f"*{SHARD_SUFFIX}")):
+            try:
+                with open_hdf5(path) as fh:
+                    config = json.loads(fh.attrs["config"])
+            except (OSError, KeyError, ValueError):
+                continue
+            if config_id(config) == cid:
+                publish(json.dumps(config, sort_keys=True, indent=1).encode(),
+                        self._folder(cid) / CONFIG_FILE, self._tmp)
+                return config
+        return None
 
     def summary(self) -> pd.DataFrame:
         """One row per configuration: backbone, grid, views, channels, images, shards, bytes."""
@@ -692,7 +786,7 @@ class FeatureStore:
             raise KeyError(f"configuration {cid!r} is not in feature store '{self.path}'; "
                            f"stored: {sorted(self.configs())}")
         n = len(self._index(cid))
-        self._tmp.mkdir(exist_ok=True)
+        make_dirs(self._tmp, self.path)
         trash = self._tmp / unique_name(f"dropped-{cid}-")
         os.rename(self._folder(cid), trash)
         shutil.rmtree(trash, ignore_errors=True)

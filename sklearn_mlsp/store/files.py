@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .errors import StoreFullError
 
-__all__ = ["publish", "publish_once", "fsync_dir", "remove_stale", "unique_name"]
+__all__ = ["full_error", "make_dirs", "publish", "publish_once", "fsync_dir", "remove_stale", "unique_name"]
 
 # errno values that mean "no room": full disk, quota, RLIMIT_FSIZE.
 _FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
@@ -42,12 +42,33 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def full_error(exc: OSError, where) -> StoreFullError:
+    """The disk-full error of a store, naming where it happened."""
+    return StoreFullError(
+        exc.errno,
+        f"no space to write to the feature store: '{where}' is on a full disk (or out of inodes), "
+        f"or a file-size limit was reached ({os.strerror(exc.errno)}). Everything stored before is "
+        "intact; free space (or choose another cache= location) and run again",
+    )
+
+
+def make_dirs(folder: Path, where) -> None:
+    """``mkdir -p`` whose disk-full errors name the store."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if exc.errno in _FULL:
+            raise full_error(exc, where) from exc
+        raise
+
+
 def _write_temp(data, tmp_dir: Path) -> Path:
     """Write ``data`` (bytes-like, or a list of them) to a new file in ``tmp_dir``."""
-    tmp_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(tmp_dir, tmp_dir.parent)
     tmp = tmp_dir / unique_name(suffix=".partial")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = None
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         for part in data if isinstance(data, list) else [data]:
             view = memoryview(part).cast("B")
             while view:
@@ -55,15 +76,11 @@ def _write_temp(data, tmp_dir: Path) -> Path:
                 view = view[written:]
         os.fsync(fd)
     except BaseException as exc:  # Ctrl-C included: leave no partial file, then re-raise
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
         _unlink(tmp)
         if isinstance(exc, OSError) and exc.errno in _FULL:
-            raise StoreFullError(
-                exc.errno,
-                f"no space to write to the feature store: '{tmp_dir.parent}' is on a full disk "
-                f"or a file-size limit was reached ({os.strerror(exc.errno)}). Everything stored "
-                "before is intact; free space (or choose another cache= location) and run again",
-            ) from exc
+            raise full_error(exc, tmp_dir.parent) from exc
         raise
     os.close(fd)
     return tmp

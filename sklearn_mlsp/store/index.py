@@ -33,12 +33,15 @@ class ConfigIndex:
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
+        self.cid = self.folder.name
         self.lock = threading.RLock()
         self.shards: dict[str, Shard] = {}  # file name -> shard
         self.damaged: dict[str, str] = {}  # file name -> reason
         self._slot_of: dict[str, int] = {}
         self._shard_at: dict[int, Shard] = {}
-        self._next_slot = 0
+        # Slots are never reused, so a location code can only go stale, never wrong.
+        self._next_slot = getattr(self, "_next_slot", 0)
+        self.removed: list = []  # (generation, slot) of shards that left
         self._where: dict[bytes, int] = {}
         self._stamp = None
         self._ino = None
@@ -68,14 +71,27 @@ class ConfigIndex:
             except FileNotFoundError:
                 self._reset()
                 return
+            layout = None
             for name in sorted(names - self.shards.keys() - self.damaged.keys()):
                 try:
-                    self._add(Shard.open(self.folder / name))
+                    shard = Shard.open(self.folder / name, self.cid)
+                    if layout is None:
+                        layout = self._layout()
+                    if layout is not None and shard.shape[1:] != layout:
+                        raise StoreDamageError(
+                            f"feature shard '{shard.path}' holds features of shape {shard.shape[1:]}, "
+                            f"not the configuration's {layout}; it is ignored."
+                        )
+                    self._add(shard)
                 except FileNotFoundError:
                     continue  # compacted away between the listing and the open
                 except StoreDamageError as exc:
                     self.damaged[name] = str(exc)
                     warnings.warn(str(exc), UserWarning, stacklevel=4)
+                except OSError as exc:  # permissions, I/O: not damage; tried again next time
+                    warnings.warn(f"feature shard '{self.folder / name}' cannot be opened now "
+                                  f"({exc}); its images count as not stored.", UserWarning, stacklevel=4)
+                    settled = False
             for name in list(self.shards.keys() - names):
                 self._remove(self.shards[name])
             for name in list(self.damaged.keys() - names):
@@ -104,9 +120,18 @@ class ConfigIndex:
         # Newer shards win: after a merge, keys point to the merged shard.
         self._where.update(zip(shard.keys.tolist(), range(base, base + len(shard))))
 
+    def _layout(self):
+        import json
+
+        try:
+            return tuple(json.loads((self.folder / "layout.json").read_text())["shape"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
     def _remove(self, shard: Shard) -> None:
         self.generation += 1
         slot = self._slot_of.pop(shard.name)
+        self.removed.append((self.generation, slot))
         del self.shards[shard.name]
         del self._shard_at[slot]
         base = slot << _ROW_BITS
@@ -119,7 +144,12 @@ class ConfigIndex:
     def _reset(self) -> None:
         for shard in list(self.shards.values()):
             shard.close()
+        self.epoch = getattr(self, "epoch", 0) + 1  # every location computed before is void
         self.__init__(self.folder)
+
+    def removed_since(self, generation: int) -> list:
+        """Slots of shards that left after ``generation``."""
+        return [slot for gen, slot in self.removed if gen > generation]
 
     # -------------------------------------------------------------- queries
 

@@ -15,6 +15,7 @@ from .shard import open_hdf5
 __all__ = ["convert_v1"]
 
 _BATCH_BYTES = 64 << 20
+DONE = "converted-from-v1"
 
 
 def convert_v1(path, verbose: bool = True) -> FeatureStore:
@@ -38,7 +39,7 @@ def convert_v1(path, verbose: bool = True) -> FeatureStore:
     """
     path = Path(path)
     old = Path(f"{path}.v1")
-    if path.is_dir() and old.is_file():
+    if (path / DONE).is_file():
         return FeatureStore(path)  # converted already (a rerun after success)
     if path.is_file():
         with open_hdf5(path) as fh:
@@ -64,5 +65,9 @@ def convert_v1(path, verbose: bool = True) -> FeatureStore:
             if verbose:
                 print(f"{cid}: {len(keys)} images converted")
     store.compact()
+    (staging / DONE).write_text(f"converted from '{old}'\n")  # only a finished conversion has it
+    if path.exists():
+        raise FileExistsError(
+            f"'{path}' appeared while converting; the converted store is in '{staging}' -- move one aside.")
     os.replace(staging, path)
     return FeatureStore(path)

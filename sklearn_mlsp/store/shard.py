@@ -23,6 +23,7 @@ bytes changed.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import threading
@@ -198,15 +199,28 @@ def open_hdf5(path, mode: str = "r") -> h5py.File:
     raise last
 
 
+def _default_capacity() -> int:
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return 64
+    if soft == resource.RLIM_INFINITY:
+        return 256
+    return int(max(8, min(256, soft // 8)))
+
+
 class _MapCache:
     """Open memory maps, least recently used first out.
 
     Each map holds a file descriptor; a store with thousands of shards must
-    not exhaust the process's limit. An evicted map is simply re-created.
+    not exhaust the process's limit (an eighth of it at most). An evicted
+    map is simply re-created.
     """
 
-    def __init__(self, capacity: int = 256):
-        self.capacity = capacity
+    def __init__(self, capacity: int | None = None):
+        self.capacity = capacity or _default_capacity()
         self._maps: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
 
@@ -218,12 +232,27 @@ class _MapCache:
                     if id(shard) in self._maps:
                         self._maps.move_to_end(id(shard))
             return maps[1], maps[2]
-        # Plain ndarrays over the maps: np.memmap's Python-level indexing costs more
-        # than the small reads it serves.
-        features = np.memmap(shard.path, dtype="<f2", mode="r", offset=shard.features_offset,
-                             shape=shard.shape).view(np.ndarray)
-        sums = np.memmap(shard.path, dtype="<u4", mode="r", offset=shard.checksums_offset,
-                         shape=shard.shape[:2]).view(np.ndarray)
+        try:
+            # One map (one descriptor) per shard; the arrays are views of it. Plain
+            # ndarrays: np.memmap's Python-level indexing costs more than small reads.
+            whole = np.memmap(shard.path, dtype=np.uint8, mode="r")
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.EMFILE:
+                with self._lock:  # too many open files: give back half of ours and retry once
+                    for _ in range(len(self._maps) // 2):
+                        self._maps.popitem(last=False)
+                whole = np.memmap(shard.path, dtype=np.uint8, mode="r")
+            else:
+                raise StoreDamageError(f"feature shard '{shard.path}' cannot be mapped ({exc}).") from exc
+        if len(whole) < shard.nbytes:
+            raise StoreDamageError(
+                f"feature shard '{shard.path}' is damaged: truncated to {len(whole)} of "
+                f"{shard.nbytes} bytes. Run FeatureStore(...).verify(repair=True).")
+        base = whole.view(np.ndarray)
+        features = np.ndarray(shard.shape, dtype="<f2", buffer=base, offset=shard.features_offset)
+        sums = np.ndarray(shard.shape[:2], dtype="<u4", buffer=base, offset=shard.checksums_offset)
         with self._lock:
             self._maps[id(shard)] = (shard, features, sums)
             self._maps.move_to_end(id(shard))
@@ -263,19 +292,27 @@ class Shard:
         return f"Shard('{self.path}', images={len(self)})"
 
     @classmethod
-    def open(cls, path) -> Shard:
+    def open(cls, path, config_id: str | None = None) -> Shard:
         """Read a shard's header and keys; raises StoreDamageError if it is not sound.
 
-        Raises FileNotFoundError when the shard is gone (compacted away).
+        ``config_id``, when given, must be the one the shard was written for
+        (a shard copied into another configuration's folder is refused).
+        Raises FileNotFoundError when the shard is gone (compacted away), and
+        other OSErrors (permissions, I/O) as they are: they are not damage.
         """
         path = Path(path)
-        try:
-            with open(path, "rb") as fh:
+        with open(path, "rb") as fh:
+            try:
                 header = _unpack_header(fh.read(HEADER_SIZE))
                 if int(header["version"]) > SHARD_VERSION:
                     raise ValueError(
                         f"shard format version {header['version']} is newer than this library "
                         f"reads ({SHARD_VERSION}); upgrade sklearn-mlsp"
+                    )
+                if config_id is not None and header["config_id"] != config_id:
+                    raise ValueError(
+                        f"it was written for configuration {header['config_id']}, not {config_id} "
+                        "(a shard copied into another configuration's folder)"
                     )
                 shape = tuple(int(x) for x in header["shape"])
                 width = int(header["key_width"])
@@ -292,18 +329,27 @@ class Shard:
                 sums = fh.read(shape[0] * shape[1] * 4)
                 if zlib.crc32(sums) != header["checksums_crc"]:
                     raise ValueError("the chunk checksums fail their checksum")
-            ends = (f_off + int(np.prod(shape)) * 2, s_off + len(sums), k_off + len(raw))
-            if max(ends) > size:
-                raise ValueError("data extend past the end of the file")
-        except FileNotFoundError:
-            raise
-        except Exception as exc:  # any inconsistency is damage
+                ends = (f_off + int(np.prod(shape)) * 2, s_off + len(sums), k_off + len(raw))
+                if max(ends) > size:
+                    raise ValueError("data extend past the end of the file")
+            except OSError:
+                raise
+            except Exception as exc:  # any inconsistency of the content is damage
+                raise StoreDamageError(
+                    f"feature shard '{path}' is damaged and cannot be read ({exc}). Its images are "
+                    "treated as not stored and will be recomputed; FeatureStore(...).verify(repair=True) "
+                    "moves the file aside."
+                ) from exc
+        return cls(path, str(header["config_id"]), keys, shape, f_off, s_off, int(header["size"]))
+
+    def check_intact(self) -> None:
+        """Refuse to map a shard that was cut short since it was opened (no SIGBUS)."""
+        size = os.stat(self.path).st_size  # FileNotFoundError: compacted away, the caller follows
+        if size < self.nbytes:
             raise StoreDamageError(
-                f"feature shard '{path}' is damaged and cannot be read ({exc}). Its images are "
-                "treated as not stored and will be recomputed; FeatureStore(...).verify(repair=True) "
-                "moves the file aside."
-            ) from exc
-        return cls(path, str(header["config_id"]), keys, shape, f_off, s_off, size)
+                f"feature shard '{self.path}' is damaged: truncated to {size} of {self.nbytes} bytes. "
+                "Run FeatureStore(...).verify(repair=True) and transform again to recompute its images."
+            )
 
     # ---------------------------------------------------------------- reading
 
@@ -323,7 +369,7 @@ class Shard:
             else:
                 data = np.ascontiguousarray(features[rows, views])
                 expected = np.asarray(sums[rows, views])
-        except (OSError, ValueError) as exc:  # e.g. SIGBUS-free short reads reported by numpy
+        except ValueError as exc:
             raise StoreDamageError(f"feature shard '{self.path}' cannot be read ({exc}).") from exc
         actual = chunk_checksums(self.key_crcs[rows], data, views)
         return data, actual != expected

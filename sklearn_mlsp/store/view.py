@@ -134,12 +134,29 @@ class FeatureView:
         return wanted
 
     def _codes(self, index):
-        """Locations of all this view's images, computed once per state of the store."""
+        """Locations of this view's images, kept up to date incrementally.
+
+        New shards only fill in images not found before; a shard that left
+        (compaction) voids only the locations that pointed into it. So a view
+        read while another process fills or compacts the store does not pay
+        for all of its images on every read.
+        """
         located = self.__dict__.get("_located")
-        stamp = (id(index), index.generation, len(index.shards))
-        if located is None or located[0] != stamp:
-            located = self._located = (stamp, index.locate(self.keys.tolist()))
-        return located[1]
+        state = (id(index), getattr(index, "epoch", 0), index.generation, len(index.shards))
+        if located is None or located[0][:2] != state[:2]:
+            codes = index.locate(self.keys.tolist())
+        elif located[0] == state:
+            return located[1]
+        else:
+            codes = located[1].copy()
+            stale = codes < 0
+            if located[0][2] != state[2]:
+                stale |= np.isin(codes >> 40, index.removed_since(located[0][2]))
+            where = np.flatnonzero(stale)
+            if len(where):
+                codes[where] = index.locate(self.keys[where].tolist())
+        self._located = (state, codes)
+        return codes
 
     def _select(self, key):
         n = len(self.keys)
