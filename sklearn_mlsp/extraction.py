@@ -264,6 +264,8 @@ class PartitionResult:
     features: np.ndarray | None  # None when the worker committed them to the store
     failures: list  # (position, message)
     warnings: list  # messages raised on the worker
+    worker: str = ""  # host:pid that computed it
+    seconds: float = 0.0
 
 
 def extract_partition(params: ExtractorParams, items, positions, decode_args, store_path=None,
@@ -274,6 +276,7 @@ def extract_partition(params: ExtractorParams, items, positions, decode_args, st
     store here (shards are the unit of concurrency), so a lost worker or a
     cancelled job keeps every committed image; otherwise they are returned.
     """
+    started = time.perf_counter()
     if torch_threads:
         torch.set_num_threads(torch_threads)
     extractor = extractor_for(params)
@@ -303,7 +306,10 @@ def extract_partition(params: ExtractorParams, items, positions, decode_args, st
                 sink.close()
     messages = list(dict.fromkeys(str(w.message) for w in caught))
     features = None if sink is not None else (np.stack(feats) if feats else None)
-    return PartitionResult(done, keys, features, failures, messages)
+    import socket
+
+    return PartitionResult(done, keys, features, failures, messages, f"{socket.gethostname()}:{os.getpid()}",
+                           time.perf_counter() - started)
 
 
 def partitions(positions: list, n_workers: int, max_size: int = 64) -> list:
@@ -332,7 +338,9 @@ def run_partitions(items, positions, params, sink, on_failure, progress, decode_
 
     results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
         task(i, chunk) for i, chunk in enumerate(chunks))
+    per_worker = {}
     for result in results:
+        per_worker[result.worker] = per_worker.get(result.worker, 0) + len(result.positions)
         for message in result.warnings:
             warnings.warn(message, UserWarning, stacklevel=3)
         for pos, key in zip(result.positions, result.keys):
@@ -344,3 +352,4 @@ def run_partitions(items, positions, params, sink, on_failure, progress, decode_
         for pos, message in result.failures:
             on_failure(pos, message)
         progress.update(len(result.positions) + len(result.failures))
+    return per_worker

@@ -175,7 +175,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         columns ``position``, ``image``, ``error``.
     transform_stats_ : dict
         Counts of the last ``transform``: images, cached, computed, failed,
-        seconds.
+        seconds; with ``n_jobs``, also ``workers`` (images computed by each
+        ``host:pid``).
 
     Notes
     -----
@@ -405,6 +406,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         progress.set_postfix(cached=n_cached, computing=len(todo), refresh=False)
         decode_args = (bool(self.augment), self.backbone_spec_.min_size, self.max_pixels, CROP_FRACTION)
         n_jobs = self._n_jobs()
+        per_worker = None
         try:
             if todo and effective_n_jobs(n_jobs) > 1:
                 store_path = None
@@ -414,8 +416,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
                 devices = None
                 if self.device == "auto" and torch.cuda.device_count() > 1:
                     devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-                run_partitions(items, todo, self._extractor_params(), sink, on_failure, progress,
-                               decode_args, n_jobs, store_path, self.config_, devices)
+                per_worker = run_partitions(items, todo, self._extractor_params(), sink, on_failure,
+                                            progress, decode_args, n_jobs, store_path, self.config_, devices)
             elif todo:
                 run_local(items, todo, self._local_extractor(), sink, on_failure, progress, decode_args,
                           self._n_decoders(len(todo)))
@@ -434,6 +436,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
             "failed": len(failures),
             "seconds": time.perf_counter() - start,
         }
+        if per_worker is not None:
+            self.transform_stats_["workers"] = per_worker
         if failures:
             warnings.warn(
                 f"{len(failures)} of {n} images could not be read and have NaN features; "

@@ -202,6 +202,7 @@ def test_n_jobs_processes_give_the_single_process_features(tmp_path, backbone_lo
     single = np.asarray(tiny_transformer().fit().transform(paths))
     parallel = tiny_transformer(n_jobs=2).fit()
     np.testing.assert_array_equal(np.asarray(parallel.transform(paths)), single)
+    assert sum(parallel.transform_stats_["workers"].values()) == 8
     cached = tiny_transformer(n_jobs=2, cache=tmp_path / "cache").fit()
     np.testing.assert_array_equal(np.asarray(cached.transform(paths)), single)
     assert cached.transform_stats_["computed"] == 8
