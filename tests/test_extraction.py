@@ -243,6 +243,11 @@ def test_dask_features_equal_a_single_process(tmp_path, dask_client):
         with pytest.raises(ImageError, match="broken.png"):
             tiny_transformer(n_jobs=2, cache=tmp_path / "cache2").fit().transform([str(bad)] + paths)
         memory = np.asarray(tiny_transformer(n_jobs=2).fit().transform(paths))
+        again = tiny_transformer(n_jobs=2, cache=tmp_path / "cache").fit()
+        np.testing.assert_array_equal(np.asarray(again.transform(paths)), single)
+    # Everything was cached: no partition went to the cluster, so no worker loaded a backbone.
+    assert again.transform_stats_["cached"] == 10 and "workers" not in again.transform_stats_
+    assert sum(t.transform_stats_["workers"].values()) == 10
     np.testing.assert_array_equal(np.delete(out, 5, axis=0), single)
     assert np.isnan(out[5]).all() and t.failures_["position"].tolist() == [5]
     np.testing.assert_array_equal(memory, single)
