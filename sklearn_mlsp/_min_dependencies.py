@@ -23,7 +23,7 @@ MIN_VERSIONS = {
     "numpy": "1.24",
     "scipy": "1.10",
     "h5py": "3.8",
-    "joblib": "1.2",
+    "joblib": "1.4",  # Parallel(return_as="generator_unordered"): partitions as they finish
     "pandas": "1.5.3",
     "Pillow": "9.4",
     "tqdm": "4.60",
