@@ -130,7 +130,7 @@ def test_sigkill_at_random_times_never_loses_or_corrupts_committed_images(tmp_pa
 # -------------------------------------------------------------------- Ctrl-C
 
 
-def _append_until_interrupted(path, prefix):
+def _append_until_interrupted(path, prefix, ready=None):
     import faulthandler
 
     # If Ctrl-C were swallowed, the test asks for the child's stack (SIGUSR1).
@@ -141,6 +141,8 @@ def _append_until_interrupted(path, prefix):
 
     shard._TEMPLATES.clear()  # build HDF5 layouts again: h5py once swallowed Ctrl-C there
     try:
+        if ready is not None:
+            ready.set()  # only now is a Ctrl-C ours to handle (before, it hits the forked test runner)
         _append_forever(path, prefix)
     except KeyboardInterrupt:
         os._exit(130)
@@ -151,9 +153,11 @@ def test_ctrl_c_is_never_swallowed_and_keeps_what_was_committed(tmp_path):
     path = tmp_path / "store"
     rng = random.Random(3)
     for run in range(16):
-        proc = FORK.Process(target=_append_until_interrupted, args=(path, f"c{run}"))
+        ready = FORK.Event()
+        proc = FORK.Process(target=_append_until_interrupted, args=(path, f"c{run}", ready))
         proc.start()
-        time.sleep(rng.uniform(0.005, 0.3))
+        assert ready.wait(timeout=60)
+        time.sleep(rng.uniform(0.0, 0.3))
         os.kill(proc.pid, signal.SIGINT)
         proc.join(timeout=20)
         if proc.exitcode is None:
