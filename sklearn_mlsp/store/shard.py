@@ -378,29 +378,9 @@ class Shard:
 
     # ---------------------------------------------------------------- reading
 
-    def read(self, rows: np.ndarray, views=None):
-        """Features of ``rows`` (all views, or one view per row) and which fail their checksum.
-
-        Returns
-        -------
-        data : float16 array, ``(m, V, ...)`` or ``(m, ...)``
-        bad : bool array, ``(m, V)`` or ``(m,)``: True where the checksum fails.
-        """
-        features, sums = MAPS.get(self)
-        try:
-            if views is None:
-                data = np.ascontiguousarray(features[rows])
-                expected = np.asarray(sums[rows])
-            else:
-                data = np.ascontiguousarray(features[rows, views])
-                expected = np.asarray(sums[rows, views])
-        except ValueError as exc:
-            raise StoreDamageError(f"feature shard '{self.path}' cannot be read ({exc}).") from exc
-        actual = chunk_checksums(self.key_crcs[rows], data, views)
-        return data, actual != expected
-
     def read_all(self, start: int = 0, stop: int | None = None):
-        """Rows ``start:stop`` with all views, and their checksums (for merging)."""
+        """Rows ``start:stop`` with all views, and their checksums (for merging and verifying)."""
+        self.check_intact()
         features, sums = MAPS.get(self)
         rows = np.arange(start, len(self) if stop is None else stop)
         data = np.ascontiguousarray(features[start:stop])

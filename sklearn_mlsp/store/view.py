@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import StoreChangedError
+from .index import _ROW_BITS
 from .shard import encode_keys
 
 __all__ = ["FeatureView"]
@@ -151,7 +152,7 @@ class FeatureView:
             codes = located[1].copy()
             stale = codes < 0
             if located[0][2] != state[2]:
-                stale |= np.isin(codes >> 40, index.removed_since(located[0][2]))
+                stale |= np.isin(codes >> _ROW_BITS, index.removed_since(located[0][2]))
             where = np.flatnonzero(stale)
             if len(where):
                 codes[where] = index.locate(self.keys[where].tolist())
