@@ -42,6 +42,7 @@ __all__ = [
     "extractor_for",
     "load_backbone",
     "plan",
+    "rescale_views",
     "run_local",
     "run_partitions",
 ]
@@ -65,6 +66,7 @@ class ExtractorParams:
     amp: bool
     mean: tuple
     std: tuple
+    scale: float = 1.0  # views are resized by this factor before the network
 
 
 class FeatureExtractor:
@@ -96,7 +98,7 @@ class FeatureExtractor:
             taps = self._ready()
             x = torch.from_numpy(views_uint8).to(self.device, non_blocking=True)
             x = x.permute(0, 3, 1, 2).float().div_(255.0)
-            x = (x - self._mean) / self._std
+            x = rescale_views((x - self._mean) / self._std, self.params.scale)
             use_amp = self.params.amp and self.device.type == "cuda"
             with torch.inference_mode(), torch.autocast(self.device.type, enabled=use_amp):
                 feats = taps(x)
@@ -113,6 +115,18 @@ class FeatureExtractor:
             feats = torch.nan_to_num(feats, posinf=FLOAT16_MAX, neginf=-FLOAT16_MAX)
             feats = feats.clamp_(-FLOAT16_MAX, FLOAT16_MAX)
         return feats.to(torch.float16).cpu().numpy()
+
+
+def rescale_views(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """Views (V, 3, H, W) resized by ``scale`` (bilinear, antialiased), sides rounded.
+
+    Resizing after normalisation equals resizing before it (both are linear).
+    """
+    if scale == 1.0:
+        return x
+    h, w = x.shape[-2:]
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
 _WORKER_EXTRACTORS: dict = {}
