@@ -466,7 +466,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
                 stacklevel=2,
             )
         outs = []
-        for (out, keys), config, index in zip(parts, self.member_configs_, range(len(parts))):
+        for (out, keys), config in zip(parts, self.member_configs_):
             if store is not None:
                 keys = [None if pos in failed else k for pos, k in enumerate(keys)]
                 shape = (len(self.view_names_), sum(config["tap_channels"]), self.grid_size_, self.grid_size_)
