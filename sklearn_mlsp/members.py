@@ -11,6 +11,7 @@ for cached features.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from numbers import Real
 
 import numpy as np
 
@@ -68,7 +69,10 @@ def members_of(backbone, weights, scales) -> list:
         per_backbone = list(weights)
     else:
         per_backbone = [weights] * len(backbones)
-    scales = [float(s) for s in scales]
+    if isinstance(scales, str) or not all(isinstance(s, Real) and not isinstance(s, (bool, np.bool_))
+                                            for s in np.ravel(np.asarray(scales, dtype=object))):
+        raise TypeError(f"scales must be a sequence of numbers such as (1.0, 0.5); got {scales!r}.")
+    scales = [float(s) for s in np.ravel(np.asarray(scales, dtype=float))]
     if not scales:
         raise ValueError("scales is empty: pass (1.0,) for the images at their own size.")
     if any(not (0.0 < s <= 4.0) for s in scales) or len(set(scales)) != len(scales):
