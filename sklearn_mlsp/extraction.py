@@ -10,18 +10,21 @@
    (commits to the feature store every 8 images or 2 seconds);
 5. :func:`run_local` (this process, decoding in DataLoader workers) or
    :func:`run_partitions` (joblib: local processes by default, a Dask cluster
-   under ``joblib.parallel_config(backend="dask")``), and assembly of the
-   output by the transformer.
+   under ``joblib.parallel_config(backend="dask")``; with several GPUs each
+   worker claims one, :func:`claim_device`), and assembly of the output by
+   the transformer.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import time
+import uuid
 import warnings
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -39,6 +42,7 @@ __all__ = [
     "MemorySink",
     "Plan",
     "StoreSink",
+    "claim_device",
     "extract_partition",
     "extractor_for",
     "load_backbone",
@@ -499,17 +503,98 @@ class PartitionResult:
     seconds: float = 0.0
 
 
+# ------------------------------------------------------------ one worker per GPU
+
+_CLAIMS: dict = {}  # run token -> (device, open lock file or None), in this process
+_CLAIMS_LOCK = threading.Lock()
+
+
+def _lock_first_free(n_devices: int, token: str, lock_dir: str):
+    """Lock the first of ``n_devices`` per-run lock files that no other process holds.
+
+    Returns ``(index, open file)`` (the lock lasts while the file is open) or
+    ``(None, None)`` when every device is taken or locking is unavailable.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory locks, fall back to the pid
+        return None, None
+    for i in range(n_devices):
+        path = os.path.join(lock_dir, f"sklearn-mlsp-{token}-device{i}.lock")
+        fh = open(path, "a")  # noqa: SIM115 - held open: the lock is the claim
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            continue
+        return i, fh
+    return None, None
+
+
+def claim_device(devices, token: str, lock_dir: str | None = None) -> str:
+    """This process's device among ``devices`` for the run ``token``.
+
+    Each worker process takes the first device that no other process of the
+    run holds (an advisory lock on a file in ``lock_dir``, the machine's
+    temporary folder by default) and keeps it for the whole run, whichever
+    partitions it is given: with as many workers as GPUs, each GPU has
+    exactly one worker. Workers beyond the number of devices (``n_jobs``
+    larger than the GPUs) share them, by process id. Locks are per machine,
+    like GPUs, so on a Dask cluster the workers of each machine share out
+    that machine's devices.
+
+    Parameters
+    ----------
+    devices : sequence of str
+        Device names, e.g. ``["cuda:0", "cuda:1"]``.
+    token : str
+        Identifies the run; a later run claims afresh.
+    lock_dir : str, optional
+        Folder of the lock files.
+
+    Returns
+    -------
+    device : str
+    """
+    devices = list(devices)
+    with _CLAIMS_LOCK:
+        found = _CLAIMS.get(token)
+        if found is None:
+            for _, fh in _CLAIMS.values():  # a worker reused from an earlier run lets its claim go
+                if fh is not None:
+                    fh.close()
+            _CLAIMS.clear()
+            index, fh = _lock_first_free(len(devices), token, lock_dir or tempfile.gettempdir())
+            device = devices[index] if index is not None else devices[os.getpid() % len(devices)]
+            found = _CLAIMS[token] = (device, fh)
+        return found[0]
+
+
+def release_claims(token: str, n_devices: int, lock_dir: str | None = None) -> None:
+    """Remove a finished run's lock files (workers holding them keep their open copies)."""
+    for i in range(n_devices):
+        path = os.path.join(lock_dir or tempfile.gettempdir(), f"sklearn-mlsp-{token}-device{i}.lock")
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+
+
 def extract_partition(params: ExtractorParams, items, positions, decode_args, store_path=None,
-                      config=None, torch_threads=None) -> PartitionResult:
+                      config=None, torch_threads=None, devices=None, claim_token=None) -> PartitionResult:
     """Compute one partition of images on a worker (a joblib task).
 
     With ``store_path`` visible from the worker, features are committed to the
     store here (shards are the unit of concurrency), so a lost worker or a
     cancelled job keeps every committed image; otherwise they are returned.
+    With ``devices``, the worker runs on the device it claimed for the run
+    ``claim_token`` (:func:`claim_device`): one worker per GPU.
     """
     started = time.perf_counter()
     if torch_threads:
         torch.set_num_threads(torch_threads)
+    if devices:
+        params = replace(params, device=claim_device(devices, claim_token))
     extractor = extractor_for(params)
     augment, min_size, max_pixels, crop_fraction = decode_args
     store = FeatureStore(store_path) if store_path and os.path.isdir(store_path) else None
@@ -568,20 +653,29 @@ def run_partitions(items, positions, params, sink, on_failure, progress, decode_
     threads = max(1, (os.cpu_count() or 1) // workers)
     chunks = partitions(list(positions), workers)
 
-    def task(i, chunk):
-        p = params
-        if devices:  # several GPUs: partitions go round the devices, each worker pinned to one
-            p = ExtractorParams(**{**params.__dict__, "device": devices[i % len(devices)]})
-        return delayed(extract_partition)(p, [items[q] for q in chunk], chunk, decode_args,
-                                          store_path, config, threads)
+    # Several GPUs: each worker claims one device for the whole run (partitions
+    # dealt round the devices would not do: joblib gives a worker any partition).
+    token = uuid.uuid4().hex if devices else None
 
-    results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-        task(i, chunk) for i, chunk in enumerate(chunks))
+    def task(chunk):
+        return delayed(extract_partition)(params, [items[q] for q in chunk], chunk, decode_args,
+                                          store_path, config, threads, devices, token)
+
+    results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(task(chunk) for chunk in chunks)
+    try:
+        return _collect_partitions(results, sink, on_failure, progress)
+    finally:
+        if devices:
+            release_claims(token, len(devices))
+
+
+def _collect_partitions(results, sink, on_failure, progress) -> dict:
+    """Hand the partitions' results to the sink as they finish; images computed per worker."""
     per_worker = {}
     for result in results:
         per_worker[result.worker] = per_worker.get(result.worker, 0) + len(result.positions)
         for message in result.warnings:
-            warnings.warn(message, UserWarning, stacklevel=3)
+            warnings.warn(message, UserWarning, stacklevel=4)
         for pos, key in zip(result.positions, result.keys):
             if result.features is None:
                 sink.stored(pos, key)

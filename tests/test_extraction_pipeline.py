@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers import random_image, tiny_transformer, write_images
 
-from sklearn_mlsp import ImageError, MLSPTransformer
+from sklearn_mlsp import ImageError, MLSPTransformer, extraction
 from sklearn_mlsp.extraction import FLOAT16_MAX, ExtractorParams, FeatureExtractor
 from sklearn_mlsp.images import load_rgb
 from sklearn_mlsp.store import FeatureStore
@@ -214,3 +214,40 @@ def test_cudnn_auto_tunes_a_shape_once_it_repeats():
     assert ex._benchmark_flag((8, 3, 64, 32)) is False
     on = FeatureExtractor(ExtractorParams("b", None, "cpu", 1, False, (0,), (1,), cudnn_benchmark="on"))
     assert on._benchmark_flag((1, 3, 8, 8)) is True
+
+
+# --------------------------------------------------------- one worker per GPU
+
+
+def test_each_worker_claims_its_own_gpu_for_the_whole_run(tmp_path):
+    devices = ["cuda:0", "cuda:1"]
+    # Three processes, as lock holders: two get a device each, the third shares.
+    first, fh0 = extraction._lock_first_free(2, "run1", str(tmp_path))
+    second, fh1 = extraction._lock_first_free(2, "run1", str(tmp_path))
+    third, fh2 = extraction._lock_first_free(2, "run1", str(tmp_path))
+    assert (first, second, third) == (0, 1, None) and fh2 is None
+    fh0.close()  # that worker died: the next one takes its device
+    assert extraction._lock_first_free(2, "run1", str(tmp_path))[0] == 0
+    fh1.close()
+    # In a worker: the claim holds for every partition of the run, whatever the order...
+    claims = [extraction.claim_device(devices, "run2", str(tmp_path)) for _ in range(5)]
+    assert claims == ["cuda:0"] * 5
+    # ... while another process of that run (the lock file held) gets the other device ...
+    assert extraction._lock_first_free(2, "run2", str(tmp_path))[0] == 1
+    # ... and a later run claims afresh, letting the old claim go.
+    assert extraction.claim_device(devices, "run3", str(tmp_path)) == "cuda:0"
+    assert extraction._lock_first_free(2, "run2", str(tmp_path))[0] == 0
+    extraction.release_claims("run3", 2, str(tmp_path))
+    assert not list(tmp_path.glob("*run3*"))
+
+
+def test_partitions_run_on_the_claimed_device(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(extraction, "claim_device", lambda devices, token: devices[-1])
+    monkeypatch.setattr(extraction, "extractor_for", lambda p: seen.append(p.device) or FeatureExtractor(
+        ExtractorParams(**{**p.__dict__, "device": "cpu"})))
+    params = _params()
+    paths = write_images(tmp_path, 1, 32, 32)
+    result = extraction.extract_partition(params, paths, [0], (False, 32, None, 0.875),
+                                          devices=["cuda:0", "cuda:1"], claim_token="t")
+    assert seen == ["cuda:1"] and result.positions == [0]
