@@ -31,10 +31,11 @@ import torch
 
 from .backbones import get_backbone
 from .identity import image_key
-from .images import ImageError, _is_path, _refuse_if_too_big, describe
-from .loading import ViewsDataset, decode_views, make_loader
+from .images import ImageError, _is_path, _refuse_if_too_big, describe, load_rgb
+from .loading import ViewsDataset, decode_jpeg_views, decode_views, make_loader
 from .store import FeatureStore
 from .taps import TapExtractor
+from .views import cut_views, make_views
 
 __all__ = [
     "ExtractorParams",
@@ -85,7 +86,7 @@ class ExtractorParams:
     precision: str | None = None  # None: "float16" with amp, else "float32"
     channels_last: bool = False
     cudnn_benchmark: str = "auto"  # "auto", "on" or "off" (CUDA only)
-    gpu_decode: bool = False  # JPEG files decoded by torchvision on a CUDA device
+    gpu_decode: bool = False  # JPEG files decoded by torchvision on this device (the transformer: CUDA only)
 
     def autocast_dtype(self, device_type: str):
         """The autocast dtype on ``device_type``, or None for a float32 pass.
@@ -246,9 +247,10 @@ class FeatureExtractor:
 
     def _upload(self, arrays: list) -> tuple[torch.Tensor, object]:
         """Stack one group's views on the device: (N, H, W, 3) uint8, and what to keep alive."""
-        if torch.is_tensor(arrays[0]):
-            x = arrays[0] if len(arrays) == 1 else torch.cat(arrays)
-            return x.to(self.device), None
+        if any(torch.is_tensor(a) for a in arrays):  # decoded on the device (gpu_decode)
+            parts = [a if torch.is_tensor(a) else torch.from_numpy(a) for a in arrays]
+            parts = [a.to(self.device) for a in parts]
+            return (parts[0] if len(parts) == 1 else torch.cat(parts)), None
         if self.device.type != "cuda":
             x = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
             if not x.flags.writeable:  # torch warns about read-only arrays even when it only reads
@@ -466,6 +468,32 @@ def _warn_enlarged(item, pos, loaded, backbone, min_size):
     )
 
 
+def _views_of(loaded, item, extractor, decode_args):
+    """The views of a decoded image, None for a failure (``loaded.error`` says why).
+
+    A JPEG left encoded by its decoder (``extractor.params.gpu_decode``) is
+    decoded on the extractor's device; one the device decoder refuses is
+    decoded by PIL here, from the same bytes.
+    """
+    augment, min_size, max_pixels, crop_fraction = decode_args
+    if loaded.error is not None:
+        return None
+    if loaded.upscaled_from is not None:
+        _warn_enlarged(item, loaded.position, loaded, extractor.params.backbone, min_size)
+    if loaded.encoded is None:
+        return loaded.views
+    try:
+        return decode_jpeg_views(loaded.encoded, augment, crop_fraction, extractor.device)
+    except Exception:  # refused by the device decoder: PIL, as without gpu_decode
+        pass
+    try:
+        rgb = load_rgb(item, index=loaded.position, max_pixels=max_pixels, data=loaded.encoded[0])
+    except ImageError as exc:
+        loaded.error = str(exc)
+        return None
+    return cut_views(rgb, make_views(rgb.shape[0], rgb.shape[1], augment, crop_fraction))
+
+
 def run_local(items, positions, extractor, sink, on_failure, progress, decode_args, n_decoders):
     """Compute ``positions`` in this process, decoding in ``n_decoders`` worker processes.
 
@@ -475,14 +503,10 @@ def run_local(items, positions, extractor, sink, on_failure, progress, decode_ar
     has been committed.
     """
     augment, min_size, max_pixels, crop_fraction = decode_args
-    dataset = ViewsDataset(items, positions, augment, min_size, max_pixels, crop_fraction)
+    dataset = ViewsDataset(items, positions, augment, min_size, max_pixels, crop_fraction, extractor.params.gpu_decode)
 
     def views_of(loaded):
-        if loaded.error is not None:
-            return None
-        if loaded.upscaled_from is not None:
-            _warn_enlarged(items[loaded.position], loaded.position, loaded, extractor.params.backbone, min_size)
-        return loaded.views
+        return _views_of(loaded, items[loaded.position], extractor, decode_args)
 
     for loaded, feats in extractor.stream(make_loader(dataset, n_decoders), views_of):
         if feats is None:
@@ -605,15 +629,12 @@ def extract_partition(params: ExtractorParams, items, positions, decode_args, st
         try:
             def decoded():
                 for i, (item, pos) in enumerate(zip(items, positions)):
-                    yield i, item, decode_views(item, pos, augment, min_size, max_pixels, crop_fraction)
+                    yield i, item, decode_views(item, pos, augment, min_size, max_pixels, crop_fraction,
+                                                extractor.params.gpu_decode)
 
             def views_of(entry):
                 _, item, loaded = entry
-                if loaded.error is not None:
-                    return None
-                if loaded.upscaled_from is not None:
-                    _warn_enlarged(item, loaded.position, loaded, params.backbone, min_size)
-                return loaded.views
+                return _views_of(loaded, item, extractor, decode_args)
 
             for (i, _, loaded), out in extractor.stream(decoded(), views_of):
                 if out is None:

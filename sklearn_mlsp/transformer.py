@@ -190,6 +190,16 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         3 times, so data sets of one size get tuned kernels and
         mixed-size ones pay nothing. The kernels chosen change features
         at float32 round-off only.
+    gpu_decode : bool, default=False
+        Decode JPEG files on the GPU (torchvision's nvJPEG decoder), for
+        machines with few CPU cores per GPU: the decoding processes then
+        only read the files and check their headers. RGB and grey JPEGs
+        within ``max_pixels`` are decoded there; other formats, CMYK JPEGs,
+        images to be enlarged and anything the GPU decoder refuses go
+        through PIL as usual. EXIF orientation and grey-to-RGB are applied
+        as with PIL, but nvJPEG's pixels may differ from libjpeg's by a level
+        or so, so its features are cached as their own configuration.
+        Ignored on the CPU.
 
     Attributes
     ----------
@@ -246,6 +256,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         "precision": [StrOptions(set(PRECISIONS)), None],
         "channels_last": ["boolean"],
         "cudnn_benchmark": [StrOptions({"auto"}), "boolean"],
+        "gpu_decode": ["boolean"],
     }
 
     def __init__(
@@ -267,6 +278,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         precision=None,
         channels_last=False,
         cudnn_benchmark="auto",
+        gpu_decode=False,
     ):
         self.backbone = backbone
         self.pooling = pooling
@@ -285,6 +297,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         self.precision = precision
         self.channels_last = channels_last
         self.cudnn_benchmark = cudnn_benchmark
+        self.gpu_decode = gpu_decode
 
     # ------------------------------------------------------------------ fitting
 
@@ -365,7 +378,10 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
                 "version": PREPROCESSING_VERSION,
             },
         }
-        self.config_["precision"] = precision_label(self._extractor_params(device), device.type)
+        params = self._extractor_params(device)
+        self.config_["precision"] = precision_label(params, device.type)
+        if params.gpu_decode:  # nvJPEG's pixels are not libjpeg's to the last level
+            self.config_["decoder"] = "torchvision.io.decode_jpeg(cuda)"
         self.config_id_ = config_id(self.config_)
         self._extractor = None
         return self
@@ -380,7 +396,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
                                self.grid_size_, bool(self.amp), tuple(pre["mean"]), tuple(pre["std"]),
                                max_batch_pixels=int(self.max_batch_pixels), precision=self.precision,
                                channels_last=bool(self.channels_last),
-                               cudnn_benchmark=benchmark if benchmark == "auto" else ("on" if benchmark else "off"))
+                               cudnn_benchmark=benchmark if benchmark == "auto" else ("on" if benchmark else "off"),
+                               gpu_decode=bool(self.gpu_decode) and torch.device(device or self.device_).type == "cuda")
 
     def _local_extractor(self) -> FeatureExtractor:
         with _EXTRACTOR_LOCK:  # threads sharing this transformer share one network

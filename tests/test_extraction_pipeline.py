@@ -251,3 +251,118 @@ def test_partitions_run_on_the_claimed_device(tmp_path, monkeypatch):
     result = extraction.extract_partition(params, paths, [0], (False, 32, None, 0.875),
                                           devices=["cuda:0", "cuda:1"], claim_token="t")
     assert seen == ["cuda:1"] and result.positions == [0]
+
+
+# ------------------------------------------------------------ JPEGs on the device
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orientation_on_the_device_is_pils(orientation):
+    from PIL import Image, ImageOps
+
+    from sklearn_mlsp.loading import orient
+
+    rgb = random_image(orientation, 5, 7)
+    im = Image.fromarray(rgb)
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    im.info["exif"] = exif.tobytes()
+    expected = np.asarray(ImageOps.exif_transpose(im))
+    np.testing.assert_array_equal(orient(torch.from_numpy(rgb), orientation).numpy(), expected)
+
+
+def _jpeg(path, rgb, orientation=1, mode="RGB", **save):
+    from PIL import Image
+
+    im = Image.fromarray(rgb).convert(mode)
+    exif = im.getexif()
+    if orientation != 1:
+        exif[0x0112] = orientation
+    im.save(path, "JPEG", exif=exif.tobytes(), quality=90, **save)
+    return str(path)
+
+
+def test_jpegs_decoded_by_torchvision_give_pils_views(tmp_path):
+    """On the CPU torchvision decodes with libjpeg-turbo, as PIL does: the views must be equal."""
+    from sklearn_mlsp.loading import decode_jpeg_views, decode_views
+
+    rgb = random_image(3, 60, 80)
+    files = {
+        "rotated": _jpeg(tmp_path / "r.jpg", rgb, orientation=6),
+        "mirrored": _jpeg(tmp_path / "m.jpg", rgb, orientation=2, progressive=True),
+        "grey": _jpeg(tmp_path / "g.jpg", rgb, orientation=8, mode="L"),
+        "cmyk": _jpeg(tmp_path / "c.jpg", rgb, mode="CMYK"),
+        "png": str(tmp_path / "p.png"),
+        "small": _jpeg(tmp_path / "s.jpg", rgb[:20, :20]),
+    }
+    from PIL import Image
+    Image.fromarray(rgb).save(files["png"])
+    for name, path in files.items():
+        pil = decode_views(path, 0, True, 32, None)
+        deferred = decode_views(path, 0, True, 32, None, defer_jpeg=True)
+        assert deferred.key == pil.key and deferred.error is None
+        if name in ("cmyk", "png", "small"):  # PIL's: other modes, formats, and images to enlarge
+            assert deferred.encoded is None
+            np.testing.assert_array_equal(deferred.views, pil.views)
+            continue
+        assert deferred.views is None and deferred.encoded[1:] == (
+            {"rotated": 6, "mirrored": 2, "grey": 8}[name], "L" if name == "grey" else "RGB")
+        views = decode_jpeg_views(deferred.encoded, True, device="cpu")
+        np.testing.assert_array_equal(views.numpy(), pil.views, err_msg=name)
+    big = decode_views(files["rotated"], 0, True, 32, 100, defer_jpeg=True)
+    assert big.encoded is None and "exceeds max_pixels=100" in big.error
+
+
+def test_gpu_decode_path_gives_the_features_and_falls_back_to_pil(tmp_path, monkeypatch):
+    from sklearn_mlsp import loading
+
+    rgb = random_image(4, 48, 64)
+    paths = [_jpeg(tmp_path / "a.jpg", rgb, orientation=6), _jpeg(tmp_path / "b.jpg", rgb, mode="L")]
+    paths.append(str(tmp_path / "broken.jpg"))
+    (tmp_path / "broken.jpg").write_bytes(open(paths[0], "rb").read()[:300])  # a JPEG header, no data
+    params = _params()
+    expected = extraction.FeatureExtractor(params)
+    decoded = extraction.FeatureExtractor(ExtractorParams(**{**params.__dict__, "gpu_decode": True}))
+
+    def run(extractor):
+        sink, failures = extraction.MemorySink(3, (1, 3088, 1, 1)), []
+        progress = type("P", (), {"update": lambda self, n: None})()
+        extraction.run_local(paths, [0, 1, 2], extractor, sink, lambda p, m: failures.append((p, m)), progress,
+                             (False, 32, None, 0.875), 0)
+        return sink.result[:2], failures
+
+    want, want_failures = run(expected)
+    got, got_failures = run(decoded)
+    np.testing.assert_array_equal(got, want)
+    assert [p for p, _ in got_failures] == [p for p, _ in want_failures] == [2]
+    assert "broken.jpg" in got_failures[0][1]
+    refused = []
+    monkeypatch.setattr(loading, "decode_jpeg_views", lambda *a, **k: refused.append(1) / 0)
+    monkeypatch.setattr(extraction, "decode_jpeg_views", loading.decode_jpeg_views)
+    got, _ = run(decoded)  # the device decoder refuses: PIL decodes the same bytes
+    assert len(refused) >= 2
+    np.testing.assert_array_equal(got, want)
+
+
+def test_gpu_decode_is_ignored_on_the_cpu_and_cached_apart_on_cuda(monkeypatch):
+    base = tiny_transformer().fit()
+    on_cpu = tiny_transformer(gpu_decode=True).fit()
+    assert on_cpu.config_id_ == base.config_id_ and not on_cpu._extractor_params().gpu_decode
+    assert on_cpu._extractor_params("cuda:0").gpu_decode
+    monkeypatch.setattr(MLSPTransformer, "_resolve_device", lambda self: torch.device("cuda:0"))
+    on_cuda = tiny_transformer(gpu_decode=True).fit()
+    assert on_cuda.config_["decoder"].startswith("torchvision") and on_cuda.config_id_ != base.config_id_
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (nvJPEG)")
+def test_nvjpeg_views_are_close_to_pils(tmp_path):
+    from sklearn_mlsp.loading import decode_jpeg_views, decode_views
+
+    rgb = random_image(5, 120, 160)
+    for orientation, mode in ((6, "RGB"), (3, "L")):
+        path = _jpeg(tmp_path / f"{orientation}.jpg", rgb, orientation=orientation, mode=mode)
+        pil = decode_views(path, 0, True, 32, None)
+        views = decode_jpeg_views(decode_views(path, 0, True, 32, None, defer_jpeg=True).encoded, True,
+                                  device="cuda").cpu().numpy()
+        assert views.shape == pil.views.shape
+        assert np.abs(views.astype(int) - pil.views).mean() < 1.0  # decoders differ by a level at most, mostly
