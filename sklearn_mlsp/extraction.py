@@ -56,8 +56,11 @@ FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 #: Precisions of the network pass (``MLSPTransformer(precision=...)``).
 PRECISIONS = ("float32", "float16", "bfloat16")
-#: Default budget of one forward call, in input pixels (views x height x width).
-DEFAULT_MAX_BATCH_PIXELS = 4_000_000
+#: Budget of one forward call with ``max_batch_pixels="auto"``, in input pixels
+#: (views x height x width), by device type. On the CPU large batches run slower
+#: than single images (activations leave the caches; see benchmarks/RESULTS.md),
+#: so only small images are grouped there.
+AUTO_BATCH_PIXELS = {"cuda": 4_000_000, "cpu": 250_000}
 #: With ``cudnn_benchmark="auto"``, an input shape is tuned once it has come this often.
 CUDNN_TUNE_AFTER = 3
 
@@ -82,7 +85,7 @@ class ExtractorParams:
     amp: bool
     mean: tuple
     std: tuple
-    max_batch_pixels: int = DEFAULT_MAX_BATCH_PIXELS  # 0: one image per forward call
+    max_batch_pixels: int | None = None  # None: AUTO_BATCH_PIXELS of the device; 0: one image per call
     precision: str | None = None  # None: "float16" with amp, else "float32"
     channels_last: bool = False
     cudnn_benchmark: str = "auto"  # "auto", "on" or "off" (CUDA only)
@@ -157,6 +160,13 @@ class FeatureExtractor:
             self._taps = TapExtractor(model, spec.taps(model), self.params.grid_size, spec.add_final)
         return self._taps
 
+    @property
+    def batch_pixels(self) -> int:
+        """Input pixels one forward call may take (``params.max_batch_pixels``, or the device's default)."""
+        if self.params.max_batch_pixels is not None:
+            return int(self.params.max_batch_pixels)
+        return AUTO_BATCH_PIXELS.get(self.device.type, AUTO_BATCH_PIXELS["cuda"])
+
     # ----------------------------------------------------------- one image
 
     def features(self, views_uint8: np.ndarray) -> np.ndarray:
@@ -210,7 +220,7 @@ class FeatureExtractor:
             before it.
         """
         views_of = views_of or (lambda entry: entry)
-        budget = int(self.params.max_batch_pixels or 0)
+        budget = self.batch_pixels
         pending: dict = {}  # view shape -> [(entry, views)], oldest group first
         inflight: deque = deque()
         n_pending = 0

@@ -17,7 +17,6 @@ from sklearn.utils.validation import check_is_fitted
 from ._validation import NON_NEGATIVE_INT, POSITIVE_INT, StrOptions
 from .backbones import PREPROCESSING_VERSION, get_backbone
 from .extraction import (
-    DEFAULT_MAX_BATCH_PIXELS,
     PRECISIONS,
     ExtractorParams,
     FeatureExtractor,
@@ -151,7 +150,9 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         Extraction processes, each with its own copy of the backbone, run
         through joblib: the images to compute are split into partitions.
         None means 1 (or one per GPU with ``device="auto"`` and several
-        GPUs, each worker pinned to its own), -1 all cores. Under
+        GPUs: each worker claims its own GPU for the whole run, whichever
+        partitions it is given; workers beyond the GPUs share them), -1 all
+        cores. Under
         ``joblib.parallel_config(backend="dask")`` the partitions run on a
         Dask cluster; with a cache that the workers can see, each commits its
         results to the store itself (so a lost worker or Ctrl-C keeps what
@@ -160,16 +161,17 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         Larger images are refused (decompression-bomb guard); None: no limit.
     verbose : int, default=1
         0: silent; 1: a progress bar during extraction.
-    max_batch_pixels : int, default=4_000_000
+    max_batch_pixels : int or "auto", default="auto"
         Images whose views have the same size (photo collections repeat a
         few sizes) share one forward call of at most this many input pixels
-        (views x height x width): 2 AVA-sized photos with 8 views, 15
-        single-view 512x512 ones. Larger batches keep a GPU busier but need
-        more memory (activations grow with it; 4 megapixels take about 1 GB
-        for InceptionResNet-v2 in float32); an image over the budget runs
-        alone, as does every image with 0. Features agree with unbatched
-        ones to float32 round-off (at most one float16 step after storage),
-        so batching does not change the cache configuration.
+        (views x height x width). "auto": 4,000,000 on a GPU (2 AVA-sized
+        photos with 8 views, 15 single-view 512x512 ones), 250,000 on the
+        CPU, where large batches run slower than single images and only
+        small images gain. Larger batches keep a GPU busier but need more
+        memory (activations grow with the batch); an image over the budget
+        runs alone, as does every image with 0. Features agree with
+        unbatched ones to float32 round-off (at most one float16 step after
+        storage), so batching does not change the cache configuration.
     precision : {"float32", "float16", "bfloat16"} or None, default=None
         Arithmetic of the network pass. "float16": autocast on CUDA only
         (ignored on the CPU); "bfloat16": autocast on CUDA and on the CPU
@@ -252,7 +254,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         "n_jobs": [Integral, None],
         "max_pixels": [POSITIVE_INT, None],
         "verbose": ["verbose"],
-        "max_batch_pixels": [NON_NEGATIVE_INT],
+        "max_batch_pixels": [StrOptions({"auto"}), NON_NEGATIVE_INT],
         "precision": [StrOptions(set(PRECISIONS)), None],
         "channels_last": ["boolean"],
         "cudnn_benchmark": [StrOptions({"auto"}), "boolean"],
@@ -274,7 +276,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         n_jobs=None,
         max_pixels=DEFAULT_MAX_PIXELS,
         verbose=1,
-        max_batch_pixels=DEFAULT_MAX_BATCH_PIXELS,
+        max_batch_pixels="auto",
         precision=None,
         channels_last=False,
         cudnn_benchmark="auto",
@@ -394,7 +396,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         benchmark = self.cudnn_benchmark
         return ExtractorParams(self.backbone_spec_.name, weights, str(device or self.device_),
                                self.grid_size_, bool(self.amp), tuple(pre["mean"]), tuple(pre["std"]),
-                               max_batch_pixels=int(self.max_batch_pixels), precision=self.precision,
+                               max_batch_pixels=None if self.max_batch_pixels == "auto" else int(self.max_batch_pixels),
+                               precision=self.precision,
                                channels_last=bool(self.channels_last),
                                cudnn_benchmark=benchmark if benchmark == "auto" else ("on" if benchmark else "off"),
                                gpu_decode=bool(self.gpu_decode) and torch.device(device or self.device_).type == "cuda")
