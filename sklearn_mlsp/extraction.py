@@ -74,8 +74,10 @@ def load_backbone(spec, weights):
 class ExtractorParams:
     """Everything a worker needs to rebuild the network (picklable, hashable).
 
-    The fields after ``std`` change how the work is run, not (beyond float32
-    round-off) what it gives, except ``precision``.
+    The fields after ``std`` (issue 9) change how the work is run, not what
+    it gives beyond float32 round-off, except ``precision`` and
+    ``gpu_decode`` (nvJPEG's pixels), which the transformer records in its
+    cache configuration.
     """
 
     backbone: str
