@@ -57,10 +57,11 @@ FLOAT16_MAX = float(np.finfo(np.float16).max)
 #: Precisions of the network pass (``MLSPTransformer(precision=...)``).
 PRECISIONS = ("float32", "float16", "bfloat16")
 #: Budget of one forward call with ``max_batch_pixels="auto"``, in input pixels
-#: (views x height x width), by device type. On the CPU large batches run slower
-#: than single images (activations leave the caches; see benchmarks/RESULTS.md),
-#: so only small images are grouped there.
-AUTO_BATCH_PIXELS = {"cuda": 4_000_000, "cpu": 250_000}
+#: (views x height x width), by device type. None on the CPU: there large
+#: batches run slower than single images (activations leave the caches) and
+#: only small images gain (benchmarks/RESULTS.md), while unbatched features
+#: do not depend, even at round-off, on which images share a call.
+AUTO_BATCH_PIXELS = {"cuda": 4_000_000, "cpu": 0}
 #: With ``cudnn_benchmark="auto"``, an input shape is tuned once it has come this often.
 CUDNN_TUNE_AFTER = 3
 

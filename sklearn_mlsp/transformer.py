@@ -165,13 +165,17 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         Images whose views have the same size (photo collections repeat a
         few sizes) share one forward call of at most this many input pixels
         (views x height x width). "auto": 4,000,000 on a GPU (2 AVA-sized
-        photos with 8 views, 15 single-view 512x512 ones), 250,000 on the
-        CPU, where large batches run slower than single images and only
-        small images gain. Larger batches keep a GPU busier but need more
-        memory (activations grow with the batch); an image over the budget
-        runs alone, as does every image with 0. Features agree with
+        photos with 8 views, 15 single-view 512x512 ones); 0 on the CPU,
+        where large batches run slower than single images and only small
+        ones gain. Larger batches keep a GPU busier but need more memory
+        (activations grow with the batch); an image over the budget runs
+        alone, as does every image with 0. Batched features agree with
         unbatched ones to float32 round-off (at most one float16 step after
-        storage), so batching does not change the cache configuration.
+        storage), so batching does not change the cache configuration; but
+        an image's features then depend, at that round-off, on which images
+        share its forward call, so ``transform(X)[i]`` and
+        ``transform(X[i:i+1])`` may differ in the last float16 place. 0
+        makes every image's features independent of the others.
     precision : {"float32", "float16", "bfloat16"} or None, default=None
         Arithmetic of the network pass. "float16": autocast on CUDA only
         (ignored on the CPU); "bfloat16": autocast on CUDA and on the CPU

@@ -65,7 +65,8 @@ def _compare_paths(device, biq_dir):
                              verbose=0).fit()._extractor_params()
     views = _photo_views(biq_dir, 3, augment=False, side=224) + _photo_views(biq_dir, 1, augment=True, side=192)
     views[-1] = views[-1][:2]  # two views of a 168x168 crop: a shape of its own
-    assert params.max_batch_pixels is None  # "auto": 250,000 pixels on the CPU, 4,000,000 on CUDA
+    assert params.max_batch_pixels is None  # "auto": no batching on the CPU, 4,000,000 pixels on CUDA
+    params = ExtractorParams(**{**params.__dict__, "max_batch_pixels": 250_000})
     batched = unbatched = FeatureExtractor(ExtractorParams(**{**params.__dict__, "max_batch_pixels": 0}))
     expected = [todays_features(unbatched, v) for v in views]
     for got, want in zip(unbatched.features_batch(views), expected):
@@ -186,7 +187,7 @@ def test_options_that_keep_the_features_keep_the_cache_configuration():
     assert bf16.config_["precision"] == "autocast-bfloat16" and bf16.config_id_ != base.config_id_
     assert ExtractorParams("b", None, "cuda", 1, True, (0,), (1,)).autocast_dtype("cuda") == torch.float16
     auto = [FeatureExtractor(ExtractorParams("b", None, d, 1, False, (0,), (1,))).batch_pixels for d in ("cpu", "cuda")]
-    assert auto == [250_000, 4_000_000]
+    assert auto == [0, 4_000_000]
     assert base._extractor_params().max_batch_pixels is None
     assert tiny_transformer(max_batch_pixels=123).fit()._extractor_params().max_batch_pixels == 123
     assert ExtractorParams("b", None, "cuda", 1, False, (0,), (1,), precision="float16").autocast_dtype(
