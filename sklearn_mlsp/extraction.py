@@ -10,27 +10,32 @@
    (commits to the feature store every 8 images or 2 seconds);
 5. :func:`run_local` (this process, decoding in DataLoader workers) or
    :func:`run_partitions` (joblib: local processes by default, a Dask cluster
-   under ``joblib.parallel_config(backend="dask")``), and assembly of the
-   output by the transformer.
+   under ``joblib.parallel_config(backend="dask")``; with several GPUs each
+   worker claims one, :func:`claim_device`), and assembly of the output by
+   the transformer.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import time
+import uuid
 import warnings
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from .backbones import get_backbone
 from .identity import image_key
-from .images import ImageError, _is_path, _refuse_if_too_big, describe
-from .loading import ViewsDataset, decode_views, make_loader
+from .images import ImageError, _is_path, _refuse_if_too_big, describe, load_rgb
+from .loading import ViewsDataset, decode_jpeg_views, decode_views, make_loader
 from .store import FeatureStore
 from .taps import TapExtractor
+from .views import cut_views, make_views
 
 __all__ = [
     "ExtractorParams",
@@ -38,6 +43,7 @@ __all__ = [
     "MemorySink",
     "Plan",
     "StoreSink",
+    "claim_device",
     "extract_partition",
     "extractor_for",
     "load_backbone",
@@ -49,6 +55,17 @@ __all__ = [
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
+#: Precisions of the network pass (``MLSPTransformer(precision=...)``).
+PRECISIONS = ("float32", "float16", "bfloat16")
+#: Budget of one forward call with ``max_batch_pixels="auto"``, in input pixels
+#: (views x height x width), by device type. None on the CPU: there large
+#: batches run slower than single images (activations leave the caches) and
+#: only small images gain (benchmarks/RESULTS.md), while unbatched features
+#: do not depend, even at round-off, on which images share a call.
+AUTO_BATCH_PIXELS = {"cuda": 4_000_000, "cpu": 0}
+#: With ``cudnn_benchmark="auto"``, an input shape is tuned once it has come this often.
+CUDNN_TUNE_AFTER = 3
+
 
 def load_backbone(spec, weights):
     """Build a backbone with its weights (the one place networks are loaded; tests patch it)."""
@@ -57,7 +74,13 @@ def load_backbone(spec, weights):
 
 @dataclass(frozen=True)
 class ExtractorParams:
-    """Everything a worker needs to rebuild the network (picklable, hashable)."""
+    """Everything a worker needs to rebuild the network (picklable, hashable).
+
+    The fields after ``std`` (issue 9) change how the work is run, not what
+    it gives beyond float32 round-off, except ``precision`` and
+    ``gpu_decode`` (nvJPEG's pixels), which the transformer records in its
+    cache configuration.
+    """
 
     backbone: str
     weights: str | None
@@ -66,7 +89,43 @@ class ExtractorParams:
     amp: bool
     mean: tuple
     std: tuple
+    max_batch_pixels: int | None = None  # None: AUTO_BATCH_PIXELS of the device; 0: one image per call
+    precision: str | None = None  # None: "float16" with amp, else "float32"
+    channels_last: bool = False
+    cudnn_benchmark: str = "auto"  # "auto", "on" or "off" (CUDA only)
+    gpu_decode: bool = False  # JPEG files decoded by torchvision on this device (the transformer: CUDA only)
     scale: float = 1.0  # views are resized by this factor before the network
+
+    def autocast_dtype(self, device_type: str):
+        """The autocast dtype on ``device_type``, or None for a float32 pass.
+
+        float16 runs on CUDA only (ignored on the CPU, as ``amp`` always
+        was); bfloat16 runs on CUDA and on the CPU.
+        """
+        precision = self.precision or ("float16" if self.amp else "float32")
+        if precision == "bfloat16" and device_type in ("cuda", "cpu"):
+            return torch.bfloat16
+        if precision == "float16" and device_type == "cuda":
+            return torch.float16
+        return None
+
+
+def precision_label(params: ExtractorParams, device_type: str) -> str:
+    """What the cache configuration records for the precision actually used."""
+    dtype = params.autocast_dtype(device_type)
+    return "float32" if dtype is None else f"autocast-{str(dtype).removeprefix('torch.')}"
+
+
+@dataclass
+class _InFlight:
+    """A forward call whose results are still on their way to the host."""
+
+    entries: list  # the caller's objects, one per image
+    views: int  # views per image
+    out: torch.Tensor  # (images * views, C, k, k) float16 on the host (pinned on CUDA)
+    bad: torch.Tensor  # (images,) bool: features out of the float16 range or not finite
+    done: object = None  # torch.cuda.Event once the copies are queued (CUDA only)
+    keep: object = None  # the pinned input, alive until the copies are done
 
 
 class FeatureExtractor:
@@ -75,6 +134,14 @@ class FeatureExtractor:
     The network is loaded on first use. One forward pass runs at a time (the
     tap hooks collect each pass's results on the extractor), so threads that
     share an extractor get exactly the features of serial calls.
+
+    :meth:`features` computes one image; :meth:`features_batch` and
+    :meth:`stream` compute many, grouping images whose views have the same
+    size into one forward call of at most ``params.max_batch_pixels`` input
+    pixels, and keep the device busy: on CUDA the next batch is copied from
+    pinned host memory on a side stream while the current one runs, the
+    float16 range check happens on the device, and the host waits for a
+    batch's results only when ``depth`` newer batches are queued behind it.
     """
 
     def __init__(self, params: ExtractorParams):
@@ -82,39 +149,211 @@ class FeatureExtractor:
         self.device = torch.device(params.device)
         self._lock = threading.Lock()
         self._taps = None
+        self._shape_counts: dict = {}
+        self._copy_stream = None
 
     def _ready(self):
         if self._taps is None:
             spec = get_backbone(self.params.backbone)
             model = load_backbone(spec, self.params.weights).to(self.device).eval()
+            if self.params.channels_last:
+                model = model.to(memory_format=torch.channels_last)
             self._mean = torch.tensor(self.params.mean, device=self.device).view(1, 3, 1, 1)
             self._std = torch.tensor(self.params.std, device=self.device).view(1, 3, 1, 1)
+            if self.device.type == "cuda":
+                self._copy_stream = torch.cuda.Stream(self.device)
             self._taps = TapExtractor(model, spec.taps(model), self.params.grid_size, spec.add_final)
         return self._taps
 
+    @property
+    def batch_pixels(self) -> int:
+        """Input pixels one forward call may take (``params.max_batch_pixels``, or the device's default)."""
+        if self.params.max_batch_pixels is not None:
+            return int(self.params.max_batch_pixels)
+        return AUTO_BATCH_PIXELS.get(self.device.type, AUTO_BATCH_PIXELS["cuda"])
+
+    # ----------------------------------------------------------- one image
+
     def features(self, views_uint8: np.ndarray) -> np.ndarray:
         """Pooled features of one image's views, as float16 (what the store keeps)."""
+        return self.features_batch([views_uint8])[0]
+
+    def features_batch(self, views_list) -> list:
+        """Pooled features of several images, as float16, in the order given.
+
+        Parameters
+        ----------
+        views_list : sequence of ndarray
+            One ``(V, H, W, 3)`` uint8 array per image (or a uint8 tensor of
+            that shape on the extractor's device).
+
+        Returns
+        -------
+        features : list of ndarray
+            One ``(V, C, k, k)`` float16 array per image.
+        """
+        out = [None] * len(views_list)
+        for i, feats in self.stream(range(len(views_list)), views_of=lambda i: views_list[i]):
+            out[i] = feats
+        return out
+
+    # ------------------------------------------------------------- streams
+
+    def stream(self, entries, views_of=None, window: int = 16, depth: int = 2):
+        """Features of a stream of images, batched by view size.
+
+        Parameters
+        ----------
+        entries : iterable
+            The images, as any objects; ``views_of(entry)`` gives an entry's
+            views, ``(V, H, W, 3)`` uint8, or None for an entry to pass
+            through (a failure): everything before it is yielded first.
+        views_of : callable, default=None
+            None: the entries are the views.
+        window : int, default=16
+            Images held while looking for others of the same size.
+        depth : int, default=2
+            Batches queued on the device before the host waits for the oldest.
+
+        Yields
+        ------
+        entry, features
+            ``features`` is the ``(V, C, k, k)`` float16 array of the entry
+            (None for a passed-through entry). Images come out in input order
+            within runs of equal size; an image is yielded once its batch is
+            computed, and every entry before a passed-through one is yielded
+            before it.
+        """
+        views_of = views_of or (lambda entry: entry)
+        budget = self.batch_pixels
+        pending: dict = {}  # view shape -> [(entry, views)], oldest group first
+        inflight: deque = deque()
+        n_pending = 0
+        for entry in entries:
+            views = views_of(entry)
+            if views is None:
+                for group in list(pending.values()):
+                    inflight.append(self._launch(group))
+                pending.clear()
+                n_pending = 0
+                while inflight:
+                    yield from self._collect(inflight.popleft())
+                yield entry, None
+                continue
+            shape = tuple(views.shape)
+            group = pending.setdefault(shape, [])
+            group.append((entry, views))
+            n_pending += 1
+            pixels = int(np.prod(shape[:3]))
+            if (len(group) + 1) * pixels > budget:  # full: the next one would not fit
+                ready = pending.pop(shape)
+            elif n_pending >= window:
+                ready = pending.pop(next(iter(pending)))
+            else:
+                continue
+            n_pending -= len(ready)
+            inflight.append(self._launch(ready))
+            while len(inflight) > depth:
+                yield from self._collect(inflight.popleft())
+        for group in pending.values():
+            inflight.append(self._launch(group))
+        while inflight:
+            yield from self._collect(inflight.popleft())
+
+    def _upload(self, arrays: list) -> tuple[torch.Tensor, object]:
+        """Stack one group's views on the device: (N, H, W, 3) uint8, and what to keep alive."""
+        if any(torch.is_tensor(a) for a in arrays):  # decoded on the device (gpu_decode)
+            parts = [a if torch.is_tensor(a) else torch.from_numpy(a) for a in arrays]
+            parts = [a.to(self.device) for a in parts]
+            return (parts[0] if len(parts) == 1 else torch.cat(parts)), None
+        if self.device.type != "cuda":
+            x = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+            if not x.flags.writeable:  # torch warns about read-only arrays even when it only reads
+                x = x.copy()
+            return torch.from_numpy(np.ascontiguousarray(x)).to(self.device), None
+        n = sum(a.shape[0] for a in arrays)
+        pinned = torch.empty((n, *arrays[0].shape[1:]), dtype=torch.uint8, pin_memory=True)
+        host = pinned.numpy()
+        start = 0
+        for a in arrays:
+            host[start:start + a.shape[0]] = a
+            start += a.shape[0]
+        with torch.cuda.stream(self._copy_stream):  # overlaps the forward call already queued
+            x = pinned.to(self.device, non_blocking=True)
+        torch.cuda.current_stream(self.device).wait_stream(self._copy_stream)
+        x.record_stream(torch.cuda.current_stream(self.device))
+        return x, pinned
+
+    def _benchmark_flag(self, shape) -> bool:
+        policy = self.params.cudnn_benchmark
+        if policy in ("on", True):
+            return True
+        if policy in ("off", False):
+            return False
+        count = self._shape_counts.get(shape, 0) + 1
+        if len(self._shape_counts) < 10_000 or shape in self._shape_counts:
+            self._shape_counts[shape] = count
+        return count >= CUDNN_TUNE_AFTER
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, H, W, 3) uint8 on the device -> (N, C, k, k) float32 (the caller holds the lock)."""
+        taps = self._ready()
+        x = x.permute(0, 3, 1, 2).float().div_(255.0)
+        x = rescale_views((x - self._mean) / self._std, self.params.scale)
+        if self.params.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        dtype = self.params.autocast_dtype(self.device.type)
+        cudnn = torch.backends.cudnn
+        saved = cudnn.benchmark
+        if self.device.type == "cuda":
+            cudnn.benchmark = self._benchmark_flag(tuple(x.shape))
+        try:
+            with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+                return taps(x)
+        finally:
+            cudnn.benchmark = saved
+
+    def _launch(self, group: list) -> _InFlight:
+        """Queue one group's forward call; its results arrive on the host asynchronously."""
+        entries = [entry for entry, _ in group]
+        n_views = group[0][1].shape[0]
         with self._lock:
-            taps = self._ready()
-            x = torch.from_numpy(views_uint8).to(self.device, non_blocking=True)
-            x = x.permute(0, 3, 1, 2).float().div_(255.0)
-            x = rescale_views((x - self._mean) / self._std, self.params.scale)
-            use_amp = self.params.amp and self.device.type == "cuda"
-            with torch.inference_mode(), torch.autocast(self.device.type, enabled=use_amp):
-                feats = taps(x)
-        largest = float(feats.abs().max())  # nan or inf propagate: one pass checks all three
-        if not largest <= FLOAT16_MAX:
+            self._ready()
+            x, keep = self._upload([views for _, views in group])
+            feats = self._forward(x)
+        # The range check runs on the device: nan or inf propagate through the
+        # comparison, so one pass finds all three, and clipping in-range values
+        # changes nothing, so the clip always runs and the host never waits here.
+        largest = feats.abs().flatten(1).amax(dim=1).view(len(entries), n_views)
+        bad = ~(largest <= FLOAT16_MAX).all(dim=1)
+        feats = torch.nan_to_num(feats, posinf=FLOAT16_MAX, neginf=-FLOAT16_MAX)
+        half = feats.clamp_(-FLOAT16_MAX, FLOAT16_MAX).to(torch.float16)
+        if self.device.type != "cuda":
+            return _InFlight(entries, n_views, half.cpu(), bad.cpu())
+        out = torch.empty(half.shape, dtype=torch.float16, pin_memory=True)
+        flags = torch.empty(bad.shape, dtype=torch.bool, pin_memory=True)
+        out.copy_(half, non_blocking=True)
+        flags.copy_(bad, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record(torch.cuda.current_stream(self.device))
+        return _InFlight(entries, n_views, out, flags, done, keep)
+
+    def _collect(self, batch: _InFlight):
+        """Wait for one batch's results and hand them out image by image."""
+        if batch.done is not None:
+            batch.done.synchronize()
+        if bool(batch.bad.any()):
             # float16 storage would turn these into inf; say so instead of hiding it.
             warnings.warn(
                 f"{self.params.backbone} features exceed the float16 range (|x| > {FLOAT16_MAX:g}) "
                 "or are not finite; they were clipped to it. Untrained (weights='random') networks "
                 "do this; pretrained ones should not.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
-            feats = torch.nan_to_num(feats, posinf=FLOAT16_MAX, neginf=-FLOAT16_MAX)
-            feats = feats.clamp_(-FLOAT16_MAX, FLOAT16_MAX)
-        return feats.to(torch.float16).cpu().numpy()
+        out = batch.out.numpy()
+        for i, entry in enumerate(batch.entries):
+            yield entry, out[i * batch.views:(i + 1) * batch.views]
 
 
 def rescale_views(x: torch.Tensor, scale: float) -> torch.Tensor:
@@ -256,18 +495,51 @@ def _warn_enlarged(item, pos, loaded, backbone, min_size):
     )
 
 
-def run_local(items, positions, extractor, sink, on_failure, progress, decode_args, n_decoders):
-    """Compute ``positions`` in this process, decoding in ``n_decoders`` worker processes."""
+def _views_of(loaded, item, extractor, decode_args):
+    """The views of a decoded image, None for a failure (``loaded.error`` says why).
+
+    A JPEG left encoded by its decoder (``extractor.params.gpu_decode``) is
+    decoded on the extractor's device; one the device decoder refuses is
+    decoded by PIL here, from the same bytes.
+    """
     augment, min_size, max_pixels, crop_fraction = decode_args
-    dataset = ViewsDataset(items, positions, augment, min_size, max_pixels, crop_fraction)
-    for loaded in make_loader(dataset, n_decoders):
-        if loaded.error is not None:
+    if loaded.error is not None:
+        return None
+    if loaded.upscaled_from is not None:
+        _warn_enlarged(item, loaded.position, loaded, extractor.params.backbone, min_size)
+    if loaded.encoded is None:
+        return loaded.views
+    try:
+        return decode_jpeg_views(loaded.encoded, augment, crop_fraction, extractor.device)
+    except Exception:  # refused by the device decoder: PIL, as without gpu_decode
+        pass
+    try:
+        rgb = load_rgb(item, index=loaded.position, max_pixels=max_pixels, data=loaded.encoded[0])
+    except ImageError as exc:
+        loaded.error = str(exc)
+        return None
+    return cut_views(rgb, make_views(rgb.shape[0], rgb.shape[1], augment, crop_fraction))
+
+
+def run_local(items, positions, extractor, sink, on_failure, progress, decode_args, n_decoders):
+    """Compute ``positions`` in this process, decoding in ``n_decoders`` worker processes.
+
+    Images go through :meth:`FeatureExtractor.stream` (batched by size, the
+    device kept busy); each is committed to ``sink`` as soon as its batch is
+    back, and a failure is reported only after every image decoded before it
+    has been committed.
+    """
+    augment, min_size, max_pixels, crop_fraction = decode_args
+    dataset = ViewsDataset(items, positions, augment, min_size, max_pixels, crop_fraction, extractor.params.gpu_decode)
+
+    def views_of(loaded):
+        return _views_of(loaded, items[loaded.position], extractor, decode_args)
+
+    for loaded, feats in extractor.stream(make_loader(dataset, n_decoders), views_of):
+        if feats is None:
             on_failure(loaded.position, loaded.error)
         else:
-            if loaded.upscaled_from is not None:
-                _warn_enlarged(items[loaded.position], loaded.position, loaded, extractor.params.backbone,
-                               min_size)
-            sink.commit(loaded.position, loaded.key, extractor.features(loaded.views))
+            sink.commit(loaded.position, loaded.key, feats)
         progress.update(1)
 
 
@@ -282,17 +554,98 @@ class PartitionResult:
     seconds: float = 0.0
 
 
+# ------------------------------------------------------------ one worker per GPU
+
+_CLAIMS: dict = {}  # run token -> (device, open lock file or None), in this process
+_CLAIMS_LOCK = threading.Lock()
+
+
+def _lock_first_free(n_devices: int, token: str, lock_dir: str):
+    """Lock the first of ``n_devices`` per-run lock files that no other process holds.
+
+    Returns ``(index, open file)`` (the lock lasts while the file is open) or
+    ``(None, None)`` when every device is taken or locking is unavailable.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory locks, fall back to the pid
+        return None, None
+    for i in range(n_devices):
+        path = os.path.join(lock_dir, f"sklearn-mlsp-{token}-device{i}.lock")
+        fh = open(path, "a")  # noqa: SIM115 - held open: the lock is the claim
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            continue
+        return i, fh
+    return None, None
+
+
+def claim_device(devices, token: str, lock_dir: str | None = None) -> str:
+    """This process's device among ``devices`` for the run ``token``.
+
+    Each worker process takes the first device that no other process of the
+    run holds (an advisory lock on a file in ``lock_dir``, the machine's
+    temporary folder by default) and keeps it for the whole run, whichever
+    partitions it is given: with as many workers as GPUs, each GPU has
+    exactly one worker. Workers beyond the number of devices (``n_jobs``
+    larger than the GPUs) share them, by process id. Locks are per machine,
+    like GPUs, so on a Dask cluster the workers of each machine share out
+    that machine's devices.
+
+    Parameters
+    ----------
+    devices : sequence of str
+        Device names, e.g. ``["cuda:0", "cuda:1"]``.
+    token : str
+        Identifies the run; a later run claims afresh.
+    lock_dir : str, optional
+        Folder of the lock files.
+
+    Returns
+    -------
+    device : str
+    """
+    devices = list(devices)
+    with _CLAIMS_LOCK:
+        found = _CLAIMS.get(token)
+        if found is None:
+            for _, fh in _CLAIMS.values():  # a worker reused from an earlier run lets its claim go
+                if fh is not None:
+                    fh.close()
+            _CLAIMS.clear()
+            index, fh = _lock_first_free(len(devices), token, lock_dir or tempfile.gettempdir())
+            device = devices[index] if index is not None else devices[os.getpid() % len(devices)]
+            found = _CLAIMS[token] = (device, fh)
+        return found[0]
+
+
+def release_claims(token: str, n_devices: int, lock_dir: str | None = None) -> None:
+    """Remove a finished run's lock files (workers holding them keep their open copies)."""
+    for i in range(n_devices):
+        path = os.path.join(lock_dir or tempfile.gettempdir(), f"sklearn-mlsp-{token}-device{i}.lock")
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+
+
 def extract_partition(params: ExtractorParams, items, positions, decode_args, store_path=None,
-                      config=None, torch_threads=None) -> PartitionResult:
+                      config=None, torch_threads=None, devices=None, claim_token=None) -> PartitionResult:
     """Compute one partition of images on a worker (a joblib task).
 
     With ``store_path`` visible from the worker, features are committed to the
     store here (shards are the unit of concurrency), so a lost worker or a
     cancelled job keeps every committed image; otherwise they are returned.
+    With ``devices``, the worker runs on the device it claimed for the run
+    ``claim_token`` (:func:`claim_device`): one worker per GPU.
     """
     started = time.perf_counter()
     if torch_threads:
         torch.set_num_threads(torch_threads)
+    if devices:
+        params = replace(params, device=claim_device(devices, claim_token))
     extractor = extractor_for(params)
     augment, min_size, max_pixels, crop_fraction = decode_args
     store = FeatureStore(store_path) if store_path and os.path.isdir(store_path) else None
@@ -301,15 +654,20 @@ def extract_partition(params: ExtractorParams, items, positions, decode_args, st
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            for i, (item, pos) in enumerate(zip(items, positions)):
-                loaded = decode_views(item, pos, augment, min_size, max_pixels, crop_fraction)
-                if loaded.error is not None:
-                    failures.append((pos, loaded.error))
+            def decoded():
+                for i, (item, pos) in enumerate(zip(items, positions)):
+                    yield i, item, decode_views(item, pos, augment, min_size, max_pixels, crop_fraction,
+                                                extractor.params.gpu_decode)
+
+            def views_of(entry):
+                _, item, loaded = entry
+                return _views_of(loaded, item, extractor, decode_args)
+
+            for (i, _, loaded), out in extractor.stream(decoded(), views_of):
+                if out is None:
+                    failures.append((loaded.position, loaded.error))
                     continue
-                if loaded.upscaled_from is not None:
-                    _warn_enlarged(item, pos, loaded, params.backbone, min_size)
-                out = extractor.features(loaded.views)
-                done.append(pos)
+                done.append(loaded.position)
                 keys.append(loaded.key)
                 if sink is not None:
                     sink.commit(i, loaded.key, out)
@@ -343,20 +701,29 @@ def run_partitions(items, positions, params, sink, on_failure, progress, decode_
     threads = max(1, (os.cpu_count() or 1) // workers)
     chunks = partitions(list(positions), workers)
 
-    def task(i, chunk):
-        p = params
-        if devices:  # several GPUs: partitions go round the devices, each worker pinned to one
-            p = ExtractorParams(**{**params.__dict__, "device": devices[i % len(devices)]})
-        return delayed(extract_partition)(p, [items[q] for q in chunk], chunk, decode_args,
-                                          store_path, config, threads)
+    # Several GPUs: each worker claims one device for the whole run (partitions
+    # dealt round the devices would not do: joblib gives a worker any partition).
+    token = uuid.uuid4().hex if devices else None
 
-    results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-        task(i, chunk) for i, chunk in enumerate(chunks))
+    def task(chunk):
+        return delayed(extract_partition)(params, [items[q] for q in chunk], chunk, decode_args,
+                                          store_path, config, threads, devices, token)
+
+    results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(task(chunk) for chunk in chunks)
+    try:
+        return _collect_partitions(results, sink, on_failure, progress)
+    finally:
+        if devices:
+            release_claims(token, len(devices))
+
+
+def _collect_partitions(results, sink, on_failure, progress) -> dict:
+    """Hand the partitions' results to the sink as they finish; images computed per worker."""
     per_worker = {}
     for result in results:
         per_worker[result.worker] = per_worker.get(result.worker, 0) + len(result.positions)
         for message in result.warnings:
-            warnings.warn(message, UserWarning, stacklevel=3)
+            warnings.warn(message, UserWarning, stacklevel=4)
         for pos, key in zip(result.positions, result.keys):
             if result.features is None:
                 sink.stored(pos, key)

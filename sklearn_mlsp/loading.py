@@ -3,6 +3,12 @@
 Each item becomes one batch: all views of one image (they share a size), as
 uint8 (V, H, W, 3). Failures travel as messages, not exceptions, so that the
 main process decides (raise or record) and keeps what was computed so far.
+
+With ``defer_jpeg``, a JPEG file the GPU can decode (RGB or grey, within
+``max_pixels``, not to be enlarged) is only read and checked here: its bytes
+travel to the main process, which decodes it on the device
+(:func:`decode_jpeg_views`, torchvision's nvJPEG decoder) and applies the
+EXIF orientation there exactly as :func:`~sklearn_mlsp.images.load_rgb` does.
 """
 
 from __future__ import annotations
@@ -17,10 +23,30 @@ import torch
 from PIL import Image
 
 from .identity import image_key, key_of_bytes
-from .images import ImageError, _is_path, describe, load_rgb, read_image_bytes
+from .images import (
+    ImageError,
+    _is_path,
+    _open_header,
+    _orientation,
+    _refuse_if_too_big,
+    describe,
+    load_rgb,
+    read_image_bytes,
+)
 from .views import CROP_FRACTION, cut_views, make_views
 
-__all__ = ["LoadedImage", "ViewsDataset", "decode_views", "make_loader", "upscale_for"]
+__all__ = [
+    "LoadedImage",
+    "ViewsDataset",
+    "decode_jpeg_views",
+    "decode_views",
+    "make_loader",
+    "orient",
+    "upscale_for",
+]
+
+#: JPEG colour modes handed to the device decoder; others (CMYK) stay with PIL.
+DEVICE_JPEG_MODES = ("RGB", "L")
 
 
 @dataclass
@@ -32,6 +58,7 @@ class LoadedImage:
     error: str | None = None
     upscaled_from: tuple | None = None  # original (H, W) when the small-image rule applied
     key: str | None = None  # content key of exactly what was decoded
+    encoded: tuple | None = None  # (bytes, EXIF orientation, PIL mode): a JPEG left to the device
 
 
 def upscale_for(height: int, width: int, min_size: int, crop_fraction: float) -> float:
@@ -47,13 +74,15 @@ def upscale_for(height: int, width: int, min_size: int, crop_fraction: float) ->
 class ViewsDataset(torch.utils.data.Dataset):
     """The views of each image in ``items`` (only those at ``positions``)."""
 
-    def __init__(self, items, positions, augment, min_size, max_pixels, crop_fraction=CROP_FRACTION):
+    def __init__(self, items, positions, augment, min_size, max_pixels, crop_fraction=CROP_FRACTION,
+                 defer_jpeg=False):
         self.items = items
         self.positions = list(positions)
         self.augment = augment
         self.min_size = min_size
         self.max_pixels = max_pixels
         self.crop_fraction = crop_fraction
+        self.defer_jpeg = defer_jpeg
 
     def __len__(self):
         return len(self.positions)
@@ -61,22 +90,46 @@ class ViewsDataset(torch.utils.data.Dataset):
     def __getitem__(self, i) -> LoadedImage:
         pos = self.positions[i]
         return decode_views(self.items[pos], pos, self.augment, self.min_size, self.max_pixels,
-                            self.crop_fraction)
+                            self.crop_fraction, self.defer_jpeg)
 
 
-def decode_views(item, pos, augment, min_size, max_pixels, crop_fraction=CROP_FRACTION) -> LoadedImage:
+def _device_jpeg(item, pos, data, max_pixels, min_size, view_fraction):
+    """``(bytes, orientation, mode)`` when the device decoder can take this file, else None."""
+    im = _open_header(item, pos, data)
+    try:
+        if im.format != "JPEG" or im.mode not in DEVICE_JPEG_MODES:
+            return None
+        _refuse_if_too_big(item, pos, im.size, max_pixels)
+        orientation = _orientation(im, decode=False)
+        w, h = im.size
+        if orientation >= 5:
+            w, h = h, w
+        if upscale_for(h, w, min_size, view_fraction) > 1.0:
+            return None  # the small-image rule resizes with PIL
+        return data, orientation, im.mode
+    finally:
+        im.close()
+
+
+def decode_views(item, pos, augment, min_size, max_pixels, crop_fraction=CROP_FRACTION,
+                 defer_jpeg=False) -> LoadedImage:
     """Decode one image and cut its views; failures come back as messages.
 
     A file is read once: its key is the hash of exactly the bytes decoded, so
     a file replaced during extraction can never lend its features to another
     picture's key. ``max_pixels`` applies to the pixels that enter the
-    network, after the small-image enlargement.
+    network, after the small-image enlargement. With ``defer_jpeg``, a JPEG
+    the device decoder takes comes back undecoded, in ``encoded``.
     """
     key = None
     try:
         if _is_path(item):
             data = read_image_bytes(item, pos)
             key = key_of_bytes(data)
+            if defer_jpeg:
+                encoded = _device_jpeg(item, pos, data, max_pixels, min_size, crop_fraction if augment else 1.0)
+                if encoded is not None:
+                    return LoadedImage(pos, None, None, None, key, encoded)
             rgb = load_rgb(item, index=pos, max_pixels=max_pixels, data=data)
         else:
             rgb = load_rgb(item, index=pos, max_pixels=max_pixels)
@@ -100,6 +153,64 @@ def decode_views(item, pos, augment, min_size, max_pixels, crop_fraction=CROP_FR
         upscaled = (h, w)
     views = make_views(rgb.shape[0], rgb.shape[1], augment, crop_fraction)
     return LoadedImage(pos, cut_views(rgb, views), None, upscaled, key)
+
+
+def orient(image: torch.Tensor, orientation: int) -> torch.Tensor:
+    """Apply an EXIF orientation (1-8) to an (H, W, C) tensor, as PIL's ``exif_transpose`` does."""
+    if orientation in (5, 7):  # a transpose, then (7) a half turn
+        image = image.transpose(0, 1)
+    if orientation in (2, 3, 7):
+        image = image.flip(1)
+    if orientation in (3, 4, 7):
+        image = image.flip(0)
+    if orientation == 6:
+        image = torch.rot90(image, -1, dims=(0, 1))
+    if orientation == 8:
+        image = torch.rot90(image, 1, dims=(0, 1))
+    return image
+
+
+def decode_jpeg_views(encoded, augment, crop_fraction=CROP_FRACTION, device="cuda") -> torch.Tensor:
+    """Decode a JPEG on ``device`` and cut its views there: (V, H, W, 3) uint8.
+
+    Parameters
+    ----------
+    encoded : tuple
+        ``(bytes, EXIF orientation, PIL mode)``, as :func:`decode_views`
+        hands it over; mode "L" is decoded grey and repeated to three equal
+        channels, as :func:`~sklearn_mlsp.images.load_rgb` does.
+    augment : bool
+        Eight views or one.
+    crop_fraction : float, default=0.875
+    device : str or torch.device, default="cuda"
+        Where torchvision decodes (nvJPEG on CUDA; libjpeg-turbo, the same
+        decoder as PIL's, on the CPU).
+
+    Returns
+    -------
+    views : torch.Tensor
+        The views of :func:`~sklearn_mlsp.views.cut_views`, on ``device``.
+
+    Raises
+    ------
+    RuntimeError
+        Whatever torchvision raises for a file it refuses (the caller falls
+        back to PIL).
+    """
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    data, orientation, mode = encoded
+    raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    read_mode = ImageReadMode.GRAY if mode == "L" else ImageReadMode.RGB
+    image = decode_jpeg(raw, mode=read_mode, device=device).permute(1, 2, 0)  # (H, W, C)
+    if mode == "L":
+        image = image.expand(-1, -1, 3)
+    image = orient(image, orientation)
+    crops = []
+    for v in make_views(image.shape[0], image.shape[1], augment, crop_fraction):
+        crop = image[v.top:v.top + v.height, v.left:v.left + v.width]
+        crops.append(crop.flip(1) if v.flip else crop)
+    return torch.stack(crops).contiguous()
 
 
 def _die_with_parent(worker_id=None):

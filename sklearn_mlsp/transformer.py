@@ -17,11 +17,13 @@ from sklearn.utils.validation import check_is_fitted
 from ._validation import NON_NEGATIVE_INT, POSITIVE_INT, StrOptions
 from .backbones import PREPROCESSING_VERSION, get_backbone
 from .extraction import (
+    PRECISIONS,
     ExtractorParams,
     FeatureExtractor,
     MemorySink,
     StoreSink,
     plan,
+    precision_label,
     run_local,
     run_partitions,
 )
@@ -143,8 +145,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
     device : str, default="auto"
         "auto" uses CUDA when available, else the CPU; or any torch device.
     amp : bool, default=False
-        Half-precision autocast on CUDA (faster; features differ slightly,
-        so they are cached separately). Ignored on the CPU.
+        Half-precision autocast on CUDA, the same as ``precision="float16"``
+        (kept for compatibility). Ignored on the CPU.
     output : {"views", "flat"}, default="views"
         "views": ``(n_images, n_views, n_channels, k, k)`` (channels first).
         "flat": a 2-D ``(n_images, n_channels * k * k)`` matrix, the mean over
@@ -162,7 +164,9 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         Extraction processes, each with its own copy of the backbone, run
         through joblib: the images to compute are split into partitions.
         None means 1 (or one per GPU with ``device="auto"`` and several
-        GPUs, each worker pinned to its own), -1 all cores. Under
+        GPUs: each worker claims its own GPU for the whole run, whichever
+        partitions it is given; workers beyond the GPUs share them), -1 all
+        cores. Under
         ``joblib.parallel_config(backend="dask")`` the partitions run on a
         Dask cluster; with a cache that the workers can see, each commits its
         results to the store itself (so a lost worker or Ctrl-C keeps what
@@ -171,6 +175,51 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         Larger images are refused (decompression-bomb guard); None: no limit.
     verbose : int, default=1
         0: silent; 1: a progress bar during extraction.
+    max_batch_pixels : int or "auto", default="auto"
+        Images whose views have the same size (photo collections repeat a
+        few sizes) share one forward call of at most this many input pixels
+        (views x height x width). "auto": 4,000,000 on a GPU (2 AVA-sized
+        photos with 8 views, 15 single-view 512x512 ones); 0 on the CPU,
+        where large batches run slower than single images and only small
+        ones gain. Larger batches keep a GPU busier but need more memory
+        (activations grow with the batch); an image over the budget runs
+        alone, as does every image with 0. Batched features agree with
+        unbatched ones to float32 round-off (at most one float16 step after
+        storage), so batching does not change the cache configuration; but
+        an image's features then depend, at that round-off, on which images
+        share its forward call, so ``transform(X)[i]`` and
+        ``transform(X[i:i+1])`` may differ in the last float16 place. 0
+        makes every image's features independent of the others.
+    precision : {"float32", "float16", "bfloat16"} or None, default=None
+        Arithmetic of the network pass. "float16": autocast on CUDA only
+        (ignored on the CPU); "bfloat16": autocast on CUDA and on the CPU
+        (fast on GPUs and CPUs with bfloat16 units, slow elsewhere). Both
+        are faster on tensor-core GPUs and change the features slightly
+        (bfloat16 more: 8 bits of mantissa), so each is cached as its own
+        configuration. None: "float16" with ``amp=True``, else "float32".
+    channels_last : bool, default=False
+        Run the network in channels-last memory layout (faster
+        convolutions on tensor-core GPUs; on the CPU it can be slower). The
+        same arithmetic in another order: features agree to float32
+        round-off, so the cache configuration is unchanged.
+    cudnn_benchmark : {"auto"} or bool, default="auto"
+        cuDNN's auto-tuner on CUDA (ignored on the CPU). True tunes every
+        new input shape (worth it when all images share a size; with
+        thousands of distinct sizes the tuning costs more than it saves);
+        False never tunes; "auto" tunes a shape once it has come
+        3 times, so data sets of one size get tuned kernels and
+        mixed-size ones pay nothing. The kernels chosen change features
+        at float32 round-off only.
+    gpu_decode : bool, default=False
+        Decode JPEG files on the GPU (torchvision's nvJPEG decoder), for
+        machines with few CPU cores per GPU: the decoding processes then
+        only read the files and check their headers. RGB and grey JPEGs
+        within ``max_pixels`` are decoded there; other formats, CMYK JPEGs,
+        images to be enlarged and anything the GPU decoder refuses go
+        through PIL as usual. EXIF orientation and grey-to-RGB are applied
+        as with PIL, but nvJPEG's pixels may differ from libjpeg's by a level
+        or so, so its features are cached as their own configuration.
+        Ignored on the CPU.
 
     Attributes
     ----------
@@ -230,6 +279,11 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         "n_jobs": [Integral, None],
         "max_pixels": [POSITIVE_INT, None],
         "verbose": ["verbose"],
+        "max_batch_pixels": [StrOptions({"auto"}), NON_NEGATIVE_INT],
+        "precision": [StrOptions(set(PRECISIONS)), None],
+        "channels_last": ["boolean"],
+        "cudnn_benchmark": [StrOptions({"auto"}), "boolean"],
+        "gpu_decode": ["boolean"],
     }
 
     def __init__(
@@ -248,6 +302,11 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         n_jobs=None,
         max_pixels=DEFAULT_MAX_PIXELS,
         verbose=1,
+        max_batch_pixels="auto",
+        precision=None,
+        channels_last=False,
+        cudnn_benchmark="auto",
+        gpu_decode=False,
     ):
         self.backbone = backbone
         self.pooling = pooling
@@ -263,6 +322,11 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.max_pixels = max_pixels
         self.verbose = verbose
+        self.max_batch_pixels = max_batch_pixels
+        self.precision = precision
+        self.channels_last = channels_last
+        self.cudnn_benchmark = cudnn_benchmark
+        self.gpu_decode = gpu_decode
 
     # ------------------------------------------------------------------ fitting
 
@@ -310,6 +374,11 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
                     f"weights file '{w}' does not exist; pass None for the standard "
                     "pretrained weights or 'random' for untrained ones."
                 )
+        if self.amp and self.precision not in (None, "float16"):
+            raise ValueError(
+                f"amp=True asks for float16 but precision={self.precision!r}; pass precision alone "
+                "(amp=True is the same as precision='float16')."
+            )
         device = self._resolve_device()
         described = [self._describe_member(member, k, device) for member in members]
         several = len(members) > 1
@@ -361,8 +430,11 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
                 "min_size": spec.min_size,
                 "version": PREPROCESSING_VERSION,
             },
-            "precision": "autocast-float16" if (self.amp and device.type == "cuda") else "float32",
         }
+        params = self._member_params(member, spec, device)
+        config["precision"] = precision_label(params, device.type)
+        if params.gpu_decode:  # nvJPEG's pixels are not libjpeg's to the last level
+            config["decoder"] = "torchvision.io.decode_jpeg(cuda)"
         if member.scale != 1.0:
             # Only then: configurations at full scale keep the ids of earlier versions.
             config["scale"] = member.scale
@@ -371,15 +443,24 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
 
     # ---------------------------------------------------------------- extracting
 
-    def _extractor_params(self, member=None, device=None) -> ExtractorParams:
-        index = 0 if member is None else self.members_.index(member)
-        member = self.members_[index]
-        config = self.member_configs_[index]
-        pre = config["preprocessing"]
+    def _member_params(self, member, spec, device) -> ExtractorParams:
+        mean, std = spec.preprocessing()
         weights = member.weights if member.weights is None else os.fspath(member.weights)
-        return ExtractorParams(config["backbone"], weights, str(device or self.device_),
-                               self.grid_size_, bool(self.amp), tuple(pre["mean"]), tuple(pre["std"]),
+        benchmark = self.cudnn_benchmark
+        device = torch.device(device)
+        return ExtractorParams(spec.name, weights, str(device), self._grid_size(), bool(self.amp),
+                               tuple(mean), tuple(std),
+                               max_batch_pixels=None if self.max_batch_pixels == "auto" else int(self.max_batch_pixels),
+                               precision=self.precision,
+                               channels_last=bool(self.channels_last),
+                               cudnn_benchmark=benchmark if benchmark == "auto" else ("on" if benchmark else "off"),
+                               gpu_decode=bool(self.gpu_decode) and device.type == "cuda",
                                scale=member.scale)
+
+    def _extractor_params(self, member=None, device=None) -> ExtractorParams:
+        """The parameters a worker rebuilds ``member``'s network from (the first member by default)."""
+        member = self.members_[0] if member is None else member
+        return self._member_params(member, get_backbone(member.backbone), device or self.device_)
 
     def _local_extractor(self, member=None) -> FeatureExtractor:
         params = self._extractor_params(member)
