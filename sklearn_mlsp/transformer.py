@@ -457,13 +457,13 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
                                gpu_decode=bool(self.gpu_decode) and device.type == "cuda",
                                scale=member.scale)
 
-    def _extractor_params(self, member=None, device=None) -> ExtractorParams:
+    def _extractor_params(self, device=None, member=None) -> ExtractorParams:
         """The parameters a worker rebuilds ``member``'s network from (the first member by default)."""
         member = self.members_[0] if member is None else member
         return self._member_params(member, get_backbone(member.backbone), device or self.device_)
 
     def _local_extractor(self, member=None) -> FeatureExtractor:
-        params = self._extractor_params(member)
+        params = self._extractor_params(member=member)
         with _EXTRACTOR_LOCK:  # threads sharing this transformer share one network per member
             extractors = self.__dict__.setdefault("_extractors", {})
             extractor = extractors.get(params)
@@ -616,7 +616,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
                 devices = None
                 if self.device == "auto" and torch.cuda.device_count() > 1:
                     devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-                per_worker = run_partitions(items, todo, self._extractor_params(member), sink, on_failure,
+                per_worker = run_partitions(items, todo, self._extractor_params(member=member), sink, on_failure,
                                             progress, decode_args, n_jobs, store_path, config, devices)
             elif todo:
                 run_local(items, todo, self._local_extractor(member), sink, on_failure, progress, decode_args,
