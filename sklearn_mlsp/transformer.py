@@ -244,8 +244,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
     transform_stats_ : dict
         Counts of the last ``transform``: images, cached, computed, failed,
         seconds; with ``n_jobs``, also ``workers`` (images computed by each
-        ``host:pid``). With several members, ``cached`` and ``computed`` count
-        (image, member) pairs and ``members`` holds each member's counts.
+        ``host:pid``). With several members, an image counts as cached when
+        every member had it, and ``members`` holds each member's counts.
 
     Notes
     -----
@@ -515,16 +515,15 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
             raise ValueError("X is empty: no images to transform.")
         store = FeatureStore(self.cache) if self.cache is not None else None
         failures = {}  # position -> (image, message); an unreadable image fails for every member
-        stats = {"images": n, "cached": 0, "computed": 0}
+        computed = set()  # images computed for at least one member
         per_member = {}
         per_worker = None
         parts = []
         for index, member in enumerate(self.members_):
             out, keys, member_stats, workers = self._transform_member(items, store, index, failures)
             parts.append((out, keys))
+            computed |= member_stats.pop("positions_computed")
             per_member[member.label] = member_stats
-            stats["cached"] += member_stats["cached"]
-            stats["computed"] += member_stats["computed"]
             if workers is not None:
                 per_worker = per_worker or {}
                 for worker, count in workers.items():
@@ -534,7 +533,9 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         failed = set(failures)
         rows = [(pos, image, message) for pos, (image, message) in sorted(failures.items())]
         self.failures_ = pd.DataFrame(rows, columns=["position", "image", "error"])
-        self.transform_stats_ = {**stats, "failed": len(rows), "seconds": time.perf_counter() - start}
+        computed -= failed
+        self.transform_stats_ = {"images": n, "cached": n - len(computed) - len(failed), "computed": len(computed),
+                                 "failed": len(rows), "seconds": time.perf_counter() - start}
         if len(per_member) > 1:
             self.transform_stats_["members"] = per_member
         if per_worker is not None:
@@ -625,7 +626,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
             # Whatever happens (a bad image, Ctrl-C), keep what was computed.
             sink.close()
             progress.close()
-        counts = {"cached": n_cached, "computed": len(todo) - len(failed_here.intersection(todo))}
+        counts = {"cached": n_cached, "computed": len(todo) - len(failed_here.intersection(todo)),
+                  "positions_computed": set(todo) - failed_here}
         return (None if store is not None else sink.result), sink.keys, counts, per_worker
 
     # ------------------------------------------------------------------- naming

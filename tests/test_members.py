@@ -73,7 +73,8 @@ def test_several_members_are_the_members_side_by_side(images, tmp_path):
     np.testing.assert_array_equal(np.asarray(view), np.asarray(out))
     again = tiny_transformer(backbone=PAIR, scales=(1.0, 0.5), cache=cache).fit()
     again.transform(images)
-    assert again.transform_stats_["computed"] == 0
+    assert (cached.transform_stats_["cached"], cached.transform_stats_["computed"]) == (0, 3)
+    assert (again.transform_stats_["cached"], again.transform_stats_["computed"]) == (3, 0)
 
     flat = tiny_transformer(backbone=PAIR, output="flat").fit().transform(images)
     assert flat.shape == (3, singles[0].n_channels_ + singles[2].n_channels_)
