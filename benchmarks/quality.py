@@ -18,8 +18,9 @@ interrupted run resumes):
   training fold), ``+seeds3`` (:class:`~sklearn_mlsp.SeedEnsembleRegressor`, 3 seeds),
   ``+lite2`` (Lite0 and Lite2 side by side), ``+halfscale`` (Lite0 at full
   and half resolution);
-- ``best``: the options that won, together; ``ridge-best-features``: ridge
-  on the best feature set (does the head beat a linear model there too?).
+- ``best``: the options that won alone, together (half scale and the
+  correlation loss); ``best+seeds3`` adds 3 seeds; ``ridge-best-features``:
+  ridge on the best feature set (does the head beat a linear model there too?).
 
 Run (features are extracted once into the cache, about 1 h on 2 CPU cores)::
 
@@ -82,7 +83,7 @@ def grid_model(args, **params):
 def rows(args):
     """name -> (feature set, "narrow" | "wide" | "flat", model factory)."""
     best_features = args.best_features
-    best = {}  # head options in the best combination besides the seeds (standardize: no clear gain)
+    best = {"criterion": CorrelationLoss}  # the head options that won alone (standardize did not)
     return {
         "ridge": ("lite0", "flat", lambda: ridge_model(args)),
         "single3fc": ("lite0", "narrow", lambda: single(args)),
@@ -95,8 +96,9 @@ def rows(args):
         "+seeds3": ("lite0", "narrow", lambda: SeedEnsembleRegressor(single(args), 3, random_state=args.seed)),
         "+lite2": ("lite0+lite2", "narrow", lambda: single(args)),
         "+halfscale": ("lite0 x2 scales", "narrow", lambda: single(args)),
-        "best": (best_features, "narrow",
-                 lambda: SeedEnsembleRegressor(single(args, **best), 3, random_state=args.seed)),
+        "best": (best_features, "narrow", lambda: single(args, **best)),
+        "best+seeds3": (best_features, "narrow",
+                        lambda: SeedEnsembleRegressor(single(args, **best), 3, random_state=args.seed)),
         "ridge-best-features": (best_features, "flat", lambda: ridge_model(args)),
     }
 
