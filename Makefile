@@ -21,7 +21,7 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) examples/demo_synthetic_quality.py
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -n 2
 
 # The pure-Python dependencies at exactly their floors (constraints-min.txt,
 # equal to pyproject.toml's), torch as in constraints.txt; the demo extra
@@ -30,11 +30,11 @@ test: $(STAMP)
 # are left out: they test the documentation, not the floors.
 $(STAMP_MIN): pyproject.toml constraints.txt constraints-min.txt
 	test -x $(PY_MIN) || $(PYTHON) -m venv $(VENV_MIN)
-	$(PY_MIN) -m pip install --quiet -c constraints.txt -c constraints-min.txt -e ".[offline,demo]" "pytest>=7"
+	$(PY_MIN) -m pip install --quiet -c constraints.txt -c constraints-min.txt -e ".[offline,demo]" "pytest>=7" "pytest-xdist>=3.5"
 	touch $(STAMP_MIN)
 
 test-min: $(STAMP_MIN)
-	HF_HUB_OFFLINE=1 $(PY_MIN) -m pytest -q --ignore=tests/test_docs.py --ignore=tests/test_examples.py
+	HF_HUB_OFFLINE=1 $(PY_MIN) -m pytest -q -n 2 --ignore=tests/test_docs.py --ignore=tests/test_examples.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -69,7 +69,7 @@ DRY = {
     "workloads": [("63x50", (63, 50), True, False), ("102x77", (102, 77), False, False),
                   ("mixed~63x50", (63, 50), True, True)],
     "n_images": 2,
-    "head_images": 300,
+    "head_images": 64,
     "narrow_channels": 64,
     "wide_channels": 16,
     "epochs": 2,

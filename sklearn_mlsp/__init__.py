@@ -18,8 +18,10 @@ check_dependencies()
 # The check above must run before anything imports the dependencies.
 from .backbones import BACKBONES, WeightsUnavailableError  # noqa: E402
 from .heads import (  # noqa: E402
+    CorrelationLoss,
     Multi3FCRegressor,
     Pool3FCRegressor,
+    SeedEnsembleRegressor,
     Single1FCRegressor,
     Single3FCRegressor,
 )
@@ -32,6 +34,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "BACKBONES",
+    "CorrelationLoss",
     "FeatureView",
     "ImageError",
     "MLSPFeatures",
@@ -39,6 +42,7 @@ __all__ = [
     "ModelFileError",
     "Multi3FCRegressor",
     "Pool3FCRegressor",
+    "SeedEnsembleRegressor",
     "Single1FCRegressor",
     "Single3FCRegressor",
     "UnsafeModelError",

@@ -217,8 +217,10 @@ def _feature_options(pooling_default="narrow"):
     def decorate(f):
         options = [
             click.option("--backbone", default="inception_resnet_v2", show_default=True,
-                         help="Registered backbone (see `mlsp info`) or any timm model name. "
-                              "efficientnet_lite0/1/2 work offline."),
+                         help="Registered backbone (see `mlsp info`) or any timm model name; several, "
+                              "comma-separated, are read side by side. efficientnet_lite0/1/2 work offline."),
+            click.option("--scales", default="1", show_default=True,
+                         help="Comma-separated scales each backbone reads the images at, e.g. 1,0.5."),
             click.option("--pooling", default=pooling_default, show_default=True,
                          help="narrow (1x1), wide (5x5) or an int k"
                               + ("; auto: wide for pool3fc, else narrow." if pooling_default == "auto" else ".")),
@@ -237,18 +239,28 @@ def _feature_options(pooling_default="narrow"):
     return decorate
 
 
-def _transformer(out, *, backbone, pooling, augment, weights, device, jobs, cache, output="views", errors="nan"):
+def _scales(value: str) -> tuple:
+    try:
+        return tuple(float(v) for v in str(value).split(","))
+    except ValueError:
+        raise InputError(f"--scales must be comma-separated numbers such as 1,0.5; got {value!r}.") from None
+
+
+def _transformer(out, *, backbone, pooling, augment, weights, device, jobs, cache, output="views", errors="nan",
+                 scales="1"):
     from .transformer import MLSPTransformer
 
     if weights not in (None, "random") and not os.path.isfile(weights):
         raise InputError(f"--weights: file {weights!r} does not exist.")
+    names = [b.strip() for b in backbone.split(",") if b.strip()]
     t = MLSPTransformer(
-        backbone=backbone, pooling=pooling, augment=augment, weights=weights, cache=cache,
+        backbone=names[0] if len(names) == 1 else names, scales=_scales(scales), pooling=pooling,
+        augment=augment, weights=weights, cache=cache,
         device=device, output=output, errors=errors, n_decoders=jobs, verbose=0 if out.quiet else 1,
     )  # fmt: skip
     try:
         return t.fit()
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise InputError(str(exc)) from None
 
 
@@ -418,7 +430,7 @@ def cli():
 @click.option("--errors", type=click.Choice(["nan", "raise"]), default="nan", show_default=True,
               help="nan: carry on past unreadable images (exit code 1); raise: stop at the first.")
 @_run
-def extract(out, images, cache, backbone, pooling, augment, weights, device, jobs, recursive, errors):
+def extract(out, images, cache, backbone, scales, pooling, augment, weights, device, jobs, recursive, errors):
     """Extract MLSP features of IMAGES (files, folders, .txt lists) into a cache.
 
     Images already in the cache (same content, same configuration) are not
@@ -431,8 +443,8 @@ def extract(out, images, cache, backbone, pooling, augment, weights, device, job
     from .images import ImageError
 
     paths = collect_images(images, recursive)
-    t = _transformer(out, backbone=backbone, pooling=_pooling(pooling), augment=augment, weights=weights,
-                     device=device, jobs=jobs, cache=cache, errors=errors)
+    t = _transformer(out, backbone=backbone, scales=scales, pooling=_pooling(pooling), augment=augment,
+                     weights=weights, device=device, jobs=jobs, cache=cache, errors=errors)
     try:
         t.transform(paths)
     except ImageError as exc:
@@ -493,7 +505,7 @@ def _make_head(head, *, epochs, lr, batch_size, seed, device, tap_channels):
 @click.option("--threshold", type=float, default=None,
               help="High/low split of 'accuracy' (AVA: 5). Default: middle of the score range.")
 @_run
-def fit(out, labels, image_dir, model_path, head, backbone, pooling, augment, weights, device, jobs, cache,
+def fit(out, labels, image_dir, model_path, head, backbone, scales, pooling, augment, weights, device, jobs, cache,
         cv, image_col, score_col, epochs, lr, batch_size, seed, threshold):
     """Train a model on the scores in LABELS (a CSV) and write it to a model file.
 
@@ -521,8 +533,8 @@ def fit(out, labels, image_dir, model_path, head, backbone, pooling, augment, we
         pooling = "wide" if head == "pool3fc" else "narrow"
     data, missing = _load_labels(out, labels, image_dir, image_col, score_col)
     paths = [str(p) for p in data.paths]
-    t = _transformer(out, backbone=backbone, pooling=pooling, augment=augment, weights=weights, device=device,
-                     jobs=jobs, cache=cache, output="flat" if head == "ridge" else "views")
+    t = _transformer(out, backbone=backbone, scales=scales, pooling=pooling, augment=augment, weights=weights,
+                     device=device, jobs=jobs, cache=cache, output="flat" if head == "ridge" else "views")
     X = t.transform(paths)
     failures = _failures(t)
     y = np.asarray(data.target, dtype=np.float64)

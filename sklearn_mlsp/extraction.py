@@ -48,6 +48,7 @@ __all__ = [
     "extractor_for",
     "load_backbone",
     "plan",
+    "rescale_views",
     "run_local",
     "run_partitions",
 ]
@@ -93,6 +94,7 @@ class ExtractorParams:
     channels_last: bool = False
     cudnn_benchmark: str = "auto"  # "auto", "on" or "off" (CUDA only)
     gpu_decode: bool = False  # JPEG files decoded by torchvision on this device (the transformer: CUDA only)
+    scale: float = 1.0  # views are resized by this factor before the network
 
     def autocast_dtype(self, device_type: str):
         """The autocast dtype on ``device_type``, or None for a float32 pass.
@@ -297,7 +299,7 @@ class FeatureExtractor:
         """(N, H, W, 3) uint8 on the device -> (N, C, k, k) float32 (the caller holds the lock)."""
         taps = self._ready()
         x = x.permute(0, 3, 1, 2).float().div_(255.0)
-        x = (x - self._mean) / self._std
+        x = rescale_views((x - self._mean) / self._std, self.params.scale)
         if self.params.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         dtype = self.params.autocast_dtype(self.device.type)
@@ -352,6 +354,18 @@ class FeatureExtractor:
         out = batch.out.numpy()
         for i, entry in enumerate(batch.entries):
             yield entry, out[i * batch.views:(i + 1) * batch.views]
+
+
+def rescale_views(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """Views (V, 3, H, W) resized by ``scale`` (bilinear, antialiased), sides rounded.
+
+    Resizing after normalisation equals resizing before it (both are linear).
+    """
+    if scale == 1.0:
+        return x
+    h, w = x.shape[-2:]
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
 _WORKER_EXTRACTORS: dict = {}

@@ -92,9 +92,12 @@ _SKLEARN_STATE = {
 
 # Fitted attributes of the heads besides the module's weights.
 _HEAD_STATE = (
-    "feature_shape_", "n_views_", "target_mean_", "_tap_channels_seen_", "tap_channels_", *_FEATURE_NAMES,
+    "feature_shape_", "n_views_", "target_mean_", "_tap_channels_seen_", "tap_channels_", "feature_mean_",
+    "feature_scale_", *_FEATURE_NAMES,
 )  # fmt: skip
 _TRANSFORMER_STATE = ("config_id_",)
+_ENSEMBLE = "sklearn_mlsp.SeedEnsembleRegressor"
+_SKLEARN_STATE[_ENSEMBLE] = ("estimators_", "seeds_", *_FEATURE_NAMES)
 
 
 def _estimator_classes():
@@ -106,6 +109,7 @@ def _estimator_classes():
     from .heads import (
         Multi3FCRegressor,
         Pool3FCRegressor,
+        SeedEnsembleRegressor,
         Single1FCRegressor,
         Single3FCRegressor,
     )
@@ -114,6 +118,7 @@ def _estimator_classes():
     classes = [
         Pipeline, StandardScaler, MinMaxScaler, Ridge, RidgeCV, LinearRegression, SVR,
         MLSPTransformer, Single1FCRegressor, Single3FCRegressor, Multi3FCRegressor, Pool3FCRegressor,
+        SeedEnsembleRegressor,
     ]  # fmt: skip
     return {_public_name(c): c for c in classes}
 
@@ -122,10 +127,11 @@ def _class_parameter_classes():
     import torch
     from skorch.dataset import Dataset
 
-    from .heads import modules
+    from .heads import losses, modules
 
     classes = [
         modules.Single1FC, modules.Single3FC, modules.Multi3FC, modules.Pool3FC,
+        losses.CorrelationLoss, losses.NormInNormLoss,
         torch.nn.MSELoss, torch.nn.L1Loss, torch.nn.HuberLoss, torch.nn.SmoothL1Loss,
         torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD, torch.optim.RMSprop,
         torch.utils.data.DataLoader, Dataset,
@@ -201,7 +207,7 @@ ALLOWED_CLASS_PARAMETERS = _Lazy(_class_parameter_classes)
 
 
 def _state_names(name: str) -> tuple:
-    if name in _SKLEARN_STATE:
+    if name in _SKLEARN_STATE:  # also the seed ensemble
         return _SKLEARN_STATE[name]
     if name == "sklearn_mlsp.MLSPTransformer":
         return _TRANSFORMER_STATE
@@ -209,7 +215,7 @@ def _state_names(name: str) -> tuple:
 
 
 def _is_head(name: str) -> bool:
-    return name.startswith("sklearn_mlsp.") and name.endswith("Regressor")
+    return name.startswith("sklearn_mlsp.") and name.endswith("Regressor") and name != _ENSEMBLE
 
 
 # --------------------------------------------------------------------------- saving
@@ -288,12 +294,15 @@ class _Writer:
             # A cache is a path on the machine that trained the model: the
             # loading side chooses its own (load_model(cache=...)).
             params["cache"] = None
+        template = params.pop("estimator", None) if name == _ENSEMBLE else None
         node = {
             "t": "estimator",
             "class": name,
             "params": {k: self.value(v, f"{where}.{k}") for k, v in params.items()},
             "state": {},
         }
+        if template is not None:  # the unfitted head an ensemble clones: its parameters only
+            node["params"]["estimator"] = self.template(template, f"{where}.estimator")
         if name != "sklearn.pipeline.Pipeline":
             check_is_fitted(est)
         for attr in _state_names(name):
@@ -307,6 +316,19 @@ class _Writer:
                 self.arrays[f"{node_id}.module.{key}"] = np.ascontiguousarray(arr)
             node["module_state"] = tensors
         return node
+
+
+    def template(self, est, where: str) -> dict:
+        """An estimator saved by its parameters alone (never fitted)."""
+        name = _public_name(type(est))
+        if name not in ALLOWED_ESTIMATORS or ALLOWED_ESTIMATORS[name] is not type(est):
+            raise ModelFileError(
+                f"cannot save {where}: {name} is not on the allow-list of a model file "
+                f"({', '.join(sorted(ALLOWED_ESTIMATORS))})."
+            )
+        params = est.get_params(deep=False)
+        return {"t": "estimator", "class": name, "template": True,
+                "params": {k: self.value(v, f"{where}.{k}") for k, v in params.items()}, "state": {}}
 
 
 def _versions() -> dict:
@@ -594,6 +616,10 @@ class _Reader:
                 f"model may not set (allowed: {list(allowed_state)}). Refusing to load it."
             )
         params = {str(k): self.value(v, f"{where}.{k}") for k, v in params.items()}
+        if node.get("template") is True:
+            if state:
+                raise self.fail(f"{where}: an unfitted estimator cannot carry fitted attributes.")
+            return self._construct(cls, params, where)
         state = {k: self.value(v, f"{where}.{k}") for k, v in state.items()}
         if name == "sklearn_mlsp.MLSPTransformer":
             return self._transformer(cls, params, state, where)

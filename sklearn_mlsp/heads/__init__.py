@@ -9,6 +9,8 @@ without improvement, best weights reloaded).
 """
 
 from .callbacks import PaperSchedule
+from .ensemble import SeedEnsembleRegressor
+from .losses import CorrelationLoss, NormInNormLoss
 from .modules import FC3, Multi3FC, Pool3FC, Single1FC, Single3FC
 from .regressors import (
     Multi3FCRegressor,
@@ -19,11 +21,14 @@ from .regressors import (
 
 __all__ = [
     "FC3",
+    "CorrelationLoss",
+    "NormInNormLoss",
     "Multi3FC",
     "Multi3FCRegressor",
     "PaperSchedule",
     "Pool3FC",
     "Pool3FCRegressor",
+    "SeedEnsembleRegressor",
     "Single1FC",
     "Single1FCRegressor",
     "Single3FC",

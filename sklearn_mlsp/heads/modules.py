@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["FC3", "Multi3FC", "Pool3FC", "Single1FC", "Single3FC"]
+__all__ = ["FC3", "Multi3FC", "Pool3FC", "Single1FC", "Single3FC", "Standardized", "channel_statistics"]
 
 
 def _he_normal_(layer, nonlinearity="relu"):
@@ -262,3 +262,54 @@ class Pool3FC(nn.Module):
     def init_output(self, bias=0.0):
         """Start every prediction at ``bias``, see :meth:`FC3.init_output`."""
         self.fc.init_output(bias)
+
+
+class Standardized(nn.Module):
+    """A head that first standardises each feature channel with fixed statistics.
+
+    Parameters
+    ----------
+    inner : nn.Module
+        The head.
+    mean, scale : array-like of shape (C,)
+        Per-channel mean and standard deviation (kept as buffers, so they are
+        saved and moved with the module).
+    grid : bool
+        Whether inputs are ``(batch, C, k, k)`` (wide) rather than ``(batch, C)``.
+    """
+
+    def __init__(self, inner, mean, scale, grid=False):
+        super().__init__()
+        self.inner = inner
+        shape = (1, -1, 1, 1) if grid else (1, -1)
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).reshape(shape))
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32).reshape(shape))
+
+    def forward(self, x, **kwargs):
+        return self.inner((x - self.mean) / self.scale, **kwargs)
+
+    def init_output(self, bias):
+        self.inner.init_output(bias)
+
+
+def channel_statistics(features, batch_size=256):
+    """Per-channel mean and standard deviation of all images and views of ``features``.
+
+    ``features`` is a :class:`~sklearn_mlsp.heads.data.Features`; it is read
+    in batches (lazy features are never loaded whole). Channels that do not
+    vary get a scale of 1 (they are only centred).
+    """
+    total = total_sq = None
+    count = 0
+    for start in range(0, len(features), max(1, int(batch_size))):
+        batch = features.read(list(range(start, min(start + int(batch_size), len(features))))).double()
+        # (m, V, C) or (m, V, C, k, k) -> (C, everything else)
+        flat = batch.transpose(0, 2).reshape(batch.shape[2], -1)
+        total = flat.sum(1) if total is None else total + flat.sum(1)
+        total_sq = (flat**2).sum(1) if total_sq is None else total_sq + (flat**2).sum(1)
+        count += flat.shape[1]
+    mean = total / count
+    var = (total_sq / count - mean**2).clamp_min(0.0)
+    scale = var.sqrt()
+    scale = torch.where(scale > 1e-6 * (1.0 + mean.abs()), scale, torch.ones_like(scale))
+    return mean.float().numpy(), scale.float().numpy()

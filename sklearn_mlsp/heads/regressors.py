@@ -35,7 +35,7 @@ from skorch.utils import to_numpy, to_tensor
 from .._validation import POSITIVE_INT, Interval, StrOptions, validate_parameter_constraints
 from .callbacks import PaperSchedule
 from .data import AllViewsDataset, Features, RandomViewDataset, collate_batch, is_lazy
-from .modules import Multi3FC, Pool3FC, Single1FC, Single3FC
+from .modules import Multi3FC, Pool3FC, Single1FC, Single3FC, Standardized, channel_statistics
 
 __all__ = ["Multi3FCRegressor", "Pool3FCRegressor", "Single1FCRegressor", "Single3FCRegressor"]
 
@@ -77,6 +77,12 @@ _PARAMS_DOC = """
         early stopping halts on noise (measured on BIQ2021: Single-3FC test
         SRCC 0.45 with None, 0.84 with "mean"). None keeps the paper's Keras
         initialisation (He-normal weights, zero bias).
+    standardize : bool, default=False
+        Standardise every feature channel before the head: subtract its mean
+        and divide by its standard deviation over the training images (all
+        views; for wide features also all grid cells), computed at ``fit``
+        and kept in the module (``feature_mean_``, ``feature_scale_``), so
+        predictions and saved models apply the same statistics.
     random_state : int, RandomState instance or None, default=None
         Seeds the validation split, the view draws, the weight initialisation,
         shuffling and dropout, so that a fit on CPU is reproducible. Torch's
@@ -115,6 +121,9 @@ _ATTRIBUTES_DOC = """
         Views per image at fit.
     target_mean_ : float
         Mean training target (the initial output bias by default).
+    feature_mean_, feature_scale_ : ndarray of shape (C,)
+        Per-channel mean and standard deviation of the training features
+        (only with ``standardize=True``).
     history_ : skorch.History
         Per-epoch losses, learning rate (``"lr"``) and drops (``"lr_drop"``).
 """
@@ -147,6 +156,7 @@ class _MLSPHead(NeuralNetRegressor):
         "output_bias": [StrOptions({"mean"}), None],
         "random_state": ["random_state"],
         "device": [str, torch.device, None],
+        "standardize": ["boolean"],
     }
 
     def __init__(
@@ -160,6 +170,7 @@ class _MLSPHead(NeuralNetRegressor):
         batch_size=128,
         valid_fraction=0.05,
         output_bias="mean",
+        standardize=False,
         random_state=None,
         callbacks=None,
         warm_start=False,
@@ -184,6 +195,7 @@ class _MLSPHead(NeuralNetRegressor):
         )
         self.valid_fraction = valid_fraction
         self.output_bias = output_bias
+        self.standardize = standardize
         self.random_state = random_state
 
     # ------------------------------------------------------------------ skorch wiring
@@ -241,6 +253,8 @@ class _MLSPHead(NeuralNetRegressor):
                     "sklearn_mlsp.heads.FC3.init_output) or pass output_bias=None."
                 )
             module.init_output(self.target_mean_)
+        if self.standardize:
+            module = Standardized(module, self.feature_mean_, self.feature_scale_, grid=not self._narrow)
         self.module_ = module
         return self
 
@@ -416,6 +430,8 @@ class _MLSPHead(NeuralNetRegressor):
         y = self._validate_targets(y, len(features))
         if reset:
             self.target_mean_ = float(y.mean())
+            if self.standardize:
+                self.feature_mean_, self.feature_scale_ = channel_statistics(features, self.batch_size)
         if self.train_split is not None:
             raise ValueError(
                 f"{type(self).__name__} splits by image itself: set valid_fraction instead of train_split."
