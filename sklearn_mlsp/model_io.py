@@ -278,15 +278,21 @@ class _Writer:
             "(e.g. an int random_state, callbacks=None) before saving."
         )
 
-    def estimator(self, est, where: str) -> dict:
-        from sklearn.utils.validation import check_is_fitted
-
+    @staticmethod
+    def allowed_name(est, where: str) -> str:
+        """The public class name of ``est``, which must be on the allow-list."""
         name = _public_name(type(est))
         if name not in ALLOWED_ESTIMATORS or ALLOWED_ESTIMATORS[name] is not type(est):
             raise ModelFileError(
                 f"cannot save {where}: {name} is not on the allow-list of a model file "
                 f"({', '.join(sorted(ALLOWED_ESTIMATORS))})."
             )
+        return name
+
+    def estimator(self, est, where: str) -> dict:
+        from sklearn.utils.validation import check_is_fitted
+
+        name = self.allowed_name(est, where)
         node_id = f"est{self.n_estimators}"
         self.n_estimators += 1
         params = est.get_params(deep=False)
@@ -317,15 +323,9 @@ class _Writer:
             node["module_state"] = tensors
         return node
 
-
     def template(self, est, where: str) -> dict:
         """An estimator saved by its parameters alone (never fitted)."""
-        name = _public_name(type(est))
-        if name not in ALLOWED_ESTIMATORS or ALLOWED_ESTIMATORS[name] is not type(est):
-            raise ModelFileError(
-                f"cannot save {where}: {name} is not on the allow-list of a model file "
-                f"({', '.join(sorted(ALLOWED_ESTIMATORS))})."
-            )
+        name = self.allowed_name(est, where)
         params = est.get_params(deep=False)
         return {"t": "estimator", "class": name, "template": True,
                 "params": {k: self.value(v, f"{where}.{k}") for k, v in params.items()}, "state": {}}
