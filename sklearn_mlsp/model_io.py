@@ -97,7 +97,15 @@ _HEAD_STATE = (
 )  # fmt: skip
 _TRANSFORMER_STATE = ("config_id_",)
 _ENSEMBLE = "sklearn_mlsp.SeedEnsembleRegressor"
+_CONFORMAL = "sklearn_mlsp.ConformalRegressor"
+_AVERAGE = "sklearn_mlsp.AverageRegressor"
+_PIPELINES = ("sklearn.pipeline.Pipeline", "sklearn_mlsp.MLSPPipeline")
 _SKLEARN_STATE[_ENSEMBLE] = ("estimators_", "seeds_", *_FEATURE_NAMES)
+_SKLEARN_STATE[_CONFORMAL] = ("regressor_", "residuals_", "oof_std_", "std_floor_", "scores_", *_FEATURE_NAMES)
+_SKLEARN_STATE[_AVERAGE] = ("estimators_", *_FEATURE_NAMES)
+_SKLEARN_STATE["sklearn_mlsp.MLSPPipeline"] = ()
+# Meta-estimators: the parameter holding the unfitted estimator they clone (saved by its parameters only).
+_TEMPLATE_PARAMS = {_ENSEMBLE: "estimator", _CONFORMAL: "regressor", _AVERAGE: "estimators"}
 
 
 def _estimator_classes():
@@ -107,18 +115,21 @@ def _estimator_classes():
     from sklearn.svm import SVR
 
     from .heads import (
+        AverageRegressor,
         Multi3FCRegressor,
         Pool3FCRegressor,
         SeedEnsembleRegressor,
         Single1FCRegressor,
         Single3FCRegressor,
     )
+    from .intervals import ConformalRegressor
+    from .pipeline import MLSPPipeline
     from .transformer import MLSPTransformer
 
     classes = [
         Pipeline, StandardScaler, MinMaxScaler, Ridge, RidgeCV, LinearRegression, SVR,
         MLSPTransformer, Single1FCRegressor, Single3FCRegressor, Multi3FCRegressor, Pool3FCRegressor,
-        SeedEnsembleRegressor,
+        SeedEnsembleRegressor, ConformalRegressor, MLSPPipeline, AverageRegressor,
     ]  # fmt: skip
     return {_public_name(c): c for c in classes}
 
@@ -215,7 +226,7 @@ def _state_names(name: str) -> tuple:
 
 
 def _is_head(name: str) -> bool:
-    return name.startswith("sklearn_mlsp.") and name.endswith("Regressor") and name != _ENSEMBLE
+    return name.startswith("sklearn_mlsp.") and name.endswith("Regressor") and name not in _TEMPLATE_PARAMS
 
 
 # --------------------------------------------------------------------------- saving
@@ -224,9 +235,10 @@ def _is_head(name: str) -> bool:
 class _Writer:
     """Turns estimators into JSON nodes, collecting their arrays."""
 
-    def __init__(self):
+    def __init__(self, weights_dtype=None):
         self.arrays: dict[str, np.ndarray] = {}
         self.n_estimators = 0
+        self.weights_dtype = weights_dtype
 
     def array(self, value: np.ndarray, where: str) -> dict:
         if value.dtype.kind in "OUS":
@@ -240,7 +252,7 @@ class _Writer:
         self.arrays[key] = np.ascontiguousarray(value)
         return {"t": "array", "key": key}
 
-    def value(self, value, where: str):
+    def value(self, value, where: str, unfitted: bool = False):
         from sklearn.base import BaseEstimator
 
         if value is None or isinstance(value, (bool, str)):
@@ -255,13 +267,13 @@ class _Writer:
         if isinstance(value, np.ndarray):
             return self.array(value, where)
         if isinstance(value, tuple):
-            return {"t": "tuple", "v": [self.value(v, f"{where}[{i}]") for i, v in enumerate(value)]}
+            return {"t": "tuple", "v": [self.value(v, f"{where}[{i}]", unfitted) for i, v in enumerate(value)]}
         if isinstance(value, list):
-            return [self.value(v, f"{where}[{i}]") for i, v in enumerate(value)]
+            return [self.value(v, f"{where}[{i}]", unfitted) for i, v in enumerate(value)]
         if isinstance(value, dict):
             if not all(isinstance(k, str) for k in value):
                 raise ModelFileError(f"cannot save {where}: a dict whose keys are not all strings.")
-            return {"t": "dict", "v": {k: self.value(v, f"{where}[{k!r}]") for k, v in value.items()}}
+            return {"t": "dict", "v": {k: self.value(v, f"{where}[{k!r}]", unfitted) for k, v in value.items()}}
         if isinstance(value, type):
             name = _public_name(value)
             if name not in ALLOWED_CLASS_PARAMETERS:
@@ -271,7 +283,8 @@ class _Writer:
                 )
             return {"t": "class", "name": name}
         if isinstance(value, BaseEstimator):
-            return self.estimator(value, where)
+            # Inside an unfitted template (a meta-estimator's `estimator`), nested estimators are templates too.
+            return self.template(value, where) if unfitted else self.estimator(value, where)
         raise ModelFileError(
             f"cannot save {where}: a {type(value).__module__}.{type(value).__qualname__} is not plain data "
             "(numbers, strings, arrays, lists, dicts, allowed estimators). Set it to a plain value "
@@ -300,16 +313,17 @@ class _Writer:
             # A cache is a path on the machine that trained the model: the
             # loading side chooses its own (load_model(cache=...)).
             params["cache"] = None
-        template = params.pop("estimator", None) if name == _ENSEMBLE else None
+        template_param = _TEMPLATE_PARAMS.get(name)
+        template = params.pop(template_param) if template_param else None
         node = {
             "t": "estimator",
             "class": name,
             "params": {k: self.value(v, f"{where}.{k}") for k, v in params.items()},
             "state": {},
         }
-        if template is not None:  # the unfitted head an ensemble clones: its parameters only
-            node["params"]["estimator"] = self.template(template, f"{where}.estimator")
-        if name != "sklearn.pipeline.Pipeline":
+        if template is not None:  # the unfitted estimator a meta-estimator clones: its parameters only
+            node["params"][template_param] = self.value(template, f"{where}.{template_param}", unfitted=True)
+        if name not in _PIPELINES:
             check_is_fitted(est)
         for attr in _state_names(name):
             if hasattr(est, attr) and attr in vars(est):
@@ -318,6 +332,8 @@ class _Writer:
             tensors = {}
             for key, tensor in est.module_.state_dict().items():
                 arr = tensor.detach().to("cpu").numpy()
+                if self.weights_dtype is not None and arr.dtype.kind == "f":
+                    arr = arr.astype(self.weights_dtype)  # loaded back into the module's own dtype
                 tensors[key] = f"{node_id}.module.{key}"
                 self.arrays[f"{node_id}.module.{key}"] = np.ascontiguousarray(arr)
             node["module_state"] = tensors
@@ -328,7 +344,7 @@ class _Writer:
         name = self.allowed_name(est, where)
         params = est.get_params(deep=False)
         return {"t": "estimator", "class": name, "template": True,
-                "params": {k: self.value(v, f"{where}.{k}") for k, v in params.items()}, "state": {}}
+                "params": {k: self.value(v, f"{where}.{k}", unfitted=True) for k, v in params.items()}, "state": {}}
 
 
 def _versions() -> dict:
@@ -372,7 +388,7 @@ def _describe(model) -> dict:
     return info
 
 
-def save_model(model, path, *, y=None, cv_scores=None, metadata=None) -> str:
+def save_model(model, path, *, y=None, cv_scores=None, metadata=None, weights_dtype=None) -> str:
     """Save a fitted model as one file that can be loaded without running code.
 
     Parameters
@@ -390,6 +406,13 @@ def save_model(model, path, *, y=None, cv_scores=None, metadata=None) -> str:
         Cross-validation results to record, e.g. ``{"srcc": [...], "plcc": [...]}``.
     metadata : dict, default=None
         Further JSON-serialisable facts to record (e.g. the label file's name).
+        ``higher_is_better`` is recorded in every file: True unless given
+        here.
+    weights_dtype : {None, "float16"}, default=None
+        Store the heads' floating-point weights in this dtype (half the size
+        for float16); loading casts them back to the module's dtype, so
+        predictions differ from the saved model's by float16 round-off of the
+        weights. None keeps them as they are.
 
     Returns
     -------
@@ -405,7 +428,9 @@ def save_model(model, path, *, y=None, cv_scores=None, metadata=None) -> str:
     from safetensors.numpy import save_file
 
     path = os.fspath(path)
-    writer = _Writer()
+    if weights_dtype not in (None, "float16"):
+        raise ValueError(f"weights_dtype must be None or 'float16'; got {weights_dtype!r}.")
+    writer = _Writer(weights_dtype)
     structure = writer.value(model, "model")
     info = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -425,6 +450,7 @@ def save_model(model, path, *, y=None, cv_scores=None, metadata=None) -> str:
             info["target_mean"] = float(np.nanmean(y))
     if cv_scores is not None:
         info["cv_scores"] = cv_scores
+    info["higher_is_better"] = True
     if metadata:
         info.update(metadata)
     header = {

@@ -70,7 +70,9 @@ def test_score_ranks_writes_csv_and_sheet_and_exits_1_for_a_broken_image(project
     assert "broken.png" in summary["failures"][0]["error"] and "broken.png" in proc.stderr
 
     table = pd.read_csv(root / "scores.csv")
-    assert list(table.columns) == ["path", "score", "rank", "error"]
+    assert list(table.columns) == ["path", "score", "std", "low", "high", "rank", "error", "model", "scale"]
+    assert (table["model"] == "model.mlsp").all() and table["scale"].iloc[0].startswith("as trained")
+    assert table["std"].iloc[:12].eq(0).all() and table["low"].isna().all()  # one view, no intervals
     assert table["score"].iloc[:12].is_monotonic_decreasing and table["rank"].iloc[:12].tolist() == list(range(1, 13))
     assert np.isnan(table["score"].iloc[12]) and "not an image file" in table["error"].iloc[12]
     assert [t["path"] for t in summary["top"]] == table["path"].iloc[:3].tolist()

@@ -9,7 +9,7 @@ without improvement, best weights reloaded).
 """
 
 from .callbacks import PaperSchedule
-from .ensemble import SeedEnsembleRegressor
+from .ensemble import AverageRegressor, SeedEnsembleRegressor
 from .losses import CorrelationLoss, NormInNormLoss
 from .modules import FC3, Multi3FC, Pool3FC, Single1FC, Single3FC
 from .regressors import (
@@ -20,6 +20,7 @@ from .regressors import (
 )
 
 __all__ = [
+    "AverageRegressor",
     "FC3",
     "CorrelationLoss",
     "NormInNormLoss",

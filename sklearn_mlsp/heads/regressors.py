@@ -306,11 +306,18 @@ class _MLSPHead(NeuralNetRegressor):
             dataset_train.draw_views()
 
     def infer(self, x, **fit_params):
-        """Predict every view of a ``(m, views, ...)`` batch; average per image."""
+        """Predict every view of a ``(m, views, ...)`` batch; average per image.
+
+        Inside :meth:`predict` with ``return_std=True`` the result has a second
+        column, the standard deviation over the views.
+        """
         x = to_tensor(x, device=self.device)
         m, v = x.shape[:2]
-        out = self.module_(x.flatten(0, 1), **fit_params)
-        return out.view(m, v, -1).mean(dim=1)
+        out = self.module_(x.flatten(0, 1), **fit_params).view(m, v, -1)
+        mean = out.mean(dim=1)
+        if not getattr(self, "_infer_std", False):
+            return mean
+        return torch.cat([mean, out.std(dim=1, correction=0)], dim=1)
 
     # ------------------------------------------------------------------ devices and seeds
 
@@ -508,24 +515,39 @@ class _MLSPHead(NeuralNetRegressor):
         with self._device_resolved():
             return super().set_params(**kwargs)
 
-    def predict(self, X):
+    def predict(self, X, return_std=False):
         """Predict the score of every image: the mean over its views.
 
         Parameters
         ----------
         X : array-like or lazy array of shape (n_images, n_views, C, k, k) or (n_samples, n_features)
             Features with the channel layout seen at fit.
+        return_std : bool, default=False
+            Also return the standard deviation of the per-view predictions of
+            each image (scikit-learn's convention, as in
+            :class:`~sklearn.gaussian_process.GaussianProcessRegressor`). It
+            measures how much the score depends on the crop and the flip; it
+            is 0 for features of a single view (``augment=False``).
 
         Returns
         -------
         y_pred : ndarray of shape (n_images,)
             Predicted scores.
+        y_std : ndarray of shape (n_images,)
+            Standard deviation over the views (only with ``return_std=True``).
         """
         check_is_fitted(self)
         features = self._validate_features(X, reset=False)
         nonlin = self._get_predict_nonlinearity()
-        y_pred = [to_numpy(nonlin(yp)) for yp in self.forward_iter(features, training=False)]
-        return np.concatenate(y_pred).reshape(-1).astype(np.float64)
+        self._infer_std = bool(return_std)
+        try:
+            out = [to_numpy(nonlin(yp)) for yp in self.forward_iter(features, training=False)]
+        finally:
+            self._infer_std = False
+        if not return_std:
+            return np.concatenate(out).reshape(-1).astype(np.float64)
+        out = np.concatenate(out).reshape(-1, 2).astype(np.float64)
+        return out[:, 0], out[:, 1]
 
 
 def _doc(cls, module, module_params, summary):
