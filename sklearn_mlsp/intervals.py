@@ -85,6 +85,14 @@ class ConformalRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         Multiplies every prediction, spread and interval end (e.g. 100 to
         report a 0-1 score on 0-100). Residuals are kept on the target's own
         scale.
+    calibrate : bool, default=False
+        Map the regressor's predictions (and spreads) onto the target's scale
+        with a straight line fitted, by least squares, to the out-of-fold
+        predictions: ``a + b * prediction``. Ranks (SRCC) and PLCC stay as
+        they are; it matters for regressors whose outputs are right in order
+        but not in scale, such as heads trained with
+        :class:`~sklearn_mlsp.CorrelationLoss`, whose predictions can span a
+        fraction of the target's range.
 
     Attributes
     ----------
@@ -99,6 +107,8 @@ class ConformalRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         regressor gives no spread.
     scores_ : ndarray of shape (n_samples,)
         Conformity scores.
+    calibration_ : ndarray of shape (2,)
+        ``(a, b)`` of the linear calibration (``(0, 1)`` without ``calibrate``).
 
     Examples
     --------
@@ -114,15 +124,18 @@ class ConformalRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         "coverage": [Interval(Real, 0, 1, closed="neither")],
         "bounds": [None, tuple, list],
         "output_scale": [Interval(Real, 0, None, closed="neither")],
+        "calibrate": ["boolean"],
     }
 
-    def __init__(self, regressor, *, cv=5, normalize=True, coverage=0.9, bounds=None, output_scale=1.0):
+    def __init__(self, regressor, *, cv=5, normalize=True, coverage=0.9, bounds=None, output_scale=1.0,
+                 calibrate=False):
         self.regressor = regressor
         self.cv = cv
         self.normalize = normalize
         self.coverage = coverage
         self.bounds = bounds
         self.output_scale = output_scale
+        self.calibrate = calibrate
 
     def _check_bounds(self):
         if self.bounds is None:
@@ -170,6 +183,17 @@ class ConformalRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
                 f"the folds of cv={self.cv!r} leave {int(np.isnan(oof).sum())} samples out of every test "
                 "fold; use a splitter whose test folds cover every sample (KFold, GroupKFold)."
             )
+        self.calibration_ = np.array([0.0, 1.0])
+        if self.calibrate:
+            slope, intercept = np.polyfit(oof, y, 1) if np.ptp(oof) > 0 else (0.0, float(y.mean()))
+            if not slope > 0:
+                raise ValueError(
+                    f"calibrate=True: the out-of-fold predictions do not increase with the target (slope "
+                    f"{slope:.3g}); the regressor has not learned the target, so there is nothing to calibrate."
+                )
+            self.calibration_ = np.array([intercept, slope])
+        oof = self.calibration_[0] + self.calibration_[1] * oof
+        oof_std = self.calibration_[1] * oof_std
         self.residuals_ = y - oof
         self.oof_std_ = oof_std
         floor = float(np.median(oof_std))
@@ -183,6 +207,8 @@ class ConformalRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
     def _predict(self, X):
         check_is_fitted(self, "regressor_")
         mean, std = predict_with_std(self.regressor_, X)
+        intercept, slope = getattr(self, "calibration_", (0.0, 1.0))
+        mean, std = intercept + slope * mean, slope * std
         bounds = self._check_bounds()
         clipped = mean if bounds is None else np.clip(mean, *bounds)
         return mean, clipped, std

@@ -101,7 +101,9 @@ _CONFORMAL = "sklearn_mlsp.ConformalRegressor"
 _AVERAGE = "sklearn_mlsp.AverageRegressor"
 _PIPELINES = ("sklearn.pipeline.Pipeline", "sklearn_mlsp.MLSPPipeline")
 _SKLEARN_STATE[_ENSEMBLE] = ("estimators_", "seeds_", *_FEATURE_NAMES)
-_SKLEARN_STATE[_CONFORMAL] = ("regressor_", "residuals_", "oof_std_", "std_floor_", "scores_", *_FEATURE_NAMES)
+_SKLEARN_STATE[_CONFORMAL] = (
+    "regressor_", "residuals_", "oof_std_", "std_floor_", "scores_", "calibration_", *_FEATURE_NAMES,
+)
 _SKLEARN_STATE[_AVERAGE] = ("estimators_", *_FEATURE_NAMES)
 _SKLEARN_STATE["sklearn_mlsp.MLSPPipeline"] = ()
 # Meta-estimators: the parameter holding the unfitted estimator they clone (saved by its parameters only).

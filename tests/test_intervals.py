@@ -200,3 +200,34 @@ def test_average_regressor_is_the_mean_of_different_regressors(views, tmp_path):
     np.testing.assert_allclose(loaded.predict(flat, return_std=True)[1], std, rtol=1e-5)
     with pytest.raises(ValueError, match="pairs"):
         AverageRegressor([Ridge()]).fit(flat, y)
+
+
+def test_calibration_puts_squashed_predictions_back_on_the_target_scale():
+    # A regressor right in order but at a tenth of the scale (as CorrelationLoss heads can be).
+    from sklearn.base import BaseEstimator, RegressorMixin
+
+    class Squashed(RegressorMixin, BaseEstimator):
+        def fit(self, X, y):
+            self.ridge_ = Ridge().fit(X, y)
+            return self
+
+        def predict(self, X):
+            return 0.5 + 0.1 * self.ridge_.predict(X)
+
+    X, y = _linear(400, 0, lambda rng, X: rng.normal(size=len(X)) * 0.3)
+    X_new, y_new = _linear(2000, 1, lambda rng, X: rng.normal(size=len(X)) * 0.3)
+    raw = ConformalRegressor(Squashed(), cv=5).fit(X, y)
+    fixed = ConformalRegressor(Squashed(), cv=5, calibrate=True).fit(X, y)
+    np.testing.assert_allclose(fixed.calibration_, [-5.0, 10.0], rtol=0.05, atol=0.1)
+    assert np.abs(y_new - fixed.predict(X_new)).mean() < 0.5 * np.abs(y_new - raw.predict(X_new)).mean()
+    np.testing.assert_allclose(np.argsort(fixed.predict(X_new)), np.argsort(raw.predict(X_new)))
+    low, high = fixed.predict_interval(X_new)
+    assert abs(np.mean((low <= y_new) & (y_new <= high)) - 0.9) < 0.04
+    assert np.median(high - low) < 0.5 * np.median(np.subtract(*raw.predict_interval(X_new)[::-1]))
+
+    class Backwards(Squashed):
+        def predict(self, X):
+            return -self.ridge_.predict(X) * 0 + np.arange(len(X))[::-1] * 1e-3
+
+    with pytest.raises(ValueError, match="do not increase"):
+        ConformalRegressor(Backwards(), cv=KFold(5), calibrate=True).fit(X, np.sort(y))
