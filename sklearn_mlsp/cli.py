@@ -909,8 +909,10 @@ def cache_info(out, path):
     Example:
       mlsp cache info features.h5
     """
-    table = _store(path).summary()
+    store = _store(path)
+    table = store.summary()
     rows = table.to_dict("records")
+    usage = store.usage()
     if not rows:
         out.say(f"{path}: empty (no configuration stored yet)")
     else:
@@ -921,7 +923,13 @@ def cache_info(out, path):
                     f"{str(r['channels']):>9}{r['images']:>9}{r['shards']:>7}{r['bytes'] / 1e6:>10.1f}")
         out.say(f"{'total':<70}{int(table['images'].sum()):>9}{int(table['shards'].sum()):>7}"
                 f"{table['bytes'].sum() / 1e6:>10.1f}")
-    out.summary({"ok": True, "cache": path, "configurations": rows})
+    if usage["tmp_entries"]:
+        out.say(f"tmp/: {usage['tmp_entries']} entries, {usage['tmp_bytes'] / 1e6:.1f} MB (leftovers of "
+                "writers that died are removed by `mlsp cache compact`)")
+    if usage["damaged_entries"]:
+        out.say(f"damaged/: {usage['damaged_entries']} entries, {usage['damaged_bytes'] / 1e6:.1f} MB (moved "
+                "aside by `mlsp cache verify --repair`; delete them once you have looked)")
+    out.summary({"ok": True, "cache": path, "configurations": rows, **usage})
     return 0
 
 
@@ -950,37 +958,54 @@ def cache_drop(out, path, config_id):
 @click.argument("path", metavar="CACHE", type=click.Path())
 @_run
 def cache_compact(out, path):
-    """Merge a cache's shards, removing duplicates and damaged rows.
+    """Merge a cache's shards, removing duplicates, damaged rows and leftovers of dead writers in tmp/.
 
     \b
     Example:
       mlsp cache compact features.h5
     """
-    result = _store(path).compact()
+    store = _store(path)
+    result = store.compact()
     for cid, (before, after) in result.items():
         out.say(f"{cid}: {before} shards -> {after}")
-    out.summary({"ok": True, "cache": path, "shards": {c: list(v) for c, v in result.items()}})
+    usage = store.usage()
+    if usage["tmp_entries"]:
+        out.say(f"tmp/: {usage['tmp_entries']} entries left ({usage['tmp_bytes'] / 1e6:.1f} MB), being written now")
+    out.summary({"ok": True, "cache": path, "shards": {c: list(v) for c, v in result.items()}, **usage})
     return 0
 
 
 @cache.command("verify")
 @click.argument("path", metavar="CACHE", type=click.Path())
-@click.option("--repair", is_flag=True, help="Remove damaged rows (recomputed by the next extraction).")
+@click.option("--repair", is_flag=True,
+              help="Drop damaged rows (recomputed by the next extraction), move unreadable shards and stray "
+                   "entries to damaged/, rebuild damaged bookkeeping files from the shards.")
 @_run
 def cache_verify(out, path, repair):
-    """Re-check every checksum of a cache; exit code 1 if anything is damaged.
+    """Check a cache against its shards; exit code 1 if anything is wrong (and not repaired).
+
+    Checked: every checksum, every shard's header and keys, the bookkeeping
+    files (store.json, config.json, layout.json) against the shards, and that
+    the folders hold only what the store writes (no FIFOs, links, folders
+    named *.h5, foreign files).
 
     \b
     Example:
       mlsp cache verify features.h5 --repair
     """
     report = _store(path).verify(repair=repair)
+    labels = {"chunk": "damaged", "shard": "damaged", "stray": "stray", "bookkeeping": "bookkeeping"}
     for r in report.to_dict("records")[:50]:
-        what = f"image {r['image']} view {r['view']}" if r["image"] is not None else "whole shard"
-        out.say(f"damaged: {r['shard']}: {what} ({r['problem']})")
+        if r["kind"] == "chunk":
+            out.say(f"damaged: {r['shard']}: image {r['image']} view {r['view']} ({r['problem']})")
+        else:
+            what = "whole shard: " if r["kind"] == "shard" else ""
+            out.say(f"{labels.get(r['kind'], 'damaged')}: {r['shard']}: {what}{r['problem']}")
+    if len(report) > 50:
+        out.say(f"... and {len(report) - 50} more")
     out.say(f"{path}: " + ("no damage found" if report.empty else
-                           f"{len(report)} damaged entries" + (", repaired" if repair else
-                                                               " (run with --repair to remove them)")))
+                           f"{len(report)} problems" + (", repaired" if repair else
+                                                        " (run with --repair to mend them)")))
     out.summary({"ok": report.empty, "cache": path, "damaged": report.to_dict("records"), "repaired": repair})
     return 0 if report.empty or repair else 1
 

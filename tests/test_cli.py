@@ -222,3 +222,31 @@ def test_cache_info_drop_compact_verify(project, tmp_path):
     assert dropped.exit_code == 0 and json.loads(dropped.stdout)["images"] == 11
     missing = runner.invoke(cli, ["cache", "info", str(tmp_path / "nowhere")])
     assert missing.exit_code == 2 and "nowhere" in missing.output
+
+
+def test_cache_commands_repair_bookkeeping_from_the_shards(project, tmp_path):
+    root, _, _ = project
+    cache = tmp_path / "features.h5"
+    shutil.copytree(root / "features.h5", cache)
+    (cid,) = [p.name for p in cache.iterdir() if p.name.startswith("cfg_")]
+    (cache / cid / "config.json").unlink()
+    (cache / cid / "layout.json").write_text(json.dumps({"shape": [1, 7, 1, 1]}))  # another shape
+    runner = CliRunner()
+    info = runner.invoke(cli, ["cache", "info", str(cache), "--json"])
+    assert info.exit_code == 0, info.output
+    assert json.loads(info.stdout)["configurations"][0]["images"] == 12  # not "empty"
+    extract = runner.invoke(cli, ["extract", str(root / "photos" / "img_000.png"), "--cache", str(cache),
+                                  *FEATURES, "--json"])
+    assert extract.exit_code == 0, extract.output
+    assert json.loads(extract.stdout)["cached"] == 1  # the shards still serve it
+    check = runner.invoke(cli, ["cache", "verify", str(cache)])
+    assert check.exit_code == 1 and "config.json" in check.output and "layout.json" in check.output
+    repaired = runner.invoke(cli, ["cache", "verify", str(cache), "--repair"])
+    assert repaired.exit_code == 0 and "repaired" in repaired.output
+    again = runner.invoke(cli, ["cache", "verify", str(cache)])
+    assert again.exit_code == 0 and "no damage found" in again.output
+    assert not (cache / "damaged").exists()  # no shard was moved
+    assert json.loads((cache / cid / "layout.json").read_text())["shape"][1] != 7
+    assert json.loads(runner.invoke(cli, ["cache", "info", str(cache), "--json"]).stdout)[
+        "configurations"][0]["images"] == 12
+

@@ -37,7 +37,7 @@ import h5py
 import numpy as np
 
 from .errors import StoreDamageError
-from .files import unique_name
+from .files import open_regular, unique_name
 
 __all__ = ["Shard", "build_shard", "chunk_checksums", "encode_keys", "key_checksums", "open_hdf5"]
 
@@ -322,11 +322,13 @@ class Shard:
 
         ``config_id``, when given, must be the one the shard was written for
         (a shard copied into another configuration's folder is refused).
-        Raises FileNotFoundError when the shard is gone (compacted away), and
-        other OSErrors (permissions, I/O) as they are: they are not damage.
+        Raises FileNotFoundError when the shard is gone (compacted away),
+        StrayEntryError for something that is not a regular file (a FIFO, a
+        folder or link named ``*.h5``: never opened for reading), and other
+        OSErrors (permissions, I/O) as they are: they are not damage.
         """
         path = Path(path)
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             try:
                 header = _unpack_header(fh.read(HEADER_SIZE))
                 if int(header["version"]) > SHARD_VERSION:

@@ -1,0 +1,183 @@
+"""The store's upkeep under real faults: damaged bookkeeping, stray entries, leftovers.
+
+The shards are the truth: every bookkeeping file (store.json, config.json,
+layout.json) is deleted, garbled or edited to another valid-looking value,
+and the store must keep serving every committed image, and
+``verify(repair=True)`` must rebuild the file without losing one.
+"""
+
+import json
+import os
+import warnings
+import zlib
+
+import numpy as np
+import pytest
+
+from sklearn_mlsp.store import FeatureStore, NotAFeatureStoreError, config_id
+
+CONFIG = {"test": "upkeep", "views": 8}
+CID = config_id(CONFIG)
+OTHER = {"test": "upkeep-other"}
+OTHER_CID = config_id(OTHER)
+SHAPE = (8, 12, 1, 1)
+OTHER_SHAPE = (1, 3, 1, 1)
+KEYS = [f"k-{i}" for i in range(24)]
+
+
+def expected(key: str, shape=SHAPE) -> np.ndarray:
+    rng = np.random.default_rng(zlib.crc32(key.encode()))
+    return rng.normal(size=shape).astype(np.float16)
+
+
+def batch(keys, shape=SHAPE):
+    return np.stack([expected(k, shape) for k in keys])
+
+
+def forget_open_shards():
+    """Drop this process's followed shards and maps (as a new process would start)."""
+    import gc
+
+    from sklearn_mlsp.store import feature_store, index, shard
+
+    index._INDEXES.clear()
+    shard.MAPS._maps.clear()
+    feature_store._MARKERS.clear()
+    feature_store._STORE_EVIDENCE.clear()
+    feature_store._WARNED.clear()
+    gc.collect()
+
+
+def make_store(path) -> FeatureStore:
+    """24 images in three shards of one configuration, two in another."""
+    store = FeatureStore(path, auto_compact=False)
+    for start in range(0, 24, 8):
+        store.append(CONFIG, KEYS[start:start + 8], batch(KEYS[start:start + 8]))
+    store.append(OTHER, ["o-1", "o-2"], batch(["o-1", "o-2"], OTHER_SHAPE))
+    return store
+
+
+def check_everything(path):
+    """Every committed image of both configurations reads back exactly, from a fresh process's view."""
+    forget_open_shards()
+    store = FeatureStore(path)
+    np.testing.assert_array_equal(store.read(CID, KEYS), batch(KEYS).astype(np.float32))
+    np.testing.assert_array_equal(store.read(OTHER_CID, ["o-1", "o-2"]),
+                                  batch(["o-1", "o-2"], OTHER_SHAPE).astype(np.float32))
+    assert set(store.configs()) == {CID, OTHER_CID}
+    assert store.summary().set_index("config_id").loc[CID, "images"] >= 24
+
+
+def _garble(path):
+    path.write_bytes(b"\x00{garbage" + os.urandom(20))
+
+
+def _fifo(path):
+    if path.exists():
+        os.unlink(path)
+    os.mkfifo(path)
+
+
+FAULTS = {
+    "store.json": {
+        "deleted": os.unlink,
+        "garbled": _garble,
+        "edited": lambda p: p.write_text(json.dumps({"format": "another tool's store", "format_version": 1,
+                                                     "store_id": "0123"})),
+        "a FIFO": _fifo,
+    },
+    "config.json": {
+        "deleted": os.unlink,
+        "garbled": _garble,
+        "edited": lambda p: p.write_text(json.dumps({"test": "edited", "views": 8})),
+        "a FIFO": _fifo,
+    },
+    "layout.json": {
+        "deleted": os.unlink,
+        "garbled": _garble,
+        "edited": lambda p: p.write_text(json.dumps({"shape": [8, 6, 1, 1]})),
+        "a FIFO": _fifo,
+    },
+}
+CASES = [(name, fault) for name, faults in FAULTS.items() for fault in faults]
+
+
+def _bookkeeping_path(root, name):
+    return root / name if name == "store.json" else root / CID / name
+
+
+@pytest.mark.parametrize(("name", "fault"), CASES, ids=[f"{n}-{f.replace(' ', '_')}" for n, f in CASES])
+def test_damaged_bookkeeping_is_rebuilt_from_the_shards_and_loses_no_image(tmp_path, name, fault):
+    root = tmp_path / "store"
+    make_store(root)
+    path = _bookkeeping_path(root, name)
+    FAULTS[name][fault](path)
+    forget_open_shards()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check_everything(root)  # served before any repair: the shards say what the file should
+        forget_open_shards()
+        report = FeatureStore(root).verify(repair=True)
+    problems = report[report["shard"] == str(path)]
+    assert len(problems) == 1 and problems["kind"].iloc[0] == "bookkeeping", report.to_string()
+    assert (report["kind"] == "bookkeeping").all(), report.to_string()  # no shard was blamed
+    check_everything(root)
+    forget_open_shards()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # repaired: no warning any more
+        assert FeatureStore(root).verify().empty
+        check_everything(root)
+    assert path.is_file() and not path.is_symlink()
+    content = json.loads(path.read_text())
+    if name == "store.json":
+        assert content["format"] == "sklearn-mlsp feature store" and content["store_id"]
+    elif name == "config.json":
+        assert content == CONFIG
+    else:
+        assert content == {"shape": list(SHAPE)}
+    assert len(list((root / CID).glob("*.h5"))) == 3  # the shards stayed where they were
+    damaged = root / "damaged"
+    assert not damaged.exists() or not list(damaged.glob("*.h5"))
+
+    # The same fault again: extraction (appends) carries on through it.
+    if fault not in ("deleted", "a FIFO"):
+        os.unlink(path)
+    FAULTS[name][fault](path)
+    forget_open_shards()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        store = FeatureStore(root, auto_compact=False)
+        more = ["new-1", "new-2"]
+        store.append(CONFIG, more, batch(more))
+        np.testing.assert_array_equal(store.read(CID, more), batch(more).astype(np.float32))
+        check_everything(root)
+
+
+def test_a_store_json_of_someone_else_without_shards_is_still_refused(tmp_path):
+    root = tmp_path / "other"
+    root.mkdir()
+    (root / "store.json").write_text(json.dumps({"format": "another tool", "format_version": 1}))
+    (root / "data.bin").write_bytes(b"theirs")
+    with pytest.raises(NotAFeatureStoreError, match="not an sklearn-mlsp feature store"):
+        FeatureStore(root).lookup(CID, ["a"])
+    assert sorted(os.listdir(root)) == ["data.bin", "store.json"]  # nothing written there
+
+
+def test_a_shard_of_another_shape_is_outvoted_not_the_whole_configuration(tmp_path):
+    root = tmp_path / "store"
+    make_store(root)
+    forget_open_shards()
+    # A stray shard of another shape (say, copied in by hand) and layout.json agreeing with it.
+    odd = FeatureStore(tmp_path / "odd", auto_compact=False)
+    odd_config = dict(CONFIG)
+    odd.append(odd_config, ["odd"], batch(["odd"], (8, 6, 1, 1)))
+    odd_shard = next((tmp_path / "odd" / CID).glob("*.h5"))
+    os.rename(odd_shard, root / CID / odd_shard.name)
+    (root / CID / "layout.json").write_text(json.dumps({"shape": [8, 6, 1, 1]}))
+    forget_open_shards()
+    with pytest.warns(UserWarning, match="ignored"):
+        np.testing.assert_array_equal(FeatureStore(root).read(CID, KEYS), batch(KEYS).astype(np.float32))
+    report = FeatureStore(root).verify(repair=True)
+    assert set(report["kind"]) == {"shard", "bookkeeping"}
+    assert (root / "damaged" / f"{CID}-{odd_shard.name}").is_file()  # moved, not deleted
+    check_everything(root)
