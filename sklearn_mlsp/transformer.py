@@ -581,7 +581,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         shape = (len(self.view_names_), sum(config["tap_channels"]), self.grid_size_, self.grid_size_)
 
         # 1. Plan: keys, what is cached, what cannot be read at all.
-        planned = plan(items, store, cid, self.max_pixels)
+        planned = plan(items, store, cid, self.max_pixels, config=config)
 
         failed_here = set()
 

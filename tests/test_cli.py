@@ -250,3 +250,30 @@ def test_cache_commands_repair_bookkeeping_from_the_shards(project, tmp_path):
     assert json.loads(runner.invoke(cli, ["cache", "info", str(cache), "--json"]).stdout)[
         "configurations"][0]["images"] == 12
 
+
+def test_score_recomputes_an_image_whose_stored_features_have_a_flipped_byte(project, tmp_path):
+    root, _, _ = project
+    cache = tmp_path / "features.h5"
+    shutil.copytree(root / "features.h5", cache)
+    images = [str(root / "photos" / f"img_{i:03d}.png") for i in range(12)]
+    clean = json.loads(mlsp("score", "model.mlsp", *images, "--cache", cache, "--json", cwd=root, check=0).stdout)
+    from sklearn_mlsp.store import FeatureStore
+
+    FeatureStore(cache).compact()  # one shard, whatever the commits were
+    shard = next(next(cache.glob("cfg_*")).glob("*.h5"))
+    header = json.loads(shard.read_bytes()[8:508].decode().rstrip())
+    with open(shard, "r+b") as fh:  # one flipped byte in one image's features
+        fh.seek(header["offsets"][1] + 1 * int(np.prod(header["shape"][1:])) * 2 + 1)
+        byte = fh.read(1)
+        fh.seek(-1, os.SEEK_CUR)
+        fh.write(bytes([byte[0] ^ 0x01]))
+    proc = mlsp("score", "model.mlsp", *images, "--cache", cache, "--json", cwd=root, check=0)
+    summary = json.loads(proc.stdout)
+    assert summary["scored"] == 12 and summary["computed"] == 1 and summary["cached"] == 11
+    assert "fail their checksums" in proc.stderr
+    assert [t["score"] for t in summary["top"]] == [t["score"] for t in clean["top"]]
+    assert runner_verify_clean(cache)
+
+
+def runner_verify_clean(cache) -> bool:
+    return CliRunner().invoke(cli, ["cache", "verify", str(cache)]).exit_code == 0

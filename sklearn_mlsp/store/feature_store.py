@@ -576,6 +576,61 @@ class FeatureStore:
             out[positions[i]] = np.nan
         warnings.warn(message + " They read as NaN.", UserWarning, stacklevel=4)
 
+    def find_damaged(self, cid: str, keys) -> np.ndarray:
+        """Whether each key's stored chunks fail their checksums (False for keys not stored).
+
+        Each stored row is checked once per process (shards are immutable),
+        so asking again is a dictionary lookup. A truncated shard counts as
+        damage for all its images.
+        """
+        keys = _key_bytes(keys)
+        damaged = np.zeros(len(keys), dtype=bool)
+        if not keys or not self._exists():
+            return damaged
+        for attempt in range(3):
+            index = index_for(self._folder(cid))
+            index.refresh(force=attempt > 0)
+            codes = index.locate(keys)
+            present = np.flatnonzero(codes >= 0)
+            try:
+                for shard, group, rows in index.split(codes[present]):
+                    damaged[present[group]] = shard.rows_damaged(rows)
+                return damaged
+            except FileNotFoundError:  # compacted away under us: follow and retry
+                continue
+        return damaged
+
+    def discard(self, cid: str, keys, config: dict | None = None) -> int:
+        """Remove images from a configuration (every stored copy): the next transform recomputes them.
+
+        The shards holding them are rewritten without them (a new shard is
+        renamed in, then the old one deleted, as compaction does), so readers
+        never see a half-done discard. Used for images whose stored features
+        fail their checksums.
+
+        Returns
+        -------
+        int
+            The number of shards rewritten.
+        """
+        drop = frozenset(k for k in _key_bytes(keys) if k)
+        if not drop or not self._exists():
+            return 0
+        config = config if config is not None else self._config(cid)
+        if config is None:
+            raise StoreDamageError(f"configuration {cid} of '{self.path}' has no configuration to rewrite "
+                                   "its shards with; run FeatureStore(...).verify(repair=True).")
+        index = self._index(cid)
+        rewritten = 0
+        with self._compaction_lock(self._folder(cid), wait=True):
+            index.refresh(force=True)
+            for shard in sorted(index.shards.values(), key=lambda x: x.name):
+                if any(k in drop for k in shard.keys.tolist()):
+                    self._merge(cid, index, [shard], config, drop=drop)
+                    rewritten += 1
+            index.refresh(force=True)
+        return rewritten
+
     def view(self, cid: str, keys=None, tap_channels=None, view_names=None, shape=None,
              on_damage: str = "raise"):
         """A lazy, read-only array over the images ``keys`` (all stored images if None).
@@ -782,12 +837,13 @@ class FeatureStore:
                     self._merge(cid, index, chosen, config)
             return
 
-    def _merge(self, cid: str, index, shards: list, config: dict) -> list:
+    def _merge(self, cid: str, index, shards: list, config: dict, drop=frozenset()) -> list:
         """Write the sound, distinct rows of ``shards`` as one shard, then delete them.
 
-        Returns the damaged rows left out, as ``(shard path, key, view)``.
+        Rows whose key is in ``drop`` are left out too. Returns the damaged
+        rows left out, as ``(shard path, key, view)``.
         """
-        keys, data, sums, damaged, seen = [], [], [], [], set()
+        keys, data, sums, damaged, seen = [], [], [], [], set(drop)
         for shard in shards:
             try:
                 block, expected, bad = shard.read_all()
@@ -796,6 +852,8 @@ class FeatureStore:
             row_bad = bad.any(axis=1)
             keep = []
             for row, key in enumerate(shard.keys.tolist()):
+                if key in drop:
+                    continue
                 if row_bad[row]:
                     damaged.extend((str(shard.path), key.decode(errors="replace"), int(v))
                                    for v in np.flatnonzero(bad[row]))

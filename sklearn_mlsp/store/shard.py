@@ -390,5 +390,31 @@ class Shard:
         bad = chunk_checksums(self.key_crcs[rows], data) != expected
         return data, expected, bad
 
+    def rows_damaged(self, rows) -> np.ndarray:
+        """Whether each of ``rows`` has a chunk failing its checksum (each row checked once)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        sound = self.__dict__.get("_sound")
+        if sound is None:
+            sound = self._sound = np.zeros(len(self), dtype=bool)  # rows already found sound
+        damaged = np.zeros(len(rows), dtype=bool)
+        todo = np.flatnonzero(~sound[rows])
+        if not len(todo):
+            return damaged
+        try:
+            self.check_intact()
+            features, sums = MAPS.get(self)
+        except StoreDamageError:  # cut short: none of its rows can be trusted
+            damaged[todo] = True
+            return damaged
+        step = max(1, (64 << 20) // max(1, int(np.prod(self.shape[1:])) * 2))
+        for start in range(0, len(todo), step):
+            part = todo[start:start + step]
+            picked = rows[part]
+            data = features.take(picked, axis=0)
+            bad = (chunk_checksums(self.key_crcs[picked], data) != sums.take(picked, axis=0)).any(axis=1)
+            damaged[part] = bad
+            sound[picked[~bad]] = True
+        return damaged
+
     def close(self):
         MAPS.forget(self)
