@@ -7,14 +7,18 @@ and the store must keep serving every committed image, and
 """
 
 import json
+import multiprocessing
 import os
+import signal
+import time
 import warnings
 import zlib
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
 
-from sklearn_mlsp.store import FeatureStore, NotAFeatureStoreError, config_id
+from sklearn_mlsp.store import FeatureStore, NotAFeatureStoreError, StrayEntryError, config_id
 
 CONFIG = {"test": "upkeep", "views": 8}
 CID = config_id(CONFIG)
@@ -23,6 +27,7 @@ OTHER_CID = config_id(OTHER)
 SHAPE = (8, 12, 1, 1)
 OTHER_SHAPE = (1, 3, 1, 1)
 KEYS = [f"k-{i}" for i in range(24)]
+FORK = multiprocessing.get_context("fork")
 
 
 def expected(key: str, shape=SHAPE) -> np.ndarray:
@@ -180,4 +185,153 @@ def test_a_shard_of_another_shape_is_outvoted_not_the_whole_configuration(tmp_pa
     report = FeatureStore(root).verify(repair=True)
     assert set(report["kind"]) == {"shard", "bookkeeping"}
     assert (root / "damaged" / f"{CID}-{odd_shard.name}").is_file()  # moved, not deleted
+    check_everything(root)
+
+
+# ------------------------------------------------------------- stray entries
+
+
+@contextmanager
+def no_hang(seconds=30):
+    """Fail (instead of hanging the test run) if the block blocks, e.g. on a FIFO."""
+
+    def hung(signum, frame):
+        raise TimeoutError(f"blocked for {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _strays(root):
+    """A FIFO, a folder and a link loop named like shards, a foreign file, a link in the root."""
+    folder = root / CID
+    os.mkfifo(folder / "s-fifo.h5")
+    (folder / "s-folder.h5").mkdir()
+    os.symlink("s-loop.h5", folder / "s-loop.h5")
+    (folder / "notes.txt").write_text("mine")
+    os.symlink("/nonexistent", root / "elsewhere")
+    return [folder / "s-fifo.h5", folder / "s-folder.h5", folder / "s-loop.h5", folder / "notes.txt",
+            root / "elsewhere"]
+
+
+def test_stray_entries_never_block_are_listed_and_moved_aside(tmp_path):
+    from click.testing import CliRunner
+
+    from sklearn_mlsp.cli import cli
+
+    root = tmp_path / "store"
+    make_store(root)
+    strays = _strays(root)
+    forget_open_shards()
+    with no_hang():
+        with pytest.warns(UserWarning, match="FIFO"):
+            np.testing.assert_array_equal(FeatureStore(root).read(CID, KEYS), batch(KEYS).astype(np.float32))
+        info = CliRunner().invoke(cli, ["cache", "info", str(root), "--json"])
+        assert info.exit_code == 0, info.output
+        images = {c["config_id"]: c["images"] for c in json.loads(info.stdout)["configurations"]}
+        assert images == {CID: 24, OTHER_CID: 2}
+        forget_open_shards()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            check = CliRunner().invoke(cli, ["cache", "verify", str(root)])
+        assert check.exit_code == 1, check.output
+        for stray in strays:
+            assert str(stray) in check.output  # each one listed
+        assert "FIFO" in check.output and "symbolic link loop" in check.output and "directory" in check.output
+        forget_open_shards()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            report = FeatureStore(root).verify(repair=True)
+    assert set(report["kind"]) == {"stray"} and len(report) == len(strays), report.to_string()
+    for stray in strays:
+        assert not stray.exists() and not stray.is_symlink()
+    moved = sorted(p.name for p in (root / "damaged").iterdir())
+    assert len(moved) == len(strays) and any("s-fifo.h5" in m for m in moved)
+    assert (root / "damaged" / f"{CID}-notes.txt").read_text() == "mine"  # moved, not deleted
+    forget_open_shards()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert FeatureStore(root).verify().empty
+        check_everything(root)
+    usage = FeatureStore(root).usage()
+    assert usage["damaged_entries"] == len(strays) and usage["damaged_bytes"] == len("mine")
+
+
+def test_a_stray_entry_is_refused_by_name_not_opened(tmp_path):
+    from sklearn_mlsp.store.files import read_regular
+
+    os.mkfifo(tmp_path / "pipe")
+    os.symlink("loop", tmp_path / "loop")
+    (tmp_path / "dir").mkdir()
+    with no_hang():
+        for name, kind in (("pipe", "FIFO"), ("loop", "symbolic link loop"), ("dir", "directory")):
+            with pytest.raises(StrayEntryError, match=kind):
+                read_regular(tmp_path / name)
+
+
+# ---------------------------------------------------------- tmp/ leftovers
+
+
+def _write_then_hang(path, conn, merge):
+    """Compact (``merge``) or append, but stop for good just before the new shard is renamed in."""
+    from sklearn_mlsp.store import files
+
+    real_rename = files.os.rename
+
+    def stuck(src, dst):
+        if str(src).endswith(".partial"):
+            conn.send("writing")
+            time.sleep(3600)
+        return real_rename(src, dst)
+
+    files.os.rename = stuck
+    store = FeatureStore(path, auto_compact=False)
+    if merge:
+        store.compact()
+    else:
+        store.append(CONFIG, ["live"], batch(["live"]))
+
+
+def _start_writer(root, merge):
+    ours, theirs = FORK.Pipe()
+    child = FORK.Process(target=_write_then_hang, args=(root, theirs, merge))
+    child.start()
+    assert ours.poll(60) and ours.recv() == "writing"
+    return child
+
+
+def test_compact_removes_tmp_leftovers_of_killed_merges_not_live_ones(tmp_path):
+    from click.testing import CliRunner
+
+    from sklearn_mlsp.cli import cli
+
+    root = tmp_path / "store"
+    make_store(root)
+    for _ in range(2):  # merges killed with SIGKILL while writing their merged shard
+        child = _start_writer(root, merge=True)
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(10)
+    live = _start_writer(root, merge=False)  # and a writer still at work
+    leftovers = sorted((root / "tmp").glob("*.partial"))
+    assert len(leftovers) == 3
+    past = time.time() - 60  # older than the moment a writer takes to lock its new file
+    for leftover in leftovers:
+        os.utime(leftover, (past, past))
+    info = json.loads(CliRunner().invoke(cli, ["cache", "info", str(root), "--json"]).stdout)
+    assert info["tmp_entries"] == 3 and info["tmp_bytes"] == sum(p.stat().st_size for p in leftovers) > 0
+    text = CliRunner().invoke(cli, ["cache", "info", str(root)]).output
+    assert "tmp/: 3 entries" in text
+    try:
+        FeatureStore(root, auto_compact=False).compact()
+        assert len(list((root / "tmp").glob("*.partial"))) == 1  # the live writer's file is kept
+    finally:
+        os.kill(live.pid, signal.SIGKILL)
+        live.join(10)
+    FeatureStore(root).verify()  # verify removes the dead one's leftover too
+    assert not list((root / "tmp").glob("*.partial"))
     check_everything(root)
