@@ -195,10 +195,32 @@ def collect_images(inputs, recursive: bool = False) -> list[str]:
         elif p.is_file():
             paths.append(str(p))
         else:
-            raise InputError(f"no such file or folder: {item!r}.")
+            raise InputError(_not_an_input(item))
     if not paths:
         raise InputError("no images given.")
     return paths
+
+
+def _not_an_input(item) -> str:
+    """Why a command-line path is neither a file nor a folder: the real reason, as the library names it."""
+    from .store.files import special_kind
+
+    try:
+        kind = special_kind(item)
+    except OSError as exc:
+        return f"cannot look at {item!r}: {exc.strerror or exc}."
+    if kind is None:
+        return f"no such file or folder: {item!r}."
+    return f"{item!r} is {kind}, not an image file, a folder or a list of images."
+
+
+def _cache_path(ctx, param, value):
+    """--cache and CACHE: an empty name would make the current folder a feature store."""
+    if value is not None and not value.strip():
+        raise click.BadParameter(
+            f"{value!r} names no folder (it would make the current folder a feature store); pass a "
+            "folder name such as --cache features.h5, or leave the option out for no cache.", ctx, param)
+    return value
 
 
 def _pooling(value: str):
@@ -424,7 +446,8 @@ def cli():
 
 @cli.command()
 @click.argument("images", nargs=-1, required=True)
-@click.option("--cache", required=True, type=click.Path(), help="Feature cache (a store folder) to fill.")
+@click.option("--cache", required=True, type=click.Path(), callback=_cache_path,
+              help="Feature cache (a store folder) to fill.")
 @_feature_options("narrow")
 @click.option("-r", "--recursive", is_flag=True, help="Also take images in subfolders.")
 @click.option("--errors", type=click.Choice(["nan", "raise"]), default="nan", show_default=True,
@@ -493,7 +516,7 @@ def _make_head(head, *, epochs, lr, batch_size, seed, device, tap_channels):
 @click.option("--head", type=click.Choice(list(HEADS)), default="single3fc", show_default=True,
               help="The paper's heads, or ridge regression on flat features.")
 @_feature_options("auto")
-@click.option("--cache", type=click.Path(), default=None, help="Feature cache folder (reused).")
+@click.option("--cache", type=click.Path(), default=None, callback=_cache_path, help="Feature cache folder (reused).")
 @click.option("--cv", type=click.IntRange(min=0), default=0, show_default=True,
               help="Cross-validate with this many folds first (0: no).")
 @click.option("--image-col", default=None, help="Column of image names (default: detected).")
@@ -643,7 +666,7 @@ def contact_sheet(frame, path, n_show=6, title=None):
 @click.option("--top", type=click.IntRange(min=0), default=10, show_default=True, help="Print the best N.")
 @click.option("--sheet", type=click.Path(dir_okay=False), default=None,
               help="PNG contact sheet: best and worst images with scores, and a histogram.")
-@click.option("--cache", type=click.Path(), default=None, help="Feature cache folder (reused).")
+@click.option("--cache", type=click.Path(), default=None, callback=_cache_path, help="Feature cache folder (reused).")
 @click.option("--device", default="auto", show_default=True, help="auto (the model's), cpu, cuda, ...")
 @click.option("--jobs", type=click.IntRange(min=0), default=None, help="Processes decoding images.")
 @click.option("-r", "--recursive", is_flag=True, help="Also take images in subfolders.")
@@ -707,7 +730,7 @@ def score(out, model_path, images, out_csv, top, sheet, cache, device, jobs, rec
 @click.option("--images", "image_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="Folder of the images named in LABELS.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="PNG scatter plot, true vs predicted.")
-@click.option("--cache", type=click.Path(), default=None, help="Feature cache folder (reused).")
+@click.option("--cache", type=click.Path(), default=None, callback=_cache_path, help="Feature cache folder (reused).")
 @click.option("--image-col", default=None, help="Column of image names (default: detected).")
 @click.option("--score-col", default=None, help="Column of scores (default: detected).")
 @click.option("--threshold", type=float, default=None,
@@ -889,8 +912,10 @@ def cache():
 def _store(path):
     from .store import FeatureStore, LegacyStoreError, NotAFeatureStoreError
 
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         raise InputError(f"{path}: no feature cache here.")
+    if not os.path.isdir(path) and not os.path.isfile(path):
+        raise InputError(f"{path}: not a feature cache; " + _not_an_input(path))
     store = FeatureStore(path)
     try:
         store.configs()
@@ -900,7 +925,7 @@ def _store(path):
 
 
 @cache.command("info")
-@click.argument("path", metavar="CACHE", type=click.Path())
+@click.argument("path", metavar="CACHE", type=click.Path(), callback=_cache_path)
 @_run
 def cache_info(out, path):
     """Configurations in a feature cache, with their images, shards and bytes.
@@ -934,7 +959,7 @@ def cache_info(out, path):
 
 
 @cache.command("drop")
-@click.argument("path", metavar="CACHE", type=click.Path())
+@click.argument("path", metavar="CACHE", type=click.Path(), callback=_cache_path)
 @click.argument("config_id", metavar="CONFIG")
 @_run
 def cache_drop(out, path, config_id):
@@ -955,7 +980,7 @@ def cache_drop(out, path, config_id):
 
 
 @cache.command("compact")
-@click.argument("path", metavar="CACHE", type=click.Path())
+@click.argument("path", metavar="CACHE", type=click.Path(), callback=_cache_path)
 @_run
 def cache_compact(out, path):
     """Merge a cache's shards, removing duplicates, damaged rows and leftovers of dead writers in tmp/.
@@ -976,7 +1001,7 @@ def cache_compact(out, path):
 
 
 @cache.command("verify")
-@click.argument("path", metavar="CACHE", type=click.Path())
+@click.argument("path", metavar="CACHE", type=click.Path(), callback=_cache_path)
 @click.option("--repair", is_flag=True,
               help="Drop damaged rows (recomputed by the next extraction), move unreadable shards and stray "
                    "entries to damaged/, rebuild damaged bookkeeping files from the shards.")

@@ -365,6 +365,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         -------
         self
         """
+        if self.cache is not None:
+            FeatureStore(self.cache)  # refuses cache="" (it would make the current folder a store)
         k = self._grid_size()
         members = members_of(self.backbone, self.weights, self.scales)
         for member in members:

@@ -335,3 +335,41 @@ def test_compact_removes_tmp_leftovers_of_killed_merges_not_live_ones(tmp_path):
     FeatureStore(root).verify()  # verify removes the dead one's leftover too
     assert not list((root / "tmp").glob("*.partial"))
     check_everything(root)
+
+
+# ------------------------------------------------------------ cache=""
+
+
+def test_an_empty_cache_name_is_refused_and_names_what_to_pass(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+    from helpers import tiny_transformer
+
+    from sklearn_mlsp.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="cache=None"):
+        FeatureStore("")
+    with pytest.raises(ValueError, match="names no folder"):
+        tiny_transformer(cache="").fit()
+    runner = CliRunner()
+    for args in (["extract", "x.png", "--cache", ""], ["cache", "info", ""], ["cache", "verify", "", "--repair"]):
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 2 and "names no folder" in result.output, (args, result.output)
+    assert os.listdir(tmp_path) == []  # the current folder was not made a store
+
+
+def test_the_cli_names_special_files_as_the_library_does(tmp_path):
+    from click.testing import CliRunner
+
+    from sklearn_mlsp.cli import cli
+
+    os.mkfifo(tmp_path / "pipe.png")
+    os.symlink("loop.png", tmp_path / "loop.png")
+    runner = CliRunner()
+    with no_hang():
+        for name, kind in (("pipe.png", "a FIFO"), ("loop.png", "a symbolic link loop")):
+            result = runner.invoke(cli, ["extract", str(tmp_path / name), "--cache", str(tmp_path / "c")])
+            assert result.exit_code == 2 and kind in result.output, result.output
+            assert "no such file" not in result.output
+            info = runner.invoke(cli, ["cache", "info", str(tmp_path / name)])
+            assert info.exit_code == 2 and kind in info.output, info.output

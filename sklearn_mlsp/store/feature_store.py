@@ -342,7 +342,8 @@ class FeatureStore:
                     f"{MARKER} and is not empty); choose another cache= path."
                 )
         elif path.exists() or path.is_symlink():
-            raise NotAFeatureStoreError(f"'{path}' is not a folder; choose another cache= path.")
+            kind = special_kind(path) or "not a folder"
+            raise NotAFeatureStoreError(f"'{path}' is {kind}, not a feature store folder; choose another cache= path.")
         else:
             for leftover in (Path(f"{path}.v1"), Path(f"{path}.converting")):
                 if leftover.exists():
