@@ -8,7 +8,8 @@ on stdout; human-readable text then goes to stderr). Exit codes:
 - 1: the command ran, but some images could not be read (their names and the
   reasons are reported; results for the others are written);
 - 2: usage error or unusable input (missing file, bad label file, model file
-  refused); the message names the file and the reason.
+  refused); the message names the file and the reason;
+- 130: interrupted (Ctrl-C); everything computed before is stored.
 
 Torch and the library are imported only inside the commands, so ``mlsp
 --help`` is instant.
@@ -113,6 +114,8 @@ def _run(command):
             _fail(out, exc.format_message(), 2)
         except ImagesFailed as exc:
             _fail(out, str(exc), 1)
+        except KeyboardInterrupt:
+            _interrupted()
         except Exception as exc:  # known input problems become exit code 2
             if os.environ.get("MLSP_DEBUG"):
                 raise
@@ -123,6 +126,25 @@ def _run(command):
 
     wrapper.__doc__ = command.__doc__
     return wrapper
+
+
+_EXIT_AT_ONCE = False  # set by main(): the console script, not an in-process caller
+
+
+def _interrupted():
+    """Ctrl-C: say so and exit 130, at once from the console script.
+
+    The library has committed what was computed and stopped its decoding
+    workers by the time the interrupt gets here; the console script then
+    skips the interpreter's teardown (a second or more with PyTorch loaded),
+    so Ctrl-C comes back at once.
+    """
+    click.echo("Interrupted; everything computed so far is stored.", err=True)
+    if _EXIT_AT_ONCE:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(130)
 
 
 def _is_input_error(exc) -> bool:
@@ -1037,6 +1059,8 @@ def cache_verify(out, path, repair):
 
 def main(argv=None):
     """Entry point of the ``mlsp`` console script."""
+    global _EXIT_AT_ONCE
+    _EXIT_AT_ONCE = True
     return cli.main(args=argv, prog_name="mlsp")
 
 

@@ -32,7 +32,7 @@ import torch
 from .backbones import get_backbone
 from .identity import image_key
 from .images import ImageError, _is_path, _refuse_if_too_big, describe, load_rgb
-from .loading import ViewsDataset, decode_jpeg_views, decode_views, make_loader
+from .loading import ViewsDataset, decode_jpeg_views, decode_views, make_loader, stop_loader
 from .store import FeatureStore
 from .taps import TapExtractor
 from .views import cut_views, make_views
@@ -569,12 +569,17 @@ def run_local(items, positions, extractor, sink, on_failure, progress, decode_ar
     def views_of(loaded):
         return _views_of(loaded, items[loaded.position], extractor, decode_args)
 
-    for loaded, feats in extractor.stream(make_loader(dataset, n_decoders), views_of):
-        if feats is None:
-            on_failure(loaded.position, loaded.error)
-        else:
-            sink.commit(loaded.position, loaded.key, feats)
-        progress.update(1)
+    batches = iter(make_loader(dataset, n_decoders))
+    try:
+        for loaded, feats in extractor.stream(batches, views_of):
+            if feats is None:
+                on_failure(loaded.position, loaded.error)
+            else:
+                sink.commit(loaded.position, loaded.key, feats)
+            progress.update(1)
+    except BaseException:  # Ctrl-C or an error: the decoders stop now, not after PyTorch's timeouts
+        stop_loader(batches)
+        raise
 
 
 @dataclass
