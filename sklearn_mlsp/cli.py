@@ -8,7 +8,8 @@ on stdout; human-readable text then goes to stderr). Exit codes:
 - 1: the command ran, but some images could not be read (their names and the
   reasons are reported; results for the others are written);
 - 2: usage error or unusable input (missing file, bad label file, model file
-  refused); the message names the file and the reason.
+  refused); the message names the file and the reason;
+- 130: interrupted (Ctrl-C); everything computed before is stored.
 
 Torch and the library are imported only inside the commands, so ``mlsp
 --help`` is instant.
@@ -113,6 +114,8 @@ def _run(command):
             _fail(out, exc.format_message(), 2)
         except ImagesFailed as exc:
             _fail(out, str(exc), 1)
+        except KeyboardInterrupt:
+            _interrupted()
         except Exception as exc:  # known input problems become exit code 2
             if os.environ.get("MLSP_DEBUG"):
                 raise
@@ -123,6 +126,25 @@ def _run(command):
 
     wrapper.__doc__ = command.__doc__
     return wrapper
+
+
+_EXIT_AT_ONCE = False  # set by main(): the console script, not an in-process caller
+
+
+def _interrupted():
+    """Ctrl-C: say so and exit 130, at once from the console script.
+
+    The library has committed what was computed and stopped its decoding
+    workers by the time the interrupt gets here; the console script then
+    skips the interpreter's teardown (a second or more with PyTorch loaded),
+    so Ctrl-C comes back at once.
+    """
+    click.echo("Interrupted; everything computed so far is stored.", err=True)
+    if _EXIT_AT_ONCE:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(130)
 
 
 def _is_input_error(exc) -> bool:
@@ -195,10 +217,32 @@ def collect_images(inputs, recursive: bool = False) -> list[str]:
         elif p.is_file():
             paths.append(str(p))
         else:
-            raise InputError(f"no such file or folder: {item!r}.")
+            raise InputError(_not_an_input(item))
     if not paths:
         raise InputError("no images given.")
     return paths
+
+
+def _not_an_input(item) -> str:
+    """Why a command-line path is neither a file nor a folder: the real reason, as the library names it."""
+    from .store.files import special_kind
+
+    try:
+        kind = special_kind(item)
+    except OSError as exc:
+        return f"cannot look at {item!r}: {exc.strerror or exc}."
+    if kind is None:
+        return f"no such file or folder: {item!r}."
+    return f"{item!r} is {kind}, not an image file, a folder or a list of images."
+
+
+def _cache_path(ctx, param, value):
+    """--cache and CACHE: an empty name would make the current folder a feature store."""
+    if value is not None and not value.strip():
+        raise click.BadParameter(
+            f"{value!r} names no folder (it would make the current folder a feature store); pass a "
+            "folder name such as --cache features.h5, or leave the option out for no cache.", ctx, param)
+    return value
 
 
 def _pooling(value: str):
@@ -454,7 +498,8 @@ def cli():
 
 @cli.command()
 @click.argument("images", nargs=-1, required=True)
-@click.option("--cache", required=True, type=click.Path(), help="Feature cache (a store folder) to fill.")
+@click.option("--cache", required=True, type=click.Path(), callback=_cache_path,
+              help="Feature cache (a store folder) to fill.")
 @_feature_options("narrow")
 @click.option("-r", "--recursive", is_flag=True, help="Also take images in subfolders.")
 @click.option("--errors", type=click.Choice(["nan", "raise"]), default="nan", show_default=True,
@@ -523,7 +568,7 @@ def _make_head(head, *, epochs, lr, batch_size, seed, device, tap_channels):
 @click.option("--head", type=click.Choice(list(HEADS)), default="single3fc", show_default=True,
               help="The paper's heads, or ridge regression on flat features.")
 @_feature_options("auto")
-@click.option("--cache", type=click.Path(), default=None, help="Feature cache folder (reused).")
+@click.option("--cache", type=click.Path(), default=None, callback=_cache_path, help="Feature cache folder (reused).")
 @click.option("--cv", type=click.IntRange(min=0), default=0, show_default=True,
               help="Cross-validate with this many folds first (0: no).")
 @click.option("--image-col", default=None, help="Column of image names (default: detected).")
@@ -680,7 +725,7 @@ def contact_sheet(frame, path, n_show=6, title=None):
                    "or that times 100). Default: the model's own.")
 @click.option("--coverage", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.9,
               show_default=True, help="Coverage of the low-high intervals (models with intervals).")
-@click.option("--cache", type=click.Path(), default=None, help="Feature cache folder (reused).")
+@click.option("--cache", type=click.Path(), default=None, callback=_cache_path, help="Feature cache folder (reused).")
 @click.option("--device", default="auto", show_default=True, help="auto (the model's), cpu, cuda, ...")
 @click.option("--jobs", type=click.IntRange(min=0), default=None, help="Processes decoding images.")
 @click.option("-r", "--recursive", is_flag=True, help="Also take images in subfolders.")
@@ -784,7 +829,7 @@ def score(out, images, model_name, out_csv, top, sheet, scale, coverage, cache, 
 @click.option("--images", "image_dir", required=True, type=click.Path(exists=True, file_okay=False),
               help="Folder of the images named in LABELS.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="PNG scatter plot, true vs predicted.")
-@click.option("--cache", type=click.Path(), default=None, help="Feature cache folder (reused).")
+@click.option("--cache", type=click.Path(), default=None, callback=_cache_path, help="Feature cache folder (reused).")
 @click.option("--image-col", default=None, help="Column of image names (default: detected).")
 @click.option("--score-col", default=None, help="Column of scores (default: detected).")
 @click.option("--threshold", type=float, default=None,
@@ -999,8 +1044,10 @@ def cache():
 def _store(path):
     from .store import FeatureStore, LegacyStoreError, NotAFeatureStoreError
 
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         raise InputError(f"{path}: no feature cache here.")
+    if not os.path.isdir(path) and not os.path.isfile(path):
+        raise InputError(f"{path}: not a feature cache; " + _not_an_input(path))
     store = FeatureStore(path)
     try:
         store.configs()
@@ -1010,7 +1057,7 @@ def _store(path):
 
 
 @cache.command("info")
-@click.argument("path", metavar="CACHE", type=click.Path())
+@click.argument("path", metavar="CACHE", type=click.Path(), callback=_cache_path)
 @_run
 def cache_info(out, path):
     """Configurations in a feature cache, with their images, shards and bytes.
@@ -1019,8 +1066,10 @@ def cache_info(out, path):
     Example:
       mlsp cache info features.h5
     """
-    table = _store(path).summary()
+    store = _store(path)
+    table = store.summary()
     rows = table.to_dict("records")
+    usage = store.usage()
     if not rows:
         out.say(f"{path}: empty (no configuration stored yet)")
     else:
@@ -1031,12 +1080,18 @@ def cache_info(out, path):
                     f"{str(r['channels']):>9}{r['images']:>9}{r['shards']:>7}{r['bytes'] / 1e6:>10.1f}")
         out.say(f"{'total':<70}{int(table['images'].sum()):>9}{int(table['shards'].sum()):>7}"
                 f"{table['bytes'].sum() / 1e6:>10.1f}")
-    out.summary({"ok": True, "cache": path, "configurations": rows})
+    if usage["tmp_entries"]:
+        out.say(f"tmp/: {usage['tmp_entries']} entries, {usage['tmp_bytes'] / 1e6:.1f} MB (leftovers of "
+                "writers that died are removed by `mlsp cache compact`)")
+    if usage["damaged_entries"]:
+        out.say(f"damaged/: {usage['damaged_entries']} entries, {usage['damaged_bytes'] / 1e6:.1f} MB (moved "
+                "aside by `mlsp cache verify --repair`; delete them once you have looked)")
+    out.summary({"ok": True, "cache": path, "configurations": rows, **usage})
     return 0
 
 
 @cache.command("drop")
-@click.argument("path", metavar="CACHE", type=click.Path())
+@click.argument("path", metavar="CACHE", type=click.Path(), callback=_cache_path)
 @click.argument("config_id", metavar="CONFIG")
 @_run
 def cache_drop(out, path, config_id):
@@ -1057,46 +1112,65 @@ def cache_drop(out, path, config_id):
 
 
 @cache.command("compact")
-@click.argument("path", metavar="CACHE", type=click.Path())
+@click.argument("path", metavar="CACHE", type=click.Path(), callback=_cache_path)
 @_run
 def cache_compact(out, path):
-    """Merge a cache's shards, removing duplicates and damaged rows.
+    """Merge a cache's shards, removing duplicates, damaged rows and leftovers of dead writers in tmp/.
 
     \b
     Example:
       mlsp cache compact features.h5
     """
-    result = _store(path).compact()
+    store = _store(path)
+    result = store.compact()
     for cid, (before, after) in result.items():
         out.say(f"{cid}: {before} shards -> {after}")
-    out.summary({"ok": True, "cache": path, "shards": {c: list(v) for c, v in result.items()}})
+    usage = store.usage()
+    if usage["tmp_entries"]:
+        out.say(f"tmp/: {usage['tmp_entries']} entries left ({usage['tmp_bytes'] / 1e6:.1f} MB), being written now")
+    out.summary({"ok": True, "cache": path, "shards": {c: list(v) for c, v in result.items()}, **usage})
     return 0
 
 
 @cache.command("verify")
-@click.argument("path", metavar="CACHE", type=click.Path())
-@click.option("--repair", is_flag=True, help="Remove damaged rows (recomputed by the next extraction).")
+@click.argument("path", metavar="CACHE", type=click.Path(), callback=_cache_path)
+@click.option("--repair", is_flag=True,
+              help="Drop damaged rows (recomputed by the next extraction), move unreadable shards and stray "
+                   "entries to damaged/, rebuild damaged bookkeeping files from the shards.")
 @_run
 def cache_verify(out, path, repair):
-    """Re-check every checksum of a cache; exit code 1 if anything is damaged.
+    """Check a cache against its shards; exit code 1 if anything is wrong (and not repaired).
+
+    Checked: every checksum, every shard's header and keys, the bookkeeping
+    files (store.json, config.json, layout.json) against the shards, and that
+    the folders hold only what the store writes (no FIFOs, links, folders
+    named *.h5, foreign files).
 
     \b
     Example:
       mlsp cache verify features.h5 --repair
     """
     report = _store(path).verify(repair=repair)
+    labels = {"chunk": "damaged", "shard": "damaged", "stray": "stray", "bookkeeping": "bookkeeping"}
     for r in report.to_dict("records")[:50]:
-        what = f"image {r['image']} view {r['view']}" if r["image"] is not None else "whole shard"
-        out.say(f"damaged: {r['shard']}: {what} ({r['problem']})")
+        if r["kind"] == "chunk":
+            out.say(f"damaged: {r['shard']}: image {r['image']} view {r['view']} ({r['problem']})")
+        else:
+            what = "whole shard: " if r["kind"] == "shard" else ""
+            out.say(f"{labels.get(r['kind'], 'damaged')}: {r['shard']}: {what}{r['problem']}")
+    if len(report) > 50:
+        out.say(f"... and {len(report) - 50} more")
     out.say(f"{path}: " + ("no damage found" if report.empty else
-                           f"{len(report)} damaged entries" + (", repaired" if repair else
-                                                               " (run with --repair to remove them)")))
+                           f"{len(report)} problems" + (", repaired" if repair else
+                                                        " (run with --repair to mend them)")))
     out.summary({"ok": report.empty, "cache": path, "damaged": report.to_dict("records"), "repaired": repair})
     return 0 if report.empty or repair else 1
 
 
 def main(argv=None):
     """Entry point of the ``mlsp`` console script."""
+    global _EXIT_AT_ONCE
+    _EXIT_AT_ONCE = True
     return cli.main(args=argv, prog_name="mlsp")
 
 

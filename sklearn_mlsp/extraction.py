@@ -32,7 +32,7 @@ import torch
 from .backbones import get_backbone
 from .identity import image_key
 from .images import ImageError, _is_path, _refuse_if_too_big, describe, load_rgb
-from .loading import ViewsDataset, decode_jpeg_views, decode_views, make_loader
+from .loading import ViewsDataset, decode_jpeg_views, decode_views, make_loader, stop_loader
 from .store import FeatureStore
 from .taps import TapExtractor
 from .views import cut_views, make_views
@@ -397,12 +397,15 @@ class Plan:
     failures: list = field(default_factory=list)  # (position, message)
 
 
-def plan(items, store, config_id, max_pixels) -> Plan:
+def plan(items, store, config_id, max_pixels, config=None) -> Plan:
     """Keys and cache lookups; images that cannot be read are failures already.
 
     Without a store, nothing is read here (keys come from decoding). PIL
     images are checked by their declared size before their pixels are
-    hashed (a decompression bomb is refused before it is decoded).
+    hashed (a decompression bomb is refused before it is decoded). A cached
+    image whose stored features fail their checksums is a cache miss: its
+    damaged entry is discarded and it is recomputed from the image itself
+    (whose content the key was just computed from).
     """
     n = len(items)
     if store is None:
@@ -422,7 +425,38 @@ def plan(items, store, config_id, max_pixels) -> Plan:
     found = store.lookup(config_id, [keys[p] for p in known])
     cached = [p for p, f in zip(known, found) if f]
     todo = [p for p, f in zip(known, found) if not f]
+    damaged = _damaged_entries(items, store, config_id, keys, cached, config, failures)
+    if damaged:
+        cached = [p for p in cached if p not in damaged]
+        todo = sorted(todo + [p for p in damaged if p not in dict(failures)])
     return Plan(n, keys, cached, todo, failures)
+
+
+def _damaged_entries(items, store, config_id, keys, cached, config, failures) -> set:
+    """Cached positions whose stored features are damaged, discarded from the store to be recomputed.
+
+    Where the store cannot be rewritten, those images become failures that
+    name them (one bad chunk costs one image, never the whole transform).
+    """
+    if not cached:
+        return set()
+    bad = store.find_damaged(config_id, [keys[p] for p in cached])
+    damaged = {p for p, b in zip(cached, bad) if b}
+    if not damaged:
+        return damaged
+    first = describe(items[min(damaged)], min(damaged))
+    try:
+        store.discard(config_id, [keys[p] for p in sorted(damaged)], config=config)
+    except OSError as exc:  # a read-only store, a full disk: report those images, keep going
+        for pos in sorted(damaged):
+            failures.append((pos, f"The stored features of image {describe(items[pos], pos)} are damaged "
+                                  f"(they fail their checksum) and cannot be replaced: {exc}"))
+        return damaged
+    warnings.warn(
+        f"the stored features of {len(damaged)} image(s) fail their checksums (first: {first}); "
+        "they are recomputed from the images.", UserWarning, stacklevel=4,
+    )
+    return damaged
 
 
 # ------------------------------------------------------------------------ sinks
@@ -535,12 +569,17 @@ def run_local(items, positions, extractor, sink, on_failure, progress, decode_ar
     def views_of(loaded):
         return _views_of(loaded, items[loaded.position], extractor, decode_args)
 
-    for loaded, feats in extractor.stream(make_loader(dataset, n_decoders), views_of):
-        if feats is None:
-            on_failure(loaded.position, loaded.error)
-        else:
-            sink.commit(loaded.position, loaded.key, feats)
-        progress.update(1)
+    batches = iter(make_loader(dataset, n_decoders))
+    try:
+        for loaded, feats in extractor.stream(batches, views_of):
+            if feats is None:
+                on_failure(loaded.position, loaded.error)
+            else:
+                sink.commit(loaded.position, loaded.key, feats)
+            progress.update(1)
+    except BaseException:  # Ctrl-C or an error: the decoders stop now, not after PyTorch's timeouts
+        stop_loader(batches)
+        raise
 
 
 @dataclass

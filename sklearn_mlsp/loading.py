@@ -42,6 +42,7 @@ __all__ = [
     "decode_views",
     "make_loader",
     "orient",
+    "stop_loader",
     "upscale_for",
 ]
 
@@ -213,8 +214,43 @@ def decode_jpeg_views(encoded, augment, crop_fraction=CROP_FRACTION, device="cud
     return torch.stack(crops).contiguous()
 
 
+def stop_loader(batches) -> None:
+    """End a loader's decoding workers now, without waiting for them (Ctrl-C, an error).
+
+    A worker holds nothing of value (decoded images are recomputed), so it
+    is killed rather than joined: PyTorch's own shutdown waits up to 5 s per
+    worker, longer still when a worker caught the terminal's SIGINT and
+    blocks flushing its queue into a pipe no one reads.
+    """
+    workers = getattr(batches, "_workers", None)
+    if not workers:
+        return
+    try:  # forget their pids first, or PyTorch's SIGCHLD handler calls their end a failure
+        from torch.utils.data._utils import signal_handling
+
+        if getattr(batches, "_worker_pids_set", False):
+            signal_handling._remove_worker_pids(id(batches))
+            batches._worker_pids_set = False
+    except (ImportError, AttributeError, KeyError):  # pragma: no cover - another PyTorch layout
+        pass
+    for worker in workers:
+        if worker.is_alive():
+            worker.kill()
+    for worker in workers:
+        worker.join(timeout=1)
+    shutdown = getattr(batches, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()  # closes the queues; the workers are gone, so it does not wait
+
+
 def _die_with_parent(worker_id=None):
-    """Decoding workers end when the process that started them dies (even by SIGKILL)."""
+    """Decoding workers end when the process that started them dies (even by SIGKILL).
+
+    They ignore SIGINT: a Ctrl-C in a terminal reaches the whole process
+    group, and the parent, not each worker, decides what happens (it stops
+    them at once, see :func:`stop_loader`).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         try:
             import ctypes

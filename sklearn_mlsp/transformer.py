@@ -365,6 +365,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         -------
         self
         """
+        if self.cache is not None:
+            FeatureStore(self.cache)  # refuses cache="" (it would make the current folder a store)
         k = self._grid_size()
         members = members_of(self.backbone, self.weights, self.scales)
         for member in members:
@@ -581,7 +583,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         shape = (len(self.view_names_), sum(config["tap_channels"]), self.grid_size_, self.grid_size_)
 
         # 1. Plan: keys, what is cached, what cannot be read at all.
-        planned = plan(items, store, cid, self.max_pixels)
+        planned = plan(items, store, cid, self.max_pixels, config=config)
 
         failed_here = set()
 

@@ -224,3 +224,58 @@ def test_cache_info_drop_compact_verify(project, tmp_path):
     assert dropped.exit_code == 0 and json.loads(dropped.stdout)["images"] == 11
     missing = runner.invoke(cli, ["cache", "info", str(tmp_path / "nowhere")])
     assert missing.exit_code == 2 and "nowhere" in missing.output
+
+
+def test_cache_commands_repair_bookkeeping_from_the_shards(project, tmp_path):
+    root, _, _ = project
+    cache = tmp_path / "features.h5"
+    shutil.copytree(root / "features.h5", cache)
+    (cid,) = [p.name for p in cache.iterdir() if p.name.startswith("cfg_")]
+    (cache / cid / "config.json").unlink()
+    (cache / cid / "layout.json").write_text(json.dumps({"shape": [1, 7, 1, 1]}))  # another shape
+    runner = CliRunner()
+    info = runner.invoke(cli, ["cache", "info", str(cache), "--json"])
+    assert info.exit_code == 0, info.output
+    assert json.loads(info.stdout)["configurations"][0]["images"] == 12  # not "empty"
+    extract = runner.invoke(cli, ["extract", str(root / "photos" / "img_000.png"), "--cache", str(cache),
+                                  *FEATURES, "--json"])
+    assert extract.exit_code == 0, extract.output
+    assert json.loads(extract.stdout)["cached"] == 1  # the shards still serve it
+    check = runner.invoke(cli, ["cache", "verify", str(cache)])
+    assert check.exit_code == 1 and "config.json" in check.output and "layout.json" in check.output
+    repaired = runner.invoke(cli, ["cache", "verify", str(cache), "--repair"])
+    assert repaired.exit_code == 0 and "repaired" in repaired.output
+    again = runner.invoke(cli, ["cache", "verify", str(cache)])
+    assert again.exit_code == 0 and "no damage found" in again.output
+    assert not (cache / "damaged").exists()  # no shard was moved
+    assert json.loads((cache / cid / "layout.json").read_text())["shape"][1] != 7
+    assert json.loads(runner.invoke(cli, ["cache", "info", str(cache), "--json"]).stdout)[
+        "configurations"][0]["images"] == 12
+
+
+def test_score_recomputes_an_image_whose_stored_features_have_a_flipped_byte(project, tmp_path):
+    root, _, _ = project
+    cache = tmp_path / "features.h5"
+    shutil.copytree(root / "features.h5", cache)
+    images = [str(root / "photos" / f"img_{i:03d}.png") for i in range(12)]
+    clean = json.loads(mlsp("score", "model.mlsp", *images, "--cache", cache, "--json", cwd=root, check=0).stdout)
+    from sklearn_mlsp.store import FeatureStore
+
+    FeatureStore(cache).compact()  # one shard, whatever the commits were
+    shard = next(next(cache.glob("cfg_*")).glob("*.h5"))
+    header = json.loads(shard.read_bytes()[8:508].decode().rstrip())
+    with open(shard, "r+b") as fh:  # one flipped byte in one image's features
+        fh.seek(header["offsets"][1] + 1 * int(np.prod(header["shape"][1:])) * 2 + 1)
+        byte = fh.read(1)
+        fh.seek(-1, os.SEEK_CUR)
+        fh.write(bytes([byte[0] ^ 0x01]))
+    proc = mlsp("score", "model.mlsp", *images, "--cache", cache, "--json", cwd=root, check=0)
+    summary = json.loads(proc.stdout)
+    assert summary["scored"] == 12 and summary["computed"] == 1 and summary["cached"] == 11
+    assert "fail their checksums" in proc.stderr
+    assert [t["score"] for t in summary["top"]] == [t["score"] for t in clean["top"]]
+    assert runner_verify_clean(cache)
+
+
+def runner_verify_clean(cache) -> bool:
+    return CliRunner().invoke(cli, ["cache", "verify", str(cache)]).exit_code == 0

@@ -350,28 +350,81 @@ def test_damage_with_errors_nan_and_repair(tmp_path):
     paths = write_images(tmp_path / "img", 4)
     cache = tmp_path / "cache"
     t = tiny_transformer(cache=cache).fit()
-    t.transform(paths)
+    view = t.transform(paths)
+    nan_view = tiny_transformer(cache=cache, errors="nan").fit().transform(paths)
+    FeatureStore(cache).compact()  # one shard (a slow machine may have committed the images in two)
     shard = next((cache / t.config_id_).glob("*.h5"))
     header = json.loads(shard.read_bytes()[8:508].decode().rstrip())
     f_off = header["offsets"][1]
     per_image = int(np.prod(header["shape"][1:])) * 2
-    with open(shard, "r+b") as fh:  # damage the features of the third image
+    with open(shard, "r+b") as fh:  # damage the features of the third image, after the views were made
         fh.seek(f_off + 2 * per_image + 10)
         fh.write(b"\x55\xaa\x55\xaa")
-    view = t.transform(paths)
     with pytest.raises(StoreDamageError) as info:
         np.asarray(view)
     assert shard.name in str(info.value)
-    nan_view = tiny_transformer(cache=cache, errors="nan").fit().transform(paths)
     with pytest.warns(UserWarning, match="damaged"):
         got = np.asarray(nan_view)
     bad = np.isnan(got).reshape(4, -1).any(axis=1)
     assert bad.tolist() == [False, False, True, False]
     report = FeatureStore(cache).verify(repair=True)
     assert len(report) == 1 and report["image"].iloc[0].startswith("file:")
+    assert FeatureStore(cache).lookup(t.config_id_, list(view.keys)).tolist() == [True, True, False, True]
     out = np.asarray(t.transform(paths))
     assert t.transform_stats_["computed"] == 1
     np.testing.assert_array_equal(out, tiny_transformer().fit().transform(paths))
+
+
+def test_a_damaged_chunk_found_by_transform_is_recomputed_alone(tmp_path):
+    from helpers import tiny_transformer, write_images
+
+    paths = write_images(tmp_path / "img", 4)
+    cache = tmp_path / "cache"
+    tiny_transformer(cache=cache).fit().transform(paths)
+    FeatureStore(cache).compact()  # one shard, whatever the commits were
+    shard = next(next(cache.glob("cfg_*")).glob("*.h5"))
+    header = json.loads(shard.read_bytes()[8:508].decode().rstrip())
+    per_image = int(np.prod(header["shape"][1:])) * 2
+    with open(shard, "r+b") as fh:  # one flipped byte in the second image's features
+        fh.seek(header["offsets"][1] + per_image + 3)
+        byte = fh.read(1)
+        fh.seek(-1, os.SEEK_CUR)
+        fh.write(bytes([byte[0] ^ 0x10]))
+    forget_open_shards()
+    t = tiny_transformer(cache=cache).fit()
+    with pytest.warns(UserWarning, match=r"1 image\(s\) fail their checksums \(first: .*img_001"):
+        out = np.asarray(t.transform(paths))
+    assert t.transform_stats_["computed"] == 1 and t.transform_stats_["cached"] == 3
+    np.testing.assert_array_equal(out, tiny_transformer().fit().transform(paths))
+    assert FeatureStore(cache).verify().empty  # the damaged entry was replaced, nothing else touched
+
+
+def test_a_damaged_chunk_that_cannot_be_replaced_fails_that_image_only(tmp_path, monkeypatch):
+    from helpers import tiny_transformer, write_images
+
+    paths = write_images(tmp_path / "img", 3)
+    cache = tmp_path / "cache"
+    tiny_transformer(cache=cache).fit().transform(paths)
+    FeatureStore(cache).compact()  # one shard, whatever the commits were
+    shard = next(next(cache.glob("cfg_*")).glob("*.h5"))
+    header = json.loads(shard.read_bytes()[8:508].decode().rstrip())
+    with open(shard, "r+b") as fh:  # the first image's features
+        fh.seek(header["offsets"][1] + 1)
+        fh.write(b"\x7f")
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(shard))
+
+    monkeypatch.setattr(FeatureStore, "discard", read_only)
+    forget_open_shards()
+    t = tiny_transformer(cache=cache, errors="nan").fit()
+    with pytest.warns(UserWarning, match="1 of 3 images could not be read"):
+        out = np.asarray(t.transform(paths))
+    assert t.failures_["position"].tolist() == [0]
+    assert "img_000" in t.failures_["error"].iloc[0] and "damaged" in t.failures_["error"].iloc[0]
+    assert np.isnan(out[0]).all() and np.isfinite(out[1:]).all()
+    with pytest.raises(Exception, match="img_000.*damaged"):
+        tiny_transformer(cache=cache).fit().transform(paths)  # errors="raise": named, not NaN
 
 
 # --------------------------------------------------------------------- views
@@ -728,10 +781,11 @@ def test_a_garbage_config_json_is_reported_and_rebuilt(tmp_path):
     store.append(CONFIG, ["a"], batch(["a"]))
     store.append(other, ["b"], np.zeros((1, 1, 2, 1, 1)))
     (tmp_path / "store" / CID / "config.json").write_text("{not json")
-    with pytest.warns(UserWarning, match="damaged"):
-        assert list(store.configs()) == [config_id(other)]
+    with pytest.warns(UserWarning, match="damaged.*read from its shards"):
+        assert set(store.configs()) == {CID, config_id(other)}  # its shards still say what it is
     report = store.verify(repair=True)
     assert any("config.json" in s for s in report["shard"])
+    assert json.loads((tmp_path / "store" / CID / "config.json").read_text()) == CONFIG
     assert set(store.configs()) == {CID, config_id(other)}
     check_exact(store, ["a"])
 

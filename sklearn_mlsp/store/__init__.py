@@ -16,6 +16,7 @@ from .errors import (
     StoreChangedError,
     StoreDamageError,
     StoreFullError,
+    StrayEntryError,
 )
 from .feature_store import FeatureStore, config_id
 from .legacy import convert_v1
@@ -29,6 +30,7 @@ __all__ = [
     "StoreChangedError",
     "StoreDamageError",
     "StoreFullError",
+    "StrayEntryError",
     "config_id",
     "convert_v1",
 ]

@@ -8,6 +8,7 @@ __all__ = [
     "StoreDamageError",
     "StoreFullError",
     "StoreChangedError",
+    "StrayEntryError",
 ]
 
 
@@ -39,3 +40,11 @@ class StoreFullError(OSError):
 
 class StoreChangedError(RuntimeError):
     """A :class:`FeatureView`'s store was deleted, rebuilt or lost its images."""
+
+
+class StrayEntryError(StoreDamageError):
+    """A store folder holds an entry the store never writes (a FIFO, a link, a folder named ``*.h5``).
+
+    It is never opened for reading; ``verify(repair=True)`` moves it to
+    ``damaged/``.
+    """

@@ -25,6 +25,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import uuid
 import warnings
@@ -41,9 +42,18 @@ from .errors import (
     StoreDamageError,
     StoreFullError,
 )
-from .files import make_dirs, publish, publish_once, remove_stale, unique_name
-from .index import SHARD_SUFFIX, index_for
-from .shard import MAPS, Shard, build_shard, chunk_checksums, encode_keys, key_checksums
+from .files import (
+    make_dirs,
+    publish,
+    publish_once,
+    read_regular,
+    remove_stale,
+    special_kind,
+    tree_bytes,
+    unique_name,
+)
+from .index import LAYOUT_FILE, SHARD_SUFFIX, index_for, read_layout
+from .shard import MAPS, Shard, build_shard, chunk_checksums, encode_keys, key_checksums, open_hdf5
 
 try:  # POSIX
     import fcntl
@@ -56,7 +66,12 @@ STORE_FORMAT = "sklearn-mlsp feature store"
 STORE_VERSION = 2
 MARKER = "store.json"
 CONFIG_FILE = "config.json"
-LAYOUT_FILE = "layout.json"
+LOCK_FILE = ".compact.lock"
+DONE_FILE = "converted-from-v1"  # written by convert_v1
+CONFIG_FOLDER = re.compile(r"cfg_[0-9a-f]{16}")
+# What the store itself writes: anything else in its folders is a stray entry.
+STORE_ENTRIES = frozenset({MARKER, "tmp", "damaged", DONE_FILE})
+CONFIG_ENTRIES = frozenset({CONFIG_FILE, LAYOUT_FILE, LOCK_FILE})
 FANOUT = 8  # shards of one size class merged at a time (log-structured tiers)
 
 
@@ -75,8 +90,6 @@ def _is_v1_file(path: Path) -> bool:
         with open(path, "rb") as fh:
             if fh.read(8) != b"\x89HDF\r\n\x1a\n":
                 return False
-        from .shard import open_hdf5
-
         with open_hdf5(path) as fh:
             return fh.attrs.get("format") == STORE_FORMAT
     except OSError:
@@ -96,11 +109,93 @@ def _read_marker(marker):
     if cached is not None and cached[0] == stamp:
         return cached[1]
     try:
-        info = json.loads(Path(marker).read_text())
-    except (OSError, ValueError) as exc:
+        info = json.loads(read_regular(marker))
+    except (OSError, ValueError) as exc:  # garbage, or a FIFO, folder or link in its place
         raise StoreDamageError(f"feature store marker '{marker}' is damaged ({exc}).") from exc
     _MARKERS[str(marker)] = (stamp, info)
     return info
+
+
+def _marker_problem(info) -> str | None:
+    """What is wrong with a marker's content (None if it is a sound marker of some version)."""
+    if not isinstance(info, dict):
+        return f"it holds {type(info).__name__}, not a JSON object"
+    if info.get("format") != STORE_FORMAT:
+        return f"its format is {info.get('format')!r}, not {STORE_FORMAT!r}"
+    version = info.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        return f"its format_version is {version!r}"
+    if not isinstance(info.get("store_id"), str) or not info["store_id"]:
+        return "it has no store_id"
+    return None
+
+
+_STORE_EVIDENCE: dict = {}  # path -> folder stamp when shards last proved it a store
+
+
+def _folder_stamp(path: Path):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns)
+
+
+def _holds_shards(path: Path) -> bool:
+    """Whether a folder's contents prove it a feature store, whatever its store.json says.
+
+    Proof is a configuration folder whose name is the hash of its config.json,
+    or that holds a sound shard written for it: shards are the truth, and
+    the bookkeeping files can be rebuilt from them.
+    """
+    stamp = _folder_stamp(path)
+    if stamp is not None and _STORE_EVIDENCE.get(str(path)) == stamp:
+        return True
+    try:
+        entries = [e for e in os.scandir(path) if CONFIG_FOLDER.fullmatch(e.name) and e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return False
+    for entry in sorted(entries, key=lambda e: e.name):
+        if _proves_config(Path(entry.path)):
+            _STORE_EVIDENCE[str(path)] = stamp
+            return True
+    return False
+
+
+def _proves_config(folder: Path) -> bool:
+    try:
+        if config_id(json.loads(read_regular(folder / CONFIG_FILE))) == folder.name:
+            return True
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    try:
+        names = sorted(n for n in os.listdir(folder) if n.endswith(SHARD_SUFFIX))
+    except OSError:
+        return False
+    for name in names:
+        try:
+            Shard.open(folder / name, folder.name)
+            return True
+        except OSError:  # damaged, stray, gone, unreadable: no proof
+            continue
+    return False
+
+
+_WARNED: set = set()
+
+
+def _warn_once(message: str, stacklevel: int = 3) -> None:
+    """Warn about a damaged bookkeeping file once per process (not on every lookup)."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        warnings.warn(message, UserWarning, stacklevel=stacklevel + 1)
+
+
+def _safe_id(config):
+    try:
+        return config_id(config)
+    except (TypeError, ValueError):
+        return None
 
 
 def _key_bytes(keys) -> list:
@@ -153,6 +248,11 @@ class FeatureStore:
     """
 
     def __init__(self, path, *, max_shard_bytes=256 * 2**20, auto_compact=True):
+        if isinstance(path, (str, bytes)) and not path.strip():
+            raise ValueError(
+                f"cache={path!r} names no folder (it would make the current folder a feature store); "
+                "pass a folder name such as cache='features.h5', or cache=None for no cache."
+            )
         # Absolute: a view or a pickled store must mean the same folder after a chdir.
         self.path = Path(os.path.abspath(path))
         self.max_shard_bytes = max_shard_bytes
@@ -176,23 +276,54 @@ class FeatureStore:
         return folder
 
     def current_id(self):
-        """The store_id on disk now, None if the store is gone (one ``stat`` when unchanged)."""
-        info = _read_marker(self._marker)
-        return None if info is None else info.get("store_id")
+        """The store_id on disk now, None if the store is gone (one ``stat`` when unchanged).
+
+        "" when the store is there but its marker is missing or damaged (its
+        id is unknown until ``verify(repair=True)`` writes a new one).
+        """
+        try:
+            info = _read_marker(self._marker)
+        except StoreDamageError:
+            info = {}
+        if info is not None and _marker_problem(info) is None:
+            return info["store_id"]
+        return "" if self.path.is_dir() and _holds_shards(self.path) else None
+
+    def _marker_state(self):
+        """``(marker dict or None, problem or None)``: the marker as read, and what is wrong with it."""
+        try:
+            info = _read_marker(self.path / MARKER)
+        except StoreDamageError as exc:
+            return None, str(exc)
+        if info is None:
+            return None, None
+        problem = _marker_problem(info)
+        return info, None if problem is None else f"feature store marker '{self.path / MARKER}' is damaged ({problem})"
 
     def _exists(self, create: bool = False) -> bool:
         """Whether the store exists (creating it if asked); refuses foreign paths."""
         path = self.path
-        marker = _read_marker(path / MARKER) if path.is_dir() else None
-        if marker is not None:
-            if marker.get("format") != STORE_FORMAT:
-                raise NotAFeatureStoreError(f"'{path}' is not an sklearn-mlsp feature store.")
-            if int(marker.get("format_version", 0)) > STORE_VERSION:
+        marker, problem = self._marker_state() if path.is_dir() else (None, None)
+        if marker is not None and problem is None:
+            if marker["format_version"] > STORE_VERSION:
                 raise NotAFeatureStoreError(
                     f"feature store '{path}' has format version {marker['format_version']}, newer "
                     f"than this sklearn-mlsp reads ({STORE_VERSION}); upgrade sklearn-mlsp."
                 )
             return True
+        if path.is_dir() and _holds_shards(path):  # the shards prove it a store: only its marker is bad
+            if problem is None:
+                if create:  # a writer puts the missing marker back (first one wins)
+                    self._write_marker(replace=False)
+                    return True
+                problem = f"feature store marker '{path / MARKER}' is missing"
+            _warn_once(f"{problem}; its shards show '{path}' is a feature store, so it is used as one. "
+                       f"FeatureStore('{path}').verify(repair=True) (mlsp cache verify --repair) rewrites it.")
+            return True
+        if problem is not None:
+            if marker is not None:  # someone else's store.json: not ours to touch
+                raise NotAFeatureStoreError(f"'{path}' is not an sklearn-mlsp feature store ({problem}).")
+            raise StoreDamageError(problem + "; no shard in the folder shows it is a feature store.")
         if path.is_file():
             if _is_v1_file(path):
                 raise LegacyStoreError(
@@ -211,7 +342,8 @@ class FeatureStore:
                     f"{MARKER} and is not empty); choose another cache= path."
                 )
         elif path.exists() or path.is_symlink():
-            raise NotAFeatureStoreError(f"'{path}' is not a folder; choose another cache= path.")
+            kind = special_kind(path) or "not a folder"
+            raise NotAFeatureStoreError(f"'{path}' is {kind}, not a feature store folder; choose another cache= path.")
         else:
             for leftover in (Path(f"{path}.v1"), Path(f"{path}.converting")):
                 if leftover.exists():
@@ -223,16 +355,20 @@ class FeatureStore:
         if not create:
             return False
         make_dirs(path, path)
-        info = {"format": STORE_FORMAT, "format_version": STORE_VERSION, "store_id": uuid.uuid4().hex}
-        publish_once(json.dumps(info).encode(), path / MARKER, self._tmp)
+        self._write_marker(replace=False)
         return True
+
+    def _write_marker(self, replace: bool) -> None:
+        """A new marker with a new store_id (``replace``: over a damaged one)."""
+        info = {"format": STORE_FORMAT, "format_version": STORE_VERSION, "store_id": uuid.uuid4().hex}
+        (publish if replace else publish_once)(json.dumps(info).encode(), self.path / MARKER, self._tmp)
 
     @property
     def store_id(self):
-        """The random id given at creation: a rebuilt store has another one (None if absent)."""
+        """The random id given at creation: a rebuilt store has another one (None if absent or unknown)."""
         if not self._exists():
             return None
-        return _read_marker(self.path / MARKER)["store_id"]
+        return self.current_id() or None
 
     def _index(self, cid: str):
         index = index_for(self._folder(cid))
@@ -240,14 +376,56 @@ class FeatureStore:
         return index
 
     def _config_of(self, cid: str):
+        """What config.json holds, as it is (None if missing); StoreDamageError if unreadable."""
+        path = self._folder(cid) / CONFIG_FILE
         try:
-            return json.loads((self._folder(cid) / CONFIG_FILE).read_text())
+            return json.loads(read_regular(path))
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
-            raise StoreDamageError(
-                f"configuration file '{self._folder(cid) / CONFIG_FILE}' is damaged ({exc})."
-            ) from exc
+            raise StoreDamageError(f"configuration file '{path}' is damaged ({exc}).") from exc
+
+    def _config_problem(self, cid: str):
+        """``(config.json's configuration or None, what is wrong with it or None)``."""
+        path = self._folder(cid) / CONFIG_FILE
+        try:
+            stored = self._config_of(cid)
+        except StoreDamageError as exc:
+            return None, str(exc)
+        if stored is None:
+            return None, f"configuration file '{path}' is missing"
+        try:
+            held = config_id(stored)
+        except (TypeError, ValueError):
+            held = None
+        if held != cid:  # the folder's name is the hash of what belongs in it
+            return None, (f"configuration file '{path}' is damaged (it holds a configuration whose id is "
+                          f"{held}, not the folder's {cid})")
+        return stored, None
+
+    def _config_from_shards(self, cid: str):
+        """The configuration a sound shard of ``cid`` was written for (its id checked), or None."""
+        index = self._index(cid)
+        for name in sorted(index.shards):
+            try:
+                with open_hdf5(index.shards[name].path) as fh:
+                    config = json.loads(fh.attrs["config"])
+            except (OSError, KeyError, ValueError, TypeError):
+                continue
+            if config_id(config) == cid:
+                return config
+        return None
+
+    def _config(self, cid: str):
+        """The configuration of ``cid``: config.json, or when it is missing or damaged, its shards' own copy."""
+        stored, problem = self._config_problem(cid)
+        if problem is None:
+            return stored
+        config = self._config_from_shards(cid)
+        if config is not None:
+            _warn_once(f"{problem}; the configuration is read from its shards. FeatureStore('{self.path}')"
+                       ".verify(repair=True) (mlsp cache verify --repair) rewrites it.")
+        return config
 
     # ------------------------------------------------------------- reading
 
@@ -257,18 +435,14 @@ class FeatureStore:
             return {}
         out = {}
         for cid in self._config_folders():
-            try:
-                config = self._config_of(cid)
-            except StoreDamageError as exc:
-                warnings.warn(f"{exc} It is skipped; verify(repair=True) rebuilds it.", UserWarning,
-                              stacklevel=2)
-                continue
+            config = self._config(cid)
             if config is not None:
                 out[cid] = config
         return out
 
     def _config_folders(self) -> list:
-        return sorted(e.name for e in os.scandir(self.path) if e.is_dir() and e.name.startswith("cfg_"))
+        return sorted(e.name for e in os.scandir(self.path)
+                      if CONFIG_FOLDER.fullmatch(e.name) and e.is_dir(follow_symlinks=False))
 
     def lookup(self, cid: str, keys) -> np.ndarray:
         """Whether each key is stored under configuration ``cid`` (bool array)."""
@@ -403,6 +577,61 @@ class FeatureStore:
             out[positions[i]] = np.nan
         warnings.warn(message + " They read as NaN.", UserWarning, stacklevel=4)
 
+    def find_damaged(self, cid: str, keys) -> np.ndarray:
+        """Whether each key's stored chunks fail their checksums (False for keys not stored).
+
+        Each stored row is checked once per process (shards are immutable),
+        so asking again is a dictionary lookup. A truncated shard counts as
+        damage for all its images.
+        """
+        keys = _key_bytes(keys)
+        damaged = np.zeros(len(keys), dtype=bool)
+        if not keys or not self._exists():
+            return damaged
+        for attempt in range(3):
+            index = index_for(self._folder(cid))
+            index.refresh(force=attempt > 0)
+            codes = index.locate(keys)
+            present = np.flatnonzero(codes >= 0)
+            try:
+                for shard, group, rows in index.split(codes[present]):
+                    damaged[present[group]] = shard.rows_damaged(rows)
+                return damaged
+            except FileNotFoundError:  # compacted away under us: follow and retry
+                continue
+        return damaged
+
+    def discard(self, cid: str, keys, config: dict | None = None) -> int:
+        """Remove images from a configuration (every stored copy): the next transform recomputes them.
+
+        The shards holding them are rewritten without them (a new shard is
+        renamed in, then the old one deleted, as compaction does), so readers
+        never see a half-done discard. Used for images whose stored features
+        fail their checksums.
+
+        Returns
+        -------
+        int
+            The number of shards rewritten.
+        """
+        drop = frozenset(k for k in _key_bytes(keys) if k)
+        if not drop or not self._exists():
+            return 0
+        config = config if config is not None else self._config(cid)
+        if config is None:
+            raise StoreDamageError(f"configuration {cid} of '{self.path}' has no configuration to rewrite "
+                                   "its shards with; run FeatureStore(...).verify(repair=True).")
+        index = self._index(cid)
+        rewritten = 0
+        with self._compaction_lock(self._folder(cid), wait=True):
+            index.refresh(force=True)
+            for shard in sorted(index.shards.values(), key=lambda x: x.name):
+                if any(k in drop for k in shard.keys.tolist()):
+                    self._merge(cid, index, [shard], config, drop=drop)
+                    rewritten += 1
+            index.refresh(force=True)
+        return rewritten
+
     def view(self, cid: str, keys=None, tap_channels=None, view_names=None, shape=None,
              on_damage: str = "raise"):
         """A lazy, read-only array over the images ``keys`` (all stored images if None).
@@ -498,35 +727,55 @@ class FeatureStore:
         return self._folder(cid)
 
     def _layout(self, cid: str):
-        """The per-image feature shape fixed by a configuration's first writer (or None)."""
-        try:
-            return tuple(json.loads((self._folder(cid) / LAYOUT_FILE).read_text())["shape"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+        """The per-image feature shape of a configuration: its shards', else layout.json's (or None)."""
+        shape = self._index(cid).shape()
+        return shape[1:] if shape is not None else read_layout(self._folder(cid))
 
     def _ensure_config(self, folder: Path, config: dict, cid: str, shape=None) -> None:
         make_dirs(folder, self.path)
         text = json.dumps(config, sort_keys=True, indent=1).encode()
         try:
             stored = self._config_of(cid)
-        except StoreDamageError:  # garbage in config.json: the id proves what belongs there
-            publish(text, folder / CONFIG_FILE, self._tmp)
-            stored = self._config_of(cid)
+        except StoreDamageError:
+            stored = False
         if stored is None:
             publish_once(text, folder / CONFIG_FILE, self._tmp)
-            stored = self._config_of(cid)
-        if stored is not None and stored != _canonical(config):
+            try:
+                stored = self._config_of(cid)
+            except StoreDamageError:
+                stored = False
+        if stored is False or (stored is not None and _safe_id(stored) != cid):
+            # Missing, garbage or edited: the folder's name proves what belongs there.
+            self._rewrite_config(folder, text)
+        elif stored is not None and stored != _canonical(config):
             raise ValueError(f"configuration hash collision in '{self.path}' ({cid}).")
         if shape is not None:
-            # The first writer fixes the shape (two writers racing with different shapes
-            # cannot both commit).
+            self._ensure_layout(folder, cid, tuple(shape))
+
+    def _rewrite_config(self, folder: Path, text: bytes) -> None:
+        try:
+            publish(text, folder / CONFIG_FILE, self._tmp)
+        except StoreFullError:
+            raise
+        except OSError as exc:  # e.g. a folder in its place: the shards still carry the configuration
+            _warn_once(f"cannot rewrite '{folder / CONFIG_FILE}' ({exc}); FeatureStore('{self.path}')"
+                       ".verify(repair=True) moves what is in its place to damaged/.")
+
+    def _ensure_layout(self, folder: Path, cid: str, shape: tuple) -> None:
+        """Refuse features of another shape than the configuration's (its shards decide)."""
+        held = self._index(cid).shape()
+        if held is None:
+            # No shard yet: the first writer fixes the shape (two writers racing with
+            # different shapes cannot both commit).
             publish_once(json.dumps({"shape": list(shape)}).encode(), folder / LAYOUT_FILE, self._tmp)
-            layout = self._layout(cid)
-            if layout is not None and layout != tuple(shape):
-                raise ValueError(
-                    f"features of shape {tuple(shape)} do not fit the shape {layout} of configuration "
-                    f"{cid} in '{self.path}'."
-                )
+            layout = read_layout(folder)
+        else:
+            layout = held[1:]
+        if layout is not None and layout != shape:
+            raise ValueError(
+                f"features of shape {shape} do not fit the shape {layout} of configuration "
+                f"{cid} in '{self.path}'."
+            )
 
     def _publish_shard(self, folder, config, cid, keys, data, sums, index) -> Shard:
         blob = build_shard(config, cid, keys, data, sums)
@@ -589,12 +838,13 @@ class FeatureStore:
                     self._merge(cid, index, chosen, config)
             return
 
-    def _merge(self, cid: str, index, shards: list, config: dict) -> list:
+    def _merge(self, cid: str, index, shards: list, config: dict, drop=frozenset()) -> list:
         """Write the sound, distinct rows of ``shards`` as one shard, then delete them.
 
-        Returns the damaged rows left out, as ``(shard path, key, view)``.
+        Rows whose key is in ``drop`` are left out too. Returns the damaged
+        rows left out, as ``(shard path, key, view)``.
         """
-        keys, data, sums, damaged, seen = [], [], [], [], set()
+        keys, data, sums, damaged, seen = [], [], [], [], set(drop)
         for shard in shards:
             try:
                 block, expected, bad = shard.read_all()
@@ -603,6 +853,8 @@ class FeatureStore:
             row_bad = bad.any(axis=1)
             keep = []
             for row, key in enumerate(shard.keys.tolist()):
+                if key in drop:
+                    continue
                 if row_bad[row]:
                     damaged.extend((str(shard.path), key.decode(errors="replace"), int(v))
                                    for v in np.flatnonzero(bad[row]))
@@ -636,8 +888,9 @@ class FeatureStore:
 
         Duplicate keys (left by concurrent writers) are removed, damaged rows
         are left out (with a warning; they are recomputed on the next
-        transform), and leftovers of dead writers in ``tmp/`` older than six
-        hours are deleted.
+        transform), and leftovers of dead writers in ``tmp/`` are deleted:
+        partial files whose writer's lock is free (the writer is gone), and
+        anything older than six hours.
 
         Returns
         -------
@@ -649,7 +902,7 @@ class FeatureStore:
             return result
         remove_stale(self._tmp)
         for c in [cid] if cid is not None else list(self.configs()):
-            config = self._config_of(c)
+            config = self._config(c)
             if config is None:
                 continue
             index = self._index(c)
@@ -670,92 +923,199 @@ class FeatureStore:
         return result
 
     def verify(self, cid: str | None = None, repair: bool = False) -> pd.DataFrame:
-        """Re-check every checksum; report (and with ``repair``, remove) damage.
+        """Check the store against its shards; report (and with ``repair``, mend) what is wrong.
+
+        Checked: every chunk's checksum and every shard's header, keys and
+        size; the bookkeeping files (``store.json``, each ``config.json`` and
+        ``layout.json``) against the shards, which are the truth; and that the
+        store's folders hold only what the store writes.
 
         Parameters
         ----------
         cid : str or None
             One configuration, or all.
         repair : bool, default=False
-            Rewrite shards without their damaged rows and move shards that
-            cannot be opened to ``<store>/damaged/``; the affected images are
-            then recomputed by the next transform.
+            Rewrite shards without their damaged rows (those images are
+            recomputed by the next transform); move shards that fail their own
+            checks, and stray entries (FIFOs, links, folders named ``*.h5``,
+            files the store did not write) to ``<store>/damaged/``; rebuild a
+            missing or damaged bookkeeping file from what the shards hold. A
+            repair never leaves fewer readable images than before it.
 
         Returns
         -------
         pandas.DataFrame
-            One row per damaged chunk or unreadable shard: ``config_id``,
-            ``shard``, ``image`` (None for an unreadable shard), ``view``,
-            ``problem``.
+            One row per problem: ``config_id`` (None for the store's own
+            files), ``shard`` (the path of the entry), ``image`` and ``view``
+            (for a damaged chunk, else None), ``problem``, and ``kind``:
+            ``"chunk"``, ``"shard"``, ``"stray"`` or ``"bookkeeping"``.
         """
         rows = []
-        columns = ["config_id", "shard", "image", "view", "problem"]
+        columns = ["config_id", "shard", "image", "view", "problem", "kind"]
         if not self._exists():
             return pd.DataFrame(rows, columns=columns)
         remove_stale(self._tmp)
+        if cid is None:
+            rows += self._verify_marker(repair)
+            rows += self._verify_entries(None, self.path, STORE_ENTRIES, repair)
         for c in [cid] if cid is not None else self._config_folders():
-            folder = self._folder(c)
-            try:
-                config = self._config_of(c)
-            except StoreDamageError as exc:
-                rows.append((c, str(folder / CONFIG_FILE), None, None, str(exc)))
-                config = self._rebuild_config(c) if repair else None
-            index = self._index(c)
-            with self._compaction_lock(folder, wait=True):
-                index.refresh(force=True)
-                unreadable = dict(index.damaged)
-                for shard in sorted(index.shards.values(), key=lambda x: x.name):
-                    try:  # every header, key list and size, checked again from the file
-                        Shard.open(shard.path, c)
-                    except FileNotFoundError:
-                        continue
-                    except StoreDamageError as exc:
-                        unreadable[shard.name] = str(exc)
-                    except OSError as exc:  # permissions, I/O: reported, never moved away
-                        rows.append((c, str(shard.path), None, None, f"cannot be opened now ({exc})"))
-                for name, reason in sorted(unreadable.items()):
-                    rows.append((c, str(folder / name), None, None, reason))
-                    if repair:
-                        quarantine = self.path / "damaged"
-                        make_dirs(quarantine, self.path)
-                        try:
-                            os.rename(folder / name, quarantine / f"{c}-{name}")
-                        except FileNotFoundError:
-                            pass
-                if repair and unreadable:
-                    index.refresh(force=True)
-                for shard in sorted(index.shards.values(), key=lambda x: x.name):
-                    if shard.name in unreadable:
-                        continue
-                    step = max(1, (64 << 20) // max(1, int(np.prod(shard.shape[1:])) * 2))
-                    shard_bad = False
-                    for start in range(0, len(shard), step):
-                        _, _, bad = shard.read_all(start, min(len(shard), start + step))
-                        for r, v in np.argwhere(bad):
-                            key = shard.keys[start + r].decode(errors="replace")
-                            rows.append((c, str(shard.path), key, int(v), "checksum mismatch"))
-                            shard_bad = True
-                    if repair and shard_bad and config is not None:
-                        self._merge(c, index, [shard], config)
-                if repair:
-                    index.refresh(force=True)
+            rows += self._verify_config(c, repair)
         return pd.DataFrame(rows, columns=columns)
 
-    def _rebuild_config(self, cid: str):
-        """config.json again, from a shard's own copy (its id must match the folder's)."""
-        from .shard import open_hdf5
+    def _quarantine(self, path: Path, label: str) -> None:
+        """Move an entry to ``damaged/`` (never over an earlier one); nothing is deleted."""
+        quarantine = self.path / "damaged"
+        make_dirs(quarantine, self.path)
+        target = quarantine / f"{label}-{path.name}"
+        if target.exists() or target.is_symlink():
+            target = quarantine / unique_name(f"{label}-{path.name}-")
+        try:
+            os.rename(path, target)
+        except FileNotFoundError:
+            pass
 
-        for path in sorted(self._folder(cid).glob(f"*{SHARD_SUFFIX}")):
-            try:
-                with open_hdf5(path) as fh:
-                    config = json.loads(fh.attrs["config"])
-            except (OSError, KeyError, ValueError):
+    def _verify_marker(self, repair: bool) -> list:
+        marker, problem = self._marker_state()
+        if marker is None and problem is None:
+            problem = f"feature store marker '{self.path / MARKER}' is missing"
+        if problem is None:
+            return []
+        if repair:
+            if special_kind(self.path / MARKER) is not None:
+                self._quarantine(self.path / MARKER, "store")
+            self._write_marker(replace=True)
+            problem += "; rewritten (with a new store_id)"
+        return [(None, str(self.path / MARKER), None, None, problem, "bookkeeping")]
+
+    def _verify_entries(self, cid, folder: Path, allowed, repair: bool) -> list:
+        """Stray entries of a folder: anything the store does not write there."""
+        rows = []
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except FileNotFoundError:
+            return rows
+        for entry in entries:
+            name = entry.name
+            if cid is None:
+                expected = name in allowed or (CONFIG_FOLDER.fullmatch(name) and entry.is_dir(follow_symlinks=False))
+            else:  # bookkeeping files and *.h5 entries are checked by the configuration's own checks
+                expected = name in allowed or name.endswith(SHARD_SUFFIX)
+            if expected:
                 continue
-            if config_id(config) == cid:
-                publish(json.dumps(config, sort_keys=True, indent=1).encode(),
-                        self._folder(cid) / CONFIG_FILE, self._tmp)
-                return config
-        return None
+            kind = special_kind(entry.path) or "a file"
+            problem = f"'{entry.path}' is {kind} that the feature store did not write"
+            if repair:
+                self._quarantine(Path(entry.path), cid or "store")
+                problem += "; moved to damaged/"
+            rows.append((cid, entry.path, None, None, problem, "stray"))
+        return rows
+
+    def _verify_config(self, c: str, repair: bool) -> list:
+        folder = self._folder(c)
+        rows = self._verify_entries(c, folder, CONFIG_ENTRIES, repair)
+        stored, problem = self._config_problem(c)
+        config = stored if problem is None else self._config_from_shards(c)
+        if problem is not None:
+            if repair and config is not None:
+                if special_kind(folder / CONFIG_FILE) is not None:
+                    self._quarantine(folder / CONFIG_FILE, c)
+                publish(json.dumps(config, sort_keys=True, indent=1).encode(), folder / CONFIG_FILE, self._tmp)
+                problem += "; rebuilt from the configuration its shards hold"
+            elif config is None:
+                problem += "; no sound shard holds the configuration to rebuild it from"
+            rows.append((c, str(folder / CONFIG_FILE), None, None, problem, "bookkeeping"))
+        index = self._index(c)
+        with self._compaction_lock(folder, wait=True):
+            index.refresh(force=True)
+            rows += self._verify_shards(c, index, config, repair)
+            rows += self._verify_layout(c, index, repair)
+        return rows
+
+    def _verify_shards(self, c: str, index, config, repair: bool) -> list:
+        rows, folder = [], index.folder
+        unreadable = dict(index.damaged)
+        for shard in sorted(index.shards.values(), key=lambda x: x.name):
+            try:  # every header, key list and size, checked again from the file
+                Shard.open(shard.path, c)
+            except FileNotFoundError:
+                continue
+            except StoreDamageError as exc:
+                unreadable[shard.name] = str(exc)
+            except OSError as exc:  # permissions, I/O: reported, never moved away
+                rows.append((c, str(shard.path), None, None, f"cannot be opened now ({exc})", "shard"))
+        for name, reason in sorted(unreadable.items()):
+            kind = "stray" if special_kind(folder / name) is not None else "shard"
+            if repair:  # its images are not readable now: moving it aside loses none
+                self._quarantine(folder / name, c)
+                reason += " Moved to damaged/."
+            rows.append((c, str(folder / name), None, None, reason, kind))
+        if repair and unreadable:
+            index.refresh(force=True)
+        for shard in sorted(index.shards.values(), key=lambda x: x.name):
+            if shard.name in unreadable:
+                continue
+            step = max(1, (64 << 20) // max(1, int(np.prod(shard.shape[1:])) * 2))
+            shard_bad = False
+            for start in range(0, len(shard), step):
+                _, _, bad = shard.read_all(start, min(len(shard), start + step))
+                for r, v in np.argwhere(bad):
+                    key = shard.keys[start + r].decode(errors="replace")
+                    rows.append((c, str(shard.path), key, int(v), "checksum mismatch", "chunk"))
+                    shard_bad = True
+            if repair and shard_bad and config is not None:
+                self._merge(c, index, [shard], config)  # the sound rows stay, in a new shard
+        if repair:
+            index.refresh(force=True)
+        return rows
+
+    def _verify_layout(self, c: str, index, repair: bool) -> list:
+        folder = index.folder
+        path = folder / LAYOUT_FILE
+        layout = read_layout(folder)
+        present = path.exists() or path.is_symlink()
+        held = index.shape()
+        if held is None:  # no shard: layout.json is all there is, unless it is unreadable
+            if not present or layout is not None:
+                return []
+            problem = f"layout file '{path}' is damaged, and no shard holds the shape to rebuild it from"
+            if repair:
+                self._quarantine(path, c)
+                problem += "; moved to damaged/ (the next writer writes it again)"
+            return [(c, str(path), None, None, problem, "bookkeeping")]
+        truth = held[1:]
+        if layout == truth:
+            return []
+        if not present:
+            problem = f"layout file '{path}' is missing"
+        elif layout is None:
+            problem = f"layout file '{path}' is damaged"
+        else:
+            problem = f"layout file '{path}' says shape {layout}, but the shards hold {truth}"
+        if repair:
+            if special_kind(path) is not None:
+                self._quarantine(path, c)
+            publish(json.dumps({"shape": list(truth)}).encode(), path, self._tmp)
+            problem += "; rebuilt from the shards"
+        return [(c, str(path), None, None, problem, "bookkeeping")]
+
+    def usage(self) -> dict:
+        """Bytes the store holds outside its shards: leftovers in ``tmp/``, quarantine in ``damaged/``.
+
+        Returns
+        -------
+        dict
+            ``tmp_entries``, ``tmp_bytes``, ``damaged_entries``, ``damaged_bytes``.
+        """
+        out = {}
+        for name in ("tmp", "damaged"):
+            folder = self.path / name
+            try:
+                entries = os.listdir(folder)
+            except (FileNotFoundError, NotADirectoryError):
+                entries = []
+            out[f"{name}_entries"] = len(entries)
+            out[f"{name}_bytes"] = tree_bytes(folder) if entries else 0
+        return out
 
     def summary(self) -> pd.DataFrame:
         """One row per configuration: backbone, grid, views, channels, images, shards, bytes."""

@@ -4,19 +4,33 @@ A file is written whole to the store's ``tmp/`` folder, flushed and fsynced,
 then renamed into place (``rename`` is atomic on POSIX file systems, local or
 shared). A reader therefore sees a file completely or not at all, whatever
 happens to the writer. Disk-full errors become :class:`StoreFullError`.
+
+A writer holds an ``flock`` on its partial file until it is renamed in, so
+upkeep can tell the leftover of a dead writer (lock free) from a file being
+written now (lock held). Everything the store reads is opened with
+:func:`open_regular`: a FIFO, socket, device, directory or symbolic link
+found in a store folder is refused by name, never opened for reading.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import shutil
+import stat
 import time
 import uuid
 from pathlib import Path
 
-from .errors import StoreFullError
+from .errors import StoreFullError, StrayEntryError
 
-__all__ = ["full_error", "make_dirs", "publish", "publish_once", "fsync_dir", "remove_stale", "unique_name"]
+try:  # POSIX
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: leftovers are told apart by age only
+    fcntl = None
+
+__all__ = ["full_error", "make_dirs", "open_regular", "publish", "publish_once", "fsync_dir", "read_regular",
+           "remove_stale", "special_kind", "tree_bytes", "unique_name"]
 
 # errno values that mean "no room": full disk, quota, RLIMIT_FSIZE.
 _FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
@@ -62,13 +76,111 @@ def make_dirs(folder: Path, where) -> None:
         raise
 
 
-def _write_temp(data, tmp_dir: Path) -> Path:
-    """Write ``data`` (bytes-like, or a list of them) to a new file in ``tmp_dir``."""
+def special_kind(path) -> str | None:
+    """What a path is when it is not a regular file: "a FIFO (named pipe)", ...; None otherwise.
+
+    Looks at the entry itself (``lstat``): a symbolic link is named as one,
+    with whether it loops or dangles.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        try:
+            os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return "a symbolic link loop"
+            return "a symbolic link to nothing"
+        return "a symbolic link"
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+             (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"))
+    for test, kind in kinds:
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def open_regular(path):
+    """Open a store entry for reading, refusing anything the store does not write.
+
+    Opened with ``O_NONBLOCK`` (a FIFO would wait forever for a writer) and
+    ``O_NOFOLLOW`` (the store writes no links), then checked with ``fstat``
+    on the descriptor, so nothing but a regular file is ever read.
+
+    Returns
+    -------
+    file object (binary)
+
+    Raises
+    ------
+    FileNotFoundError
+        Nothing is there.
+    StrayEntryError
+        Something that is not a regular file is there (named in the message).
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        kind = special_kind(path)
+        if kind is None:
+            raise
+        raise StrayEntryError(_stray_message(path, kind)) from exc
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise StrayEntryError(_stray_message(path, special_kind(path) or "not a regular file"))
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _stray_message(path, kind: str) -> str:
+    return (f"'{path}' is {kind}, which a feature store never writes; it is not read. "
+            "FeatureStore(...).verify(repair=True) (mlsp cache verify --repair) moves it to damaged/.")
+
+
+def read_regular(path) -> bytes:
+    """All bytes of a regular file in a store (see :func:`open_regular`)."""
+    with open_regular(path) as fh:
+        return fh.read()
+
+
+def _lock(fd) -> bool:
+    """Take the writer's lock on a partial file; False if another process holds it."""
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:  # no flock on this file system: leftovers go by age only
+        return True
+    return True
+
+
+def _write_temp(data, tmp_dir: Path):
+    """Write ``data`` (bytes-like, or a list of them) to a new file in ``tmp_dir``.
+
+    Returns ``(path, fd)``: the descriptor stays open, holding the writer's
+    lock, until the caller has renamed the file into place and closes it.
+    """
     make_dirs(tmp_dir, tmp_dir.parent)
     tmp = tmp_dir / unique_name(suffix=".partial")
     fd = None
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        _lock(fd)
         for part in data if isinstance(data, list) else [data]:
             view = memoryview(part).cast("B")
             while view:
@@ -82,18 +194,19 @@ def _write_temp(data, tmp_dir: Path) -> Path:
         if isinstance(exc, OSError) and exc.errno in _FULL:
             raise full_error(exc, tmp_dir.parent) from exc
         raise
-    os.close(fd)
-    return tmp
+    return tmp, fd
 
 
 def publish(data, final: Path, tmp_dir: Path) -> None:
     """Write ``data`` (bytes-like) to ``final`` atomically and durably."""
-    tmp = _write_temp(data, tmp_dir)
+    tmp, fd = _write_temp(data, tmp_dir)
     try:
         os.rename(tmp, final)
     except BaseException:
         _unlink(tmp)
         raise
+    finally:
+        os.close(fd)  # the lock goes only now: upkeep never takes a file about to be renamed
     fsync_dir(final.parent)
 
 
@@ -102,9 +215,9 @@ def publish_once(data, final: Path, tmp_dir: Path) -> bool:
 
     Returns False when another writer created it first.
     """
-    if final.exists():
+    if final.exists() or final.is_symlink():
         return False
-    tmp = _write_temp(data, tmp_dir)
+    tmp, fd = _write_temp(data, tmp_dir)
     try:
         os.link(tmp, final)  # fails with EEXIST instead of replacing: first writer wins
         created = True
@@ -119,32 +232,84 @@ def publish_once(data, final: Path, tmp_dir: Path) -> bool:
             return True
     finally:
         _unlink(tmp)
+        os.close(fd)
     if created:
         fsync_dir(final.parent)
     return created
 
 
-def remove_stale(tmp_dir: Path, older_than_s: float = 6 * 3600) -> int:
-    """Delete leftovers of writers that died (partial files older than the limit)."""
-    removed = 0
-    cutoff = time.time() - older_than_s
+def remove_stale(tmp_dir: Path, older_than_s: float = 6 * 3600, settle_s: float = 10.0) -> tuple:
+    """Delete leftovers of writers that died; returns ``(entries removed, bytes freed)``.
+
+    A partial file whose writer's lock is free (the writer is gone: killed,
+    crashed) is removed once it is ``settle_s`` old -- the moment between a
+    writer creating its file and locking it is far shorter. Where locks do not
+    work (no ``flock``), and for anything else in ``tmp/`` (the folders of
+    interrupted drops), age alone decides: ``older_than_s`` for files,
+    ``settle_s`` for folders of drops.
+    """
+    removed, freed = 0, 0
+    now = time.time()
     try:
         entries = list(os.scandir(tmp_dir))
-    except FileNotFoundError:
-        return 0
+    except (FileNotFoundError, NotADirectoryError):
+        return 0, 0
     for entry in entries:
         try:
-            if entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                if entry.is_dir(follow_symlinks=False):
-                    import shutil
-
+            st = entry.stat(follow_symlinks=False)
+            age = now - st.st_mtime
+            if entry.is_dir(follow_symlinks=False):
+                if age > settle_s or age > older_than_s:
+                    freed += tree_bytes(entry.path)
                     shutil.rmtree(entry.path, ignore_errors=True)
-                else:
-                    os.unlink(entry.path)
+                    removed += 1
+            elif age > older_than_s or (age > settle_s and _writer_gone(entry.path)):
+                os.unlink(entry.path)
                 removed += 1
+                freed += st.st_size
         except FileNotFoundError:
             pass
-    return removed
+    return removed, freed
+
+
+def _writer_gone(path) -> bool:
+    """Whether a partial file's writer released its lock (died); False if unknown."""
+    if fcntl is None or not path.endswith(".partial"):
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held (a live writer), or no flock here: keep it
+            return False
+        return True
+    finally:
+        os.close(fd)
+
+
+def tree_bytes(path) -> int:
+    """Bytes of the files under ``path`` (links and special files not followed)."""
+    total = 0
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return 0
+    if not stat.S_ISDIR(st.st_mode):
+        return st.st_size if stat.S_ISREG(st.st_mode) else 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+    return total
 
 
 def _unlink(path: Path) -> None:

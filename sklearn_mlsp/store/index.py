@@ -19,13 +19,27 @@ from pathlib import Path
 import numpy as np
 
 from .errors import StoreDamageError
+from .files import read_regular
 from .shard import Shard
 
-__all__ = ["ConfigIndex", "index_for"]
+__all__ = ["ConfigIndex", "index_for", "read_layout"]
 
 SHARD_SUFFIX = ".h5"
+LAYOUT_FILE = "layout.json"
 _SETTLE_NS = 2_000_000_000
 _ROW_BITS = 40  # location code = shard slot << 40 | row
+
+
+def read_layout(folder: Path):
+    """The shape ``(V, C, k, k)`` recorded in a configuration's ``layout.json``, None if unusable."""
+    import json
+
+    try:
+        shape = json.loads(read_regular(Path(folder) / LAYOUT_FILE))["shape"]
+        shape = tuple(int(x) for x in shape)
+    except (OSError, ValueError, KeyError, TypeError):  # missing, garbage, or not a file
+        return None
+    return shape if len(shape) == 4 and all(x > 0 for x in shape) else None
 
 
 class ConfigIndex:
@@ -71,27 +85,28 @@ class ConfigIndex:
             except FileNotFoundError:
                 self._reset()
                 return
-            layout = None
+            opened = []
             for name in sorted(names - self.shards.keys() - self.damaged.keys()):
                 try:
-                    shard = Shard.open(self.folder / name, self.cid)
-                    if layout is None:
-                        layout = self._layout()
-                    if layout is not None and shard.shape[1:] != layout:
-                        raise StoreDamageError(
-                            f"feature shard '{shard.path}' holds features of shape {shard.shape[1:]}, "
-                            f"not the configuration's {layout}; it is ignored."
-                        )
-                    self._add(shard)
+                    opened.append(Shard.open(self.folder / name, self.cid))
                 except FileNotFoundError:
                     continue  # compacted away between the listing and the open
                 except StoreDamageError as exc:
-                    self.damaged[name] = str(exc)
-                    warnings.warn(str(exc), UserWarning, stacklevel=4)
+                    self._refuse(name, str(exc))
                 except OSError as exc:  # permissions, I/O: not damage; tried again next time
                     warnings.warn(f"feature shard '{self.folder / name}' cannot be opened now "
                                   f"({exc}); its images count as not stored.", UserWarning, stacklevel=4)
                     settled = False
+            if opened:
+                shape = self.shape()
+                expected = shape[1:] if shape is not None else self._shape_of(opened)
+                for shard in opened:
+                    if shard.shape[1:] == expected:
+                        self._add(shard)
+                    else:
+                        self._refuse(shard.name, (
+                            f"feature shard '{shard.path}' holds features of shape {shard.shape[1:]}, "
+                            f"not the {expected} of the configuration's other shards; it is ignored."))
             for name in list(self.shards.keys() - names):
                 self._remove(self.shards[name])
             for name in list(self.damaged.keys() - names):
@@ -120,13 +135,26 @@ class ConfigIndex:
         # Newer shards win: after a merge, keys point to the merged shard.
         self._where.update(zip(shard.keys.tolist(), range(base, base + len(shard))))
 
-    def _layout(self):
-        import json
+    def _refuse(self, name: str, reason: str) -> None:
+        self.damaged[name] = reason
+        warnings.warn(reason, UserWarning, stacklevel=5)
 
-        try:
-            return tuple(json.loads((self.folder / "layout.json").read_text())["shape"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+    def _shape_of(self, shards: list) -> tuple:
+        """The per-image shape of a configuration, decided by its shards (the truth).
+
+        The shape holding the most images wins; ``layout.json`` only breaks a
+        tie (it may be missing, damaged or edited: it is bookkeeping, rebuilt
+        from the shards by ``verify(repair=True)``).
+        """
+        counts: dict = {}
+        for shard in shards:
+            counts[shard.shape[1:]] = counts.get(shard.shape[1:], 0) + len(shard)
+        best = max(counts.values())
+        tied = [shape for shape in counts if counts[shape] == best]
+        layout = read_layout(self.folder)
+        if layout in tied:
+            return layout
+        return tied[0]  # shards come sorted by name, so this is the oldest one's
 
     def _remove(self, shard: Shard) -> None:
         self.generation += 1

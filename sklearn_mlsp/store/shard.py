@@ -37,7 +37,7 @@ import h5py
 import numpy as np
 
 from .errors import StoreDamageError
-from .files import unique_name
+from .files import open_regular, unique_name
 
 __all__ = ["Shard", "build_shard", "chunk_checksums", "encode_keys", "key_checksums", "open_hdf5"]
 
@@ -322,11 +322,13 @@ class Shard:
 
         ``config_id``, when given, must be the one the shard was written for
         (a shard copied into another configuration's folder is refused).
-        Raises FileNotFoundError when the shard is gone (compacted away), and
-        other OSErrors (permissions, I/O) as they are: they are not damage.
+        Raises FileNotFoundError when the shard is gone (compacted away),
+        StrayEntryError for something that is not a regular file (a FIFO, a
+        folder or link named ``*.h5``: never opened for reading), and other
+        OSErrors (permissions, I/O) as they are: they are not damage.
         """
         path = Path(path)
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             try:
                 header = _unpack_header(fh.read(HEADER_SIZE))
                 if int(header["version"]) > SHARD_VERSION:
@@ -387,6 +389,32 @@ class Shard:
         expected = np.asarray(sums[start:stop])
         bad = chunk_checksums(self.key_crcs[rows], data) != expected
         return data, expected, bad
+
+    def rows_damaged(self, rows) -> np.ndarray:
+        """Whether each of ``rows`` has a chunk failing its checksum (each row checked once)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        sound = self.__dict__.get("_sound")
+        if sound is None:
+            sound = self._sound = np.zeros(len(self), dtype=bool)  # rows already found sound
+        damaged = np.zeros(len(rows), dtype=bool)
+        todo = np.flatnonzero(~sound[rows])
+        if not len(todo):
+            return damaged
+        try:
+            self.check_intact()
+            features, sums = MAPS.get(self)
+        except StoreDamageError:  # cut short: none of its rows can be trusted
+            damaged[todo] = True
+            return damaged
+        step = max(1, (64 << 20) // max(1, int(np.prod(self.shape[1:])) * 2))
+        for start in range(0, len(todo), step):
+            part = todo[start:start + step]
+            picked = rows[part]
+            data = features.take(picked, axis=0)
+            bad = (chunk_checksums(self.key_crcs[picked], data) != sums.take(picked, axis=0)).any(axis=1)
+            damaged[part] = bad
+            sound[picked[~bad]] = True
+        return damaged
 
     def close(self):
         MAPS.forget(self)
