@@ -208,3 +208,16 @@ def test_values_beyond_float16_are_clipped_with_a_warning():
     with pytest.warns(UserWarning, match="float16 range"):
         out = t.transform([random_image(0, 120, 120)])
     assert np.isfinite(out).all()
+
+
+def test_a_cache_never_serves_a_pil_image_the_features_of_another_orientation(tmp_path):
+    pixels = random_image(3, 40, 56)
+    plain, rotated = Image.fromarray(pixels), Image.fromarray(pixels)
+    rotated.getexif()[0x0112] = 6  # same mode, size and pixels; displayed a quarter turn
+    cached = tiny_transformer(cache=str(tmp_path / "cache")).fit()
+    cached.transform([plain])
+    got = np.asarray(cached.transform([rotated]))
+    assert cached.transform_stats_["computed"] == 1  # not served from the plain image's entry
+    expected = tiny_transformer().fit().transform([rotated])
+    np.testing.assert_array_equal(got, expected)
+    assert not np.array_equal(got, np.asarray(cached.transform([plain])))
