@@ -284,8 +284,11 @@ def _report_failures(out, failures, n):
         out.warn(f"  ... and {len(failures) - 10} more")
 
 
-def _predict(model, paths, out, *, errors="nan", jobs=None):
-    """Scores of ``paths`` (NaN where an image failed), and the failures."""
+def _predict(model, paths, out, *, errors="nan", jobs=None, max_pixels=None):
+    """Scores of ``paths`` (NaN where an image failed), and the failures.
+
+    ``max_pixels`` is the user's (``--max-pixels``), never the model file's.
+    """
     import numpy as np
 
     from .images import ImageError
@@ -298,7 +301,10 @@ def _predict(model, paths, out, *, errors="nan", jobs=None):
             "save the whole pipeline (MLSPTransformer + head)."
         )
     transformer = steps[0][1]
-    transformer.set_params(errors=errors, verbose=0 if out.quiet else 1)
+    from .images import DEFAULT_MAX_PIXELS
+
+    transformer.set_params(errors=errors, verbose=0 if out.quiet else 1,
+                           max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
     if jobs is not None:
         transformer.set_params(n_decoders=jobs)
     try:
@@ -649,8 +655,11 @@ def contact_sheet(frame, path, n_show=6, title=None):
 @click.option("-r", "--recursive", is_flag=True, help="Also take images in subfolders.")
 @click.option("--errors", type=click.Choice(["nan", "raise"]), default="nan", show_default=True,
               help="nan: unreadable images get no score and exit code 1; raise: stop at the first.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+              help="Refuse images larger than this many pixels (decompression-bomb guard; default "
+                   "64000000). The model file's own limit is never used.")
 @_run
-def score(out, model_path, images, out_csv, top, sheet, cache, device, jobs, recursive, errors):
+def score(out, model_path, images, out_csv, top, sheet, cache, device, jobs, recursive, errors, max_pixels):
     """Score IMAGES (files, folders, .txt lists of paths) with MODEL and rank them.
 
     \b
@@ -665,7 +674,7 @@ def score(out, model_path, images, out_csv, top, sheet, cache, device, jobs, rec
         _pyplot()  # fail before the work if matplotlib is missing
     paths = collect_images(images, recursive)
     model = _model(out, model_path, cache, device)
-    scores, failures, stats = _predict(model, paths, out, errors=errors, jobs=jobs)
+    scores, failures, stats = _predict(model, paths, out, errors=errors, jobs=jobs, max_pixels=max_pixels)
     frame = pd.DataFrame({"path": paths, "score": scores})
     frame["error"] = ""
     for f in failures:
@@ -714,8 +723,12 @@ def score(out, model_path, images, out_csv, top, sheet, cache, device, jobs, rec
               help="High/low split of 'accuracy' (AVA: 5). Default: the one recorded in the model.")
 @click.option("--device", default="auto", show_default=True, help="auto (the model's), cpu, cuda, ...")
 @click.option("--jobs", type=click.IntRange(min=0), default=None, help="Processes decoding images.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+              help="Refuse images larger than this many pixels (decompression-bomb guard; default "
+                   "64000000). The model file's own limit is never used.")
 @_run
-def evaluate(out, model_path, labels, image_dir, plot, cache, image_col, score_col, threshold, device, jobs):
+def evaluate(out, model_path, labels, image_dir, plot, cache, image_col, score_col, threshold, device, jobs,
+             max_pixels):
     """Compare MODEL's predictions with the scores in LABELS: SRCC, PLCC, accuracy.
 
     \b
@@ -736,7 +749,7 @@ def evaluate(out, model_path, labels, image_dir, plot, cache, image_col, score_c
         if threshold is None:
             threshold = float((data.target.min() + data.target.max()) / 2)
     paths = [str(p) for p in data.paths]
-    pred, failures, _ = _predict(model, paths, out, jobs=jobs)
+    pred, failures, _ = _predict(model, paths, out, jobs=jobs, max_pixels=max_pixels)
     ok = np.isfinite(pred)
     y, pred = np.asarray(data.target)[ok], pred[ok]
     failures = missing + failures

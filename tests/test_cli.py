@@ -222,3 +222,39 @@ def test_cache_info_drop_compact_verify(project, tmp_path):
     assert dropped.exit_code == 0 and json.loads(dropped.stdout)["images"] == 11
     missing = runner.invoke(cli, ["cache", "info", str(tmp_path / "nowhere")])
     assert missing.exit_code == 2 and "nowhere" in missing.output
+
+
+def _edited_model(project, tmp_path, **transformer_params):
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    root, _, _ = project
+    with safe_open(str(root / "model.mlsp"), framework="np") as f:
+        header = dict(f.metadata())
+        arrays = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 -- safe_open is not iterable
+    structure = json.loads(header["structure"])
+    structure["params"]["steps"][0]["v"][1]["params"].update(transformer_params)
+    header["structure"] = json.dumps(structure)
+    save_file(arrays, str(tmp_path / "edited.mlsp"), metadata=header)
+    return tmp_path / "edited.mlsp"
+
+
+def test_score_applies_the_users_max_pixels_never_the_files(project, tmp_path):
+    from PIL import Image
+
+    root, _, _ = project
+    Image.new("RGB", (2000, 1000), (90, 120, 60)).save(tmp_path / "big.png")  # 2 MP, a few KB
+    runner = CliRunner()
+    # A file that lifts the guard is refused (exit 2), naming the option that would accept it.
+    result = runner.invoke(cli, ["score", str(_edited_model(project, tmp_path, max_pixels=None)),
+                                 str(tmp_path / "big.png"), "-q"])
+    assert result.exit_code == 2 and "max_pixels" in result.output and "allow_unsafe_limits" in result.output
+    # A file with a stricter limit than the user's: the user's applies.
+    strict = _edited_model(project, tmp_path, max_pixels=10)
+    result = runner.invoke(cli, ["score", str(strict), str(tmp_path / "big.png"), "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["score", str(strict), str(tmp_path / "big.png"), "--json", "-q",
+                                 "--max-pixels", "1000000"])
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert "exceeds max_pixels=1000000" in summary["failures"][0]["error"]

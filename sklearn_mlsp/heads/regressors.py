@@ -32,7 +32,7 @@ from skorch import NeuralNetRegressor
 from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
 from skorch.utils import to_numpy, to_tensor
 
-from .._validation import POSITIVE_INT, Interval, StrOptions, validate_parameter_constraints
+from .._validation import NON_NEGATIVE_INT, POSITIVE_INT, Interval, StrOptions, validate_parameter_constraints
 from .callbacks import PaperSchedule
 from .data import AllViewsDataset, Features, RandomViewDataset, collate_batch, is_lazy
 from .modules import Multi3FC, Pool3FC, Single1FC, Single3FC, Standardized, channel_statistics
@@ -157,6 +157,13 @@ class _MLSPHead(NeuralNetRegressor):
         "random_state": ["random_state"],
         "device": [str, torch.device, None],
         "standardize": ["boolean"],
+        # skorch's own parameters, which it checks late or not at all.
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "max_epochs": [NON_NEGATIVE_INT],  # 0: the module as initialised (output_bias)
+        # Batch normalisation needs two samples per batch.
+        "batch_size": [Interval(Integral, 2, None, closed="left")],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
     }
 
     def __init__(
@@ -417,12 +424,37 @@ class _MLSPHead(NeuralNetRegressor):
         return y.astype(np.float32)
 
     def _validate_head_params(self):
-        """Check this package's parameters against ``_head_parameter_constraints``."""
+        """Check the parameters against ``_head_parameter_constraints`` and the module's rules."""
         validate_parameter_constraints(
             self._head_parameter_constraints,
             {name: getattr(self, name) for name in self._head_parameter_constraints},
             caller_name=type(self).__name__,
         )
+        self._check_module_params(type(self).__name__, self.get_params_for("module"))
+
+    @staticmethod
+    def _check_module_params(caller, params):
+        """``module__hidden``, ``module__width`` and ``module__dropout``, before a module is built."""
+        hidden = params.get("hidden")
+        if hidden is not None:
+            if not isinstance(hidden, (tuple, list)) or not hidden or not all(
+                h is None or (isinstance(h, Integral) and not isinstance(h, bool) and h >= 1) for h in hidden
+            ):
+                raise ValueError(
+                    f"The 'module__hidden' parameter of {caller} must be a non-empty sequence of ints >= 1 "
+                    f"(or None for the input width). Got {hidden!r} instead."
+                )
+        width = params.get("width")
+        if width is not None and not (isinstance(width, Integral) and not isinstance(width, bool) and width >= 1):
+            raise ValueError(f"The 'module__width' parameter of {caller} must be an int >= 1. Got {width!r} instead.")
+        dropout = params.get("dropout")
+        if dropout is not None:
+            rates = dropout if isinstance(dropout, (tuple, list)) else [dropout]
+            if not rates or not all(isinstance(p, Real) and not isinstance(p, bool) and 0 <= p < 1 for p in rates):
+                raise ValueError(
+                    f"The 'module__dropout' parameter of {caller} must be a float in [0, 1) or a sequence of "
+                    f"them. Got {dropout!r} instead."
+                )
 
     def _validate_fit_data(self, X, y, reset=True):
         self._validate_head_params()
