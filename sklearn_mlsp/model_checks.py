@@ -33,7 +33,7 @@ import math
 import os
 import struct
 from dataclasses import dataclass
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 
@@ -45,6 +45,7 @@ __all__ = [
     "check_limits",
     "check_module_weights",
     "check_parameters",
+    "check_pipeline_steps",
     "check_state",
     "read_array_table",
 ]
@@ -60,6 +61,8 @@ MAX_ARRAY_BYTES = 8 * 2**30
 #: them, never the file (``save_model`` writes their defaults).
 RUNTIME_RESOURCES = {
     "sklearn_mlsp.MLSPTransformer": {"n_decoders": None, "n_jobs": None, "max_batch_pixels": "auto"},
+    # A folder on the loading machine that a refit would write into.
+    "sklearn.pipeline.Pipeline": {"memory": None},
     "*": {"n_jobs": None},
 }
 #: Head parameters that start processes (skorch's DataLoader workers).
@@ -219,12 +222,46 @@ def check_parameters(path, cls, params: dict, where: str) -> None:
     constraints = {k: v for k, v in _constraints(cls).items() if k in params}
     try:
         validate_parameter_constraints(constraints, {k: params[k] for k in constraints}, caller_name=cls.__name__)
+        _check_c_ints(cls, params)
         if issubclass(cls, _MLSPHead):
             _MLSPHead._check_module_params(cls.__name__, {k[len("module__"):]: v for k, v in params.items()
                                                           if k.startswith("module__")})
     except (InvalidParameterError, ValueError, TypeError) as exc:
         name = _named_parameter(str(exc), params)
         raise _error(path, f"{where}.{name}: {exc}") from None
+
+
+# Integer parameters handed to C code as a C int (libsvm): larger ones overflow at predict time.
+_C_INTS = {"SVR": ("degree", "max_iter")}
+_INT32_MAX = 2**31 - 1
+
+
+def _check_c_ints(cls, params):
+    for key in _C_INTS.get(cls.__name__, ()):
+        value = params.get(key)
+        if isinstance(value, Integral) and abs(value) > _INT32_MAX:
+            raise ValueError(f"The '{key}' parameter of {cls.__name__} must be at most {_INT32_MAX} in magnitude "
+                             f"(a C int). Got {value!r} instead.")
+
+
+def check_pipeline_steps(path, steps, where) -> None:
+    """A pipeline's steps are (name, estimator) pairs: transformers, then a predictor."""
+    from sklearn.base import BaseEstimator
+
+    if not isinstance(steps, list) or not steps:
+        raise _error(path, f"{where}.steps: expected a non-empty list of (name, estimator) steps.")
+    for i, step in enumerate(steps):
+        ok = (isinstance(step, tuple) and len(step) == 2 and isinstance(step[0], str)
+              and isinstance(step[1], BaseEstimator))
+        if not ok:
+            raise _error(path, f"{where}.steps[{i}]: expected a (name, estimator) pair, the file has {_short(step)} "
+                               "(passthrough steps are not saved in model files).")
+        last = i == len(steps) - 1
+        if not last and not hasattr(step[1], "transform"):
+            raise _error(path, f"{where}.steps[{i}]: {type(step[1]).__name__} cannot transform, so it cannot come "
+                               "before the last step.")
+        if last and not hasattr(step[1], "predict"):
+            raise _error(path, f"{where}.steps[{i}]: the last step, {type(step[1]).__name__}, cannot predict.")
 
 
 def _named_parameter(message: str, params: dict) -> str:
@@ -302,6 +339,7 @@ _ARRAYS = {
 
 # Attributes that are plain values: a check of the converted value.
 _NUMBER = (Real, np.number)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _positive_ints(value, length=None) -> bool:
@@ -326,7 +364,7 @@ _SCALARS = {
     "_effective_probability": lambda v: isinstance(v, bool),
     "feature_shape_": lambda v: isinstance(v, tuple) and _positive_ints(v, 3),
     "n_views_": lambda v: _is_int(v) and v >= 1,
-    "target_mean_": lambda v: _finite(v),
+    "target_mean_": lambda v: _finite(v) and abs(v) <= _FLOAT32_MAX,  # the head's output bias is float32
     "tap_channels_": lambda v: v is None or _positive_ints(v),
     "_tap_channels_seen_": lambda v: v is None or _positive_ints(v),
     "seeds_": lambda v: isinstance(v, list) and all(_is_int(s) for s in v),
@@ -442,13 +480,14 @@ def check_module_weights(path, est, tensors: dict, table: dict, where: str) -> N
     """
     import torch
 
+    sizes = ", ".join([*sorted(k for k in est.get_params(deep=False) if k.startswith("module__")), "feature_shape_"])
     try:
         with torch.device("meta"), est._device_resolved(), est._current_init_context("module"):
             est.initialize_module()
             expected = {k: (tuple(v.shape), v.dtype) for k, v in est.module_.state_dict().items()}
     except Exception as exc:  # noqa: BLE001 -- any failure to build means parameters that do not fit
         raise _error(path, f"{where}.module: the head's module cannot be built from the saved parameters "
-                           f"({type(exc).__name__}: {exc}).") from None
+                           f"({sizes}; {type(exc).__name__}: {exc}).") from None
     finally:
         est.__dict__.pop("module_", None)
     if set(tensors) != set(expected):
@@ -465,5 +504,5 @@ def check_module_weights(path, est, tensors: dict, table: dict, where: str) -> N
         # np.ascontiguousarray, used when saving, makes 0-d counters 1-d.
         if spec.shape not in (shape, (1,) if shape == () else shape) or spec.dtype != want:
             raise _error(path, f"{where}.module_state.{key}: the file declares {spec.describe()}; the "
-                               f"parameters (module__*, feature_shape_) build {want.name} {shape}, so the "
+                               f"parameters ({sizes}) build {want.name} {shape}, so the "
                                "saved weights do not fit the head.")

@@ -660,6 +660,8 @@ class _Reader:
             return self._transformer(cls, params, state, where)
         if _is_head(name):
             return self._head(cls, params, state, node, where)
+        if name == "sklearn.pipeline.Pipeline":
+            checks.check_pipeline_steps(self.path, params.get("steps"), where)
         if name == _ENSEMBLE and not all(_is_head(_public_name(type(e))) for e in state.get("estimators_", [])):
             raise self.fail(f"{where}.estimators_: the members of a seed ensemble must be heads.")
         est = self._construct(cls, params, where)

@@ -164,6 +164,15 @@ class _MLSPHead(NeuralNetRegressor):
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
+        "criterion": [callable],
+        "optimizer": [callable],
+        "iterator_train": [callable],
+        "iterator_valid": [callable],
+        "dataset": [callable],
+        "train_split": [None, callable],
+        "callbacks": [None, list, StrOptions({"disable"})],
+        "predict_nonlinearity": [callable, StrOptions({"auto"}), None],
+        "compile": ["boolean"],
     }
 
     def __init__(
@@ -435,8 +444,8 @@ class _MLSPHead(NeuralNetRegressor):
     @staticmethod
     def _check_module_params(caller, params):
         """``module__hidden``, ``module__width`` and ``module__dropout``, before a module is built."""
-        hidden = params.get("hidden")
-        if hidden is not None:
+        if "hidden" in params:
+            hidden = params["hidden"]
             if not isinstance(hidden, (tuple, list)) or not hidden or not all(
                 h is None or (isinstance(h, Integral) and not isinstance(h, bool) and h >= 1) for h in hidden
             ):
@@ -444,11 +453,11 @@ class _MLSPHead(NeuralNetRegressor):
                     f"The 'module__hidden' parameter of {caller} must be a non-empty sequence of ints >= 1 "
                     f"(or None for the input width). Got {hidden!r} instead."
                 )
-        width = params.get("width")
-        if width is not None and not (isinstance(width, Integral) and not isinstance(width, bool) and width >= 1):
+        width = params.get("width", 1)
+        if not (isinstance(width, Integral) and not isinstance(width, bool) and width >= 1):
             raise ValueError(f"The 'module__width' parameter of {caller} must be an int >= 1. Got {width!r} instead.")
-        dropout = params.get("dropout")
-        if dropout is not None:
+        if "dropout" in params:
+            dropout = params["dropout"]
             rates = dropout if isinstance(dropout, (tuple, list)) else [dropout]
             if not rates or not all(isinstance(p, Real) and not isinstance(p, bool) and 0 <= p < 1 for p in rates):
                 raise ValueError(
