@@ -430,7 +430,16 @@ class _MLSPHead(NeuralNetRegressor):
         y = column_or_1d(y, warn=True)
         if len(y) != n:
             raise ValueError(f"Found input variables with inconsistent numbers of samples: [{n}, {len(y)}]")
-        return y.astype(np.float32)
+        with np.errstate(over="ignore"):  # reported below, by count and range, instead of numpy's warning
+            cast = y.astype(np.float32)
+        bad = ~np.isfinite(cast)
+        if bad.any():
+            raise ValueError(
+                f"y has {int(bad.sum())} value(s) that are not finite once cast to float32, the heads' dtype "
+                f"(|y| must be at most {float(np.finfo(np.float32).max):.4g}); y ranges over "
+                f"[{float(y.min()):.6g}, {float(y.max()):.6g}]. Rescale the targets."
+            )
+        return cast
 
     def _validate_head_params(self):
         """Check the parameters against ``_head_parameter_constraints`` and the module's rules."""
