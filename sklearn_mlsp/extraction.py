@@ -28,10 +28,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .backbones import get_backbone
 from .identity import image_key
-from .images import ImageError, _is_path, _refuse_if_too_big, describe, load_rgb
+from .images import ImageError, _is_path, _refuse_if_closed, _refuse_if_too_big, describe, load_rgb
 from .loading import ViewsDataset, decode_jpeg_views, decode_views, make_loader
 from .store import FeatureStore
 from .taps import TapExtractor
@@ -397,6 +398,13 @@ class Plan:
     failures: list = field(default_factory=list)  # (position, message)
 
 
+def unusable_input_message(item, pos, exc) -> str:
+    """The failure message of an in-memory input that cannot even be hashed or read."""
+    from .images import _error
+
+    return str(_error(item, pos, f"unusable input ({type(exc).__name__}: {exc or 'no details'})."))
+
+
 def plan(items, store, config_id, max_pixels) -> Plan:
     """Keys and cache lookups; images that cannot be read are failures already.
 
@@ -410,6 +418,8 @@ def plan(items, store, config_id, max_pixels) -> Plan:
     keys, failures = [None] * n, []
     for pos, item in enumerate(items):
         try:
+            if isinstance(item, Image.Image):
+                _refuse_if_closed(item, pos)
             if not _is_path(item) and hasattr(item, "size") and hasattr(item, "mode"):
                 _refuse_if_too_big(item, pos, item.size, max_pixels)
             keys[pos] = image_key(item)
@@ -418,6 +428,8 @@ def plan(items, store, config_id, max_pixels) -> Plan:
         except OSError as exc:
             reason = "file does not exist" if isinstance(exc, FileNotFoundError) else str(exc)
             failures.append((pos, f"Cannot read image {describe(item, pos)}: {reason}."))
+        except Exception as exc:  # noqa: BLE001 -- a closed PIL image, an object array: still this input's failure
+            failures.append((pos, unusable_input_message(item, pos, exc)))
     known = [pos for pos in range(n) if keys[pos] is not None]
     found = store.lookup(config_id, [keys[p] for p in known])
     cached = [p for p, f in zip(known, found) if f]

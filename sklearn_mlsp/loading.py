@@ -111,6 +111,31 @@ def _device_jpeg(item, pos, data, max_pixels, min_size, view_fraction):
         im.close()
 
 
+def _declared_size(item) -> str:
+    """``"WxH pixels"`` of an input, read without decoding; "" when unknown."""
+    try:
+        if isinstance(item, np.ndarray):
+            return f"{item.shape[1]}x{item.shape[0]} pixels"
+        if isinstance(item, Image.Image):
+            return f"{item.size[0]}x{item.size[1]} pixels"
+        if _is_path(item):
+            im = _open_header(item, None)
+            try:
+                return f"{im.size[0]}x{im.size[1]} pixels"
+            finally:
+                im.close()
+    except Exception:  # noqa: BLE001 -- the size is a courtesy in a message about another failure
+        pass
+    return ""
+
+
+def out_of_memory_message(item, pos, during: str) -> str:
+    """The failure reason of an image that ran out of memory: never empty, with its size."""
+    size = _declared_size(item)
+    return (f"Cannot read image {describe(item, pos)}: out of memory while {during}"
+            + (f" ({size})" if size else "") + "; lower max_pixels to refuse such images, or free memory.")
+
+
 def decode_views(item, pos, augment, min_size, max_pixels, crop_fraction=CROP_FRACTION,
                  defer_jpeg=False) -> LoadedImage:
     """Decode one image and cut its views; failures come back as messages.
@@ -136,8 +161,11 @@ def decode_views(item, pos, augment, min_size, max_pixels, crop_fraction=CROP_FR
             key = image_key(item)
     except ImageError as exc:
         return LoadedImage(pos, None, str(exc))
+    except MemoryError:
+        return LoadedImage(pos, None, out_of_memory_message(item, pos, "decoding it"))
     except Exception as exc:  # anything else a decoder throws is still about this image
-        return LoadedImage(pos, None, f"Cannot read image {describe(item, pos)}: {exc}")
+        reason = str(exc) or type(exc).__name__
+        return LoadedImage(pos, None, f"Cannot read image {describe(item, pos)}: {reason}")
     h, w = rgb.shape[:2]
     view_fraction = crop_fraction if augment else 1.0
     factor = upscale_for(h, w, min_size, view_fraction)

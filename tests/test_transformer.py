@@ -221,3 +221,28 @@ def test_a_cache_never_serves_a_pil_image_the_features_of_another_orientation(tm
     expected = tiny_transformer().fit().transform([rotated])
     np.testing.assert_array_equal(got, expected)
     assert not np.array_equal(got, np.asarray(cached.transform([plain])))
+
+
+def _unusable_inputs():
+    closed = Image.fromarray(random_image(4))
+    closed.close()
+    return [closed, np.array([[1, 2], [3]], dtype=object), [[1, 2], [3]], np.zeros((4, 4), dtype=complex), None,
+            np.float64(3.0)]
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_every_unusable_in_memory_input_fails_by_name(tmp_path, cache):
+    items = [random_image(0, 40, 40), *_unusable_inputs()]
+    params = {"cache": str(tmp_path / "c")} if cache else {}
+    t = tiny_transformer(errors="nan", **params).fit()
+    with pytest.warns(UserWarning, match="could not be read"):
+        out = np.asarray(t.transform(items))
+    assert np.isfinite(out[0]).all() and np.isnan(out[1:]).all()
+    assert t.failures_["position"].tolist() == list(range(1, len(items)))
+    for pos, error in zip(t.failures_["position"], t.failures_["error"]):
+        assert f"image at index {pos}:" in error and error.split(":", 1)[1].strip(" ."), error
+    assert "the PIL image is closed" in t.failures_["error"][0]
+    t.set_params(errors="raise")  # the same network: loaded once
+    for pos in range(1, len(items)):
+        with pytest.raises(ImageError, match="image at index 0: .+"):
+            t.transform([items[pos]])
