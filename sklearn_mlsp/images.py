@@ -145,13 +145,10 @@ def _refuse_if_too_big(item, index, size, max_pixels) -> None:
 
 
 def _refuse_if_closed(im: Image.Image, index) -> None:
-    # PIL replaces a closed image's core by an object that raises on use (or
-    # a property that raises, in newer versions).
-    try:
-        closed = type(im.im).__name__ == "DeferredError"
-    except ValueError:
-        closed = True
-    if closed:
+    # PIL replaces a closed image's core by an object that raises on use
+    # (stored as ``_im`` behind a property in newer versions, ``im`` before).
+    core = vars(im).get("_im", vars(im).get("im"))
+    if type(core).__name__ == "DeferredError":
         raise _error(im, index, "the PIL image is closed (Image.close() was called before transform); "
                                 "pass an open image.")
 
