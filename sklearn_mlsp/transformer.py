@@ -65,6 +65,41 @@ class MLSPFeatures(np.ndarray):
         super().__setstate__(base)
 
 
+class _ThreadResults(threading.local):
+    """Each thread's own results of its last ``transform`` (a fresh, empty one when copied)."""
+
+    def __reduce__(self):
+        return (type(self), ())
+
+
+class _PerThread:
+    """A fitted attribute whose value is per thread: what this thread's last call set.
+
+    A thread that has not set it yet reads the value of the last call of any
+    thread (e.g. the caller of a thread pool, or after unpickling).
+    """
+
+    def __set_name__(self, owner, name):
+        self.name = name
+        self.last = f"_last_{name}"
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        local = obj.__dict__.get("_thread_results")
+        if local is not None and self.name in vars(local):
+            return vars(local)[self.name]
+        if self.last in obj.__dict__:
+            return obj.__dict__[self.last]
+        raise AttributeError(f"'{type(obj).__name__}' object has no attribute '{self.name}' (call transform first)")
+
+    def __set__(self, obj, value):
+        with _EXTRACTOR_LOCK:
+            local = obj.__dict__.setdefault("_thread_results", _ThreadResults())
+        setattr(local, self.name, value)
+        obj.__dict__[self.last] = value
+
+
 def _as_items(X) -> list:
     """The images of ``X`` as a list (paths, PIL images or arrays)."""
     if isinstance(X, (str, os.PathLike)):
@@ -247,6 +282,11 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         ``host:pid``). With several members, an image counts as cached when
         every member had it, and ``members`` holds each member's counts.
 
+    ``failures_`` and ``transform_stats_`` are kept per thread (thread-local
+    storage behind the attributes): threads sharing one transformer each
+    read the results of their own last ``transform``. A thread that has not
+    called ``transform`` reads those of the last call of any thread.
+
     Notes
     -----
     Images smaller than the backbone accepts (a view's shorter side below
@@ -263,6 +303,9 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
     ...                     output="flat"),
     ...     Ridge())  # doctest: +SKIP
     """
+
+    failures_ = _PerThread()
+    transform_stats_ = _PerThread()
 
     _parameter_constraints: dict = {
         "backbone": [str, list, tuple],
@@ -534,12 +577,13 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         rows = [(pos, image, message) for pos, (image, message) in sorted(failures.items())]
         self.failures_ = pd.DataFrame(rows, columns=["position", "image", "error"])
         computed -= failed
-        self.transform_stats_ = {"images": n, "cached": n - len(computed) - len(failed), "computed": len(computed),
-                                 "failed": len(rows), "seconds": time.perf_counter() - start}
+        stats = {"images": n, "cached": n - len(computed) - len(failed), "computed": len(computed),
+                 "failed": len(rows), "seconds": time.perf_counter() - start}
         if len(per_member) > 1:
-            self.transform_stats_["members"] = per_member
+            stats["members"] = per_member
         if per_worker is not None:
-            self.transform_stats_["workers"] = per_worker
+            stats["workers"] = per_worker
+        self.transform_stats_ = stats  # this thread's, set once
         if rows:
             warnings.warn(
                 f"{len(rows)} of {n} images could not be read and have NaN features; "
@@ -655,8 +699,10 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
 
     def __getstate__(self):
         state = super().__getstate__()
-        # The loaded networks are a cache of the parameters: rebuilt on demand.
+        # The loaded networks are a cache of the parameters: rebuilt on demand;
+        # per-thread results stay with their threads (the last one is kept).
         state.pop("_extractors", None)
+        state.pop("_thread_results", None)
         return state
 
     def __sklearn_tags__(self):

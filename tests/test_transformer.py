@@ -1,4 +1,5 @@
 import pickle
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -246,3 +247,31 @@ def test_every_unusable_in_memory_input_fails_by_name(tmp_path, cache):
     for pos in range(1, len(items)):
         with pytest.raises(ImageError, match="image at index 0: .+"):
             t.transform([items[pos]])
+
+
+def test_threads_sharing_a_transformer_each_read_their_own_results(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    t = tiny_transformer(errors="nan").fit()
+
+    def calls(k):
+        # Thread k: k + 1 missing files, so every call has its own counts and messages.
+        batch = [str(tmp_path / f"missing_{k}_{j}.png") for j in range(k + 1)]
+        wrong = 0
+        for _ in range(80):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                t.transform(batch)
+            stats, failures = t.transform_stats_, t.failures_
+            ok = (stats["images"] == k + 1 and stats["failed"] == k + 1
+                  and failures["position"].tolist() == list(range(k + 1))
+                  and all(f"missing_{k}_" in e for e in failures["error"]))
+            wrong += not ok
+        return wrong
+
+    with ThreadPoolExecutor(4) as pool:
+        wrong = list(pool.map(calls, range(4)))
+    assert wrong == [0, 0, 0, 0]
+    # The caller, which did not transform itself, reads the last call of any thread; so does a copy.
+    assert t.transform_stats_["images"] in (1, 2, 3, 4)
+    assert pickle.loads(pickle.dumps(t)).transform_stats_ == t.transform_stats_
