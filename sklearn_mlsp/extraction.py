@@ -469,13 +469,16 @@ class StoreSink:
         self.store, self.config = store, config
         self.keys = list(keys)
         self.every, self.seconds = every, seconds
-        self._keys, self._feats = [], []
+        self._keys, self._feats, self._positions = [], [], []
         self._last = time.monotonic()
+        #: Features that could not be written (a read-only store): position -> features.
+        self.unsaved: dict = {}
 
     def commit(self, pos: int, key, feats) -> None:
         self.keys[pos] = key
         self._keys.append(key)
         self._feats.append(feats)
+        self._positions.append(pos)
         if len(self._keys) >= self.every or time.monotonic() - self._last > self.seconds:
             self.flush()
 
@@ -485,10 +488,27 @@ class StoreSink:
 
     def flush(self) -> None:
         if self._keys:
-            keys, feats = self._keys, self._feats
-            self._keys, self._feats = [], []
-            self.store.append(self.config, keys, np.stack(feats))
+            keys, feats, positions = self._keys, self._feats, self._positions
+            self._keys, self._feats, self._positions = [], [], []
+            if self.unsaved:  # the store already refused a write: keep the rest in memory too
+                self.unsaved.update(zip(positions, feats))
+            else:
+                try:
+                    self.store.append(self.config, keys, np.stack(feats))
+                except OSError as exc:
+                    self._cannot_write(exc)
+                    self.unsaved.update(zip(positions, feats))
         self._last = time.monotonic()
+
+    def _cannot_write(self, exc: OSError) -> None:
+        # A read-only or full store: the computed features are still returned.
+        warnings.warn(
+            f"cannot write to the feature store '{self.store.path}' ({exc.strerror or exc}); the features "
+            "computed in this call are returned but not cached. Make the store writable (or pass another "
+            "cache) to keep them.",
+            UserWarning,
+            stacklevel=5,
+        )
 
     def close(self) -> None:
         self.flush()
@@ -507,6 +527,19 @@ def _warn_enlarged(item, pos, loaded, backbone, min_size):
     )
 
 
+def _over_limit_at_scale(loaded, item, scale, max_pixels) -> bool:
+    """``max_pixels`` holds for what enters the network: a scale above 1 enlarges the views there."""
+    if scale <= 1.0 or max_pixels is None or loaded.size is None:
+        return False
+    h, w = loaded.size
+    pixels = round(h * scale) * round(w * scale)
+    if pixels <= max_pixels:
+        return False
+    loaded.error = (f"Cannot read image {describe(item, loaded.position)}: it is {h}x{w}; at scale {scale:g} it "
+                    f"would enter the network as {pixels} pixels, over max_pixels={max_pixels}.")
+    return True
+
+
 def _views_of(loaded, item, extractor, decode_args):
     """The views of a decoded image, None for a failure (``loaded.error`` says why).
 
@@ -516,6 +549,8 @@ def _views_of(loaded, item, extractor, decode_args):
     """
     augment, min_size, max_pixels, crop_fraction = decode_args
     if loaded.error is not None:
+        return None
+    if _over_limit_at_scale(loaded, item, extractor.params.scale, max_pixels):
         return None
     if loaded.upscaled_from is not None:
         _warn_enlarged(item, loaded.position, loaded, extractor.params.backbone, min_size)

@@ -59,6 +59,7 @@ class LoadedImage:
     upscaled_from: tuple | None = None  # original (H, W) when the small-image rule applied
     key: str | None = None  # content key of exactly what was decoded
     encoded: tuple | None = None  # (bytes, EXIF orientation, PIL mode): a JPEG left to the device
+    size: tuple | None = None  # (H, W) of the decoded image, after any enlargement
 
 
 def upscale_for(height: int, width: int, min_size: int, crop_fraction: float) -> float:
@@ -180,7 +181,7 @@ def decode_views(item, pos, augment, min_size, max_pixels, crop_fraction=CROP_FR
         rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.BICUBIC))
         upscaled = (h, w)
     views = make_views(rgb.shape[0], rgb.shape[1], augment, crop_fraction)
-    return LoadedImage(pos, cut_views(rgb, views), None, upscaled, key)
+    return LoadedImage(pos, cut_views(rgb, views), None, upscaled, key, size=(rgb.shape[0], rgb.shape[1]))
 
 
 def orient(image: torch.Tensor, orientation: int) -> torch.Tensor:

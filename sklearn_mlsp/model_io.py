@@ -679,11 +679,17 @@ class _Reader:
             ) from None
 
     def _transformer(self, cls, params, state, where):
+        import torch
+
         from .backbones import WeightsUnavailableError
 
         params["cache"] = self.cache
         if self.device is not None:
             params["device"] = self.device
+        elif str(params.get("device")).startswith("cuda") and not torch.cuda.is_available():
+            warnings.warn(f"{self.path}: the transformer was saved with device={params['device']!r}, but no "
+                          "CUDA device is available; it is loaded on the CPU.", UserWarning, stacklevel=4)
+            params["device"] = "cpu"
         saved = state.get("config_id_")
         if not isinstance(saved, str):
             raise self.fail(

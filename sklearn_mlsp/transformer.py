@@ -14,7 +14,7 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import NON_NEGATIVE_INT, POSITIVE_INT, StrOptions
+from ._validation import NON_NEGATIVE_INT, POSITIVE_INT, Interval, StrOptions
 from .backbones import PREPROCESSING_VERSION, get_backbone
 from .extraction import (
     PRECISIONS,
@@ -319,7 +319,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         "output": [StrOptions({"views", "flat"})],
         "errors": [StrOptions({"raise", "nan"})],
         "n_decoders": [NON_NEGATIVE_INT, None],
-        "n_jobs": [Integral, None],
+        "n_jobs": [POSITIVE_INT, Interval(Integral, None, -1, closed="right"), None],  # joblib's: 0 means nothing
         "max_pixels": [POSITIVE_INT, None],
         "verbose": ["verbose"],
         "max_batch_pixels": [StrOptions({"auto"}), NON_NEGATIVE_INT],
@@ -381,12 +381,23 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         try:
-            return torch.device(self.device)
+            device = torch.device(self.device)
         except (RuntimeError, TypeError):
             raise ValueError(
                 f"device must be 'auto' or a torch device name such as 'cpu' or 'cuda:0', "
                 f"got {self.device!r}."
             ) from None
+        # Refused here rather than by a driver error at the first transform.
+        if device.type not in ("cpu", "cuda", "mps", "xpu"):
+            raise ValueError(f"device={self.device!r} cannot run a network on images; use 'auto', 'cpu' or 'cuda'.")
+        if device.type == "cuda":
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if count == 0 or (device.index is not None and device.index >= count):
+                raise ValueError(
+                    f"device={self.device!r}, but this machine has {count} CUDA device(s); use 'auto' (the GPU "
+                    "when there is one, else the CPU) or 'cpu'."
+                )
+        return device
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):
@@ -593,7 +604,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
             )
         outs = []
         for (out, keys), config in zip(parts, self.member_configs_):
-            if store is not None:
+            if store is not None and out is None:
                 keys = [None if pos in failed else k for pos, k in enumerate(keys)]
                 shape = (len(self.view_names_), sum(config["tap_channels"]), self.grid_size_, self.grid_size_)
                 out = store.view(config_id(config), keys, config["tap_channels"], self.view_names_,
@@ -601,7 +612,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
             elif failed and len(parts) > 1:
                 out[sorted(failed)] = np.nan  # failed in another member: NaN in all
             outs.append(out)
-        if store is None:
+        if store is None or any(isinstance(o, np.ndarray) for o in outs):
+            outs = [np.asarray(o, dtype=np.float32) for o in outs]
             result = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=2)
             out = MLSPFeatures(result, self.tap_channels_, self.view_names_)
         elif len(outs) == 1:
@@ -672,7 +684,21 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
             progress.close()
         counts = {"cached": n_cached, "computed": len(todo) - len(failed_here.intersection(todo)),
                   "positions_computed": set(todo) - failed_here}
+        if store is not None and sink.unsaved:  # a read-only store: what was computed, in memory
+            return self._with_unsaved(store, cid, sink, shape, failed_here), sink.keys, counts, per_worker
         return (None if store is not None else sink.result), sink.keys, counts, per_worker
+
+    def _with_unsaved(self, store, cid, sink, shape, failed):
+        """All images of one member as an array: cached ones from the store, the rest from memory."""
+        out = np.full((len(sink.keys), *shape), np.nan, dtype=np.float32)
+        keys = [None if pos in sink.unsaved or pos in failed else key for pos, key in enumerate(sink.keys)]
+        stored = [pos for pos, key in enumerate(keys) if key is not None]
+        if stored:
+            view = store.view(cid, [keys[p] for p in stored], shape=shape, on_damage=self.errors)
+            out[stored] = np.asarray(view, dtype=np.float32)
+        for pos, feats in sink.unsaved.items():
+            out[pos] = feats
+        return out
 
     # ------------------------------------------------------------------- naming
 
