@@ -53,6 +53,44 @@ class ImagesFailed(Exception):
     """Some images failed under ``--errors raise``: exit code 1."""
 
 
+class OutputError(click.ClickException):
+    """An output file (``--out``, ``--sheet``, ``--plot``, ``--model``) cannot be written: exit code 3."""
+
+    exit_code = 3
+
+
+#: What each exit code means (docs/cli.rst lists the same).
+EXIT_CODES = {
+    0: "success",
+    1: "some input images could not be read (each is named; the others were processed)",
+    2: "usage or input error (an option, a missing or refused file, a label file without the column)",
+    3: "an output file cannot be written (its folder is missing or not writable)",
+    4: "an unexpected internal error (please report it)",
+    130: "interrupted (Ctrl-C)",
+}
+
+
+def check_output_path(path, option: str) -> None:
+    """Refuse an output path whose folder is missing or not writable, before any work is done."""
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    if os.path.isdir(path):
+        raise OutputError(f"{option} {path}: is a folder; give a file name.")
+    if not os.path.isdir(folder):
+        raise OutputError(f"{option} {path}: the folder {folder} does not exist; create it first.")
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"{option} {path}: the folder {folder} is not writable.")
+
+
+def _write(path, option: str, write) -> None:
+    """Run ``write()``; an OSError (a full disk, a folder removed meanwhile) is an output error."""
+    try:
+        write()
+    except OSError as exc:
+        raise OutputError(f"{option} {path}: cannot write it ({exc.strerror or exc}).") from None
+
+
 # --------------------------------------------------------------------------- output
 
 
@@ -111,12 +149,16 @@ def _run(command):
                 code = command(out, **kwargs) or 0
         except (InputError, click.UsageError) as exc:
             _fail(out, exc.format_message(), 2)
+        except OutputError as exc:
+            _fail(out, exc.format_message(), 3)
         except ImagesFailed as exc:
             _fail(out, str(exc), 1)
+        except KeyboardInterrupt:
+            _fail(out, "interrupted (what was computed is kept in the cache, if any).", 130)
         except Exception as exc:  # known input problems become exit code 2
             if os.environ.get("MLSP_DEBUG"):
                 raise
-            _fail(out, _describe_error(exc), 2 if _is_input_error(exc) else 1)
+            _fail(out, _describe_error(exc), 2 if _is_input_error(exc) else 4)
         finally:
             warnings.showwarning = old_show
         ctx.exit(code)
@@ -534,6 +576,7 @@ def fit(out, labels, image_dir, model_path, head, backbone, scales, pooling, aug
     from .model_io import save_model
 
     start = time.perf_counter()
+    check_output_path(model_path, "--model")
     pooling = _pooling(pooling)
     if pooling == "auto":
         pooling = "wide" if head == "pool3fc" else "narrow"
@@ -577,8 +620,9 @@ def fit(out, labels, image_dir, model_path, head, backbone, scales, pooling, aug
 
     estimator.fit(X, y)
     model = Pipeline([("mlsptransformer", t), (head, estimator)])
-    save_model(model, model_path, y=y, cv_scores=cv_scores,
-               metadata={"labels": os.path.basename(labels), "threshold": threshold, "n_failed": len(failures)})
+    _write(model_path, "--model", lambda: save_model(
+        model, model_path, y=y, cv_scores=cv_scores,
+        metadata={"labels": os.path.basename(labels), "threshold": threshold, "n_failed": len(failures)}))
     seconds = time.perf_counter() - start
     out.say(f"model ({head} on {backbone}, {t.config_id_}, {len(y)} images) written to {model_path} "
             f"({os.path.getsize(model_path) / 1e6:.1f} MB, {seconds:.1f} s)")
@@ -670,6 +714,8 @@ def score(out, model_path, images, out_csv, top, sheet, cache, device, jobs, rec
     import pandas as pd
 
     start = time.perf_counter()
+    check_output_path(out_csv, "--out")
+    check_output_path(sheet, "--sheet")
     if sheet:
         _pyplot()  # fail before the work if matplotlib is missing
     paths = collect_images(images, recursive)
@@ -684,7 +730,7 @@ def score(out, model_path, images, out_csv, top, sheet, cache, device, jobs, rec
     frame["rank"] = pd.array(list(range(1, n_ok + 1)) + [pd.NA] * (len(frame) - n_ok), dtype="Int64")
     frame = frame[["path", "score", "rank", "error"]]
     if out_csv:
-        frame.to_csv(out_csv, index=False)
+        _write(out_csv, "--out", lambda: frame.to_csv(out_csv, index=False))
     _report_failures(out, failures, len(paths))
     if top and n_ok:
         shown = frame.head(min(top, n_ok))
@@ -693,7 +739,8 @@ def score(out, model_path, images, out_csv, top, sheet, cache, device, jobs, rec
         for r in shown.itertuples(index=False):
             out.say(f"{int(r.rank):>5}  {r.score:>8.4f}  {r.path:<{width}}".rstrip())
     if sheet:
-        contact_sheet(frame, sheet, title=f"{os.path.basename(model_path)}: {n_ok} images")
+        title = f"{os.path.basename(model_path)}: {n_ok} images"
+        _write(sheet, "--sheet", lambda: contact_sheet(frame, sheet, title=title))
     seconds = time.perf_counter() - start
     out.say(f"{n_ok} of {len(paths)} images scored ({stats['cached']} cached, {stats['computed']} computed, "
             f"{len(failures)} failed) in {seconds:.1f} s"
@@ -739,6 +786,7 @@ def evaluate(out, model_path, labels, image_dir, plot, cache, image_col, score_c
 
     from .model_io import read_model_metadata
 
+    check_output_path(plot, "--plot")
     if plot:
         _pyplot()
     data, missing = _load_labels(out, labels, image_dir, image_col, score_col)
@@ -768,7 +816,7 @@ def evaluate(out, model_path, labels, image_dir, plot, cache, image_col, score_c
         ax.set_title(f"{os.path.basename(labels)}: SRCC {scores['srcc']:.3f}, PLCC {scores['plcc']:.3f}",
                      fontsize=9)
         fig.tight_layout()
-        fig.savefig(plot, dpi=100)
+        _write(plot, "--plot", lambda: fig.savefig(plot, dpi=100))
         plt.close(fig)
         out.say(f"scatter plot saved to {plot}")
     out.summary({"ok": not failures, "model": model_path, "labels": labels, "n": len(y),

@@ -43,6 +43,7 @@ __all__ = [
     "RUNTIME_RESOURCES",
     "ArraySpec",
     "check_limits",
+    "check_metadata",
     "check_module_weights",
     "check_parameters",
     "check_pipeline_steps",
@@ -506,3 +507,55 @@ def check_module_weights(path, est, tensors: dict, table: dict, where: str) -> N
             raise _error(path, f"{where}.module_state.{key}: the file declares {spec.describe()}; the "
                                f"parameters ({sizes}) build {want.name} {shape}, so the "
                                "saved weights do not fit the head.")
+
+
+# ----------------------------------------------------------------- metadata
+
+
+def _numbers(v, length=None):
+    return isinstance(v, list) and (length is None or len(v) == length) and all(_finite(x) for x in v)
+
+
+def _score_table(v):
+    if not isinstance(v, dict):
+        return False
+    mean = v.get("mean")
+    if mean is not None and not (isinstance(mean, dict) and all(_finite(x) for x in mean.values())):
+        return False
+    return all(_numbers(x) for k, x in v.items() if k != "mean")
+
+
+_METADATA = {
+    "created": lambda v: isinstance(v, str),
+    "versions": lambda v: isinstance(v, dict) and all(isinstance(x, (str, type(None))) for x in v.values()),
+    "steps": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "backbone": lambda v: isinstance(v, (str, list)),
+    "pooling": lambda v: isinstance(v, (str, int)) and not isinstance(v, bool),
+    "augment": lambda v: isinstance(v, bool),
+    "config_id": lambda v: isinstance(v, str),
+    "n_channels": lambda v: _is_int(v) and v >= 1,
+    "head": lambda v: isinstance(v, str),
+    "n_train": lambda v: _is_int(v) and v >= 0,
+    "target_range": lambda v: _numbers(v, 2),
+    "target_mean": lambda v: _finite(v),
+    "cv_scores": _score_table,
+    "threshold": lambda v: v is None or _finite(v),
+    "labels": lambda v: isinstance(v, str),
+    "feature_config": lambda v: isinstance(v, dict),
+}
+
+
+def check_metadata(path, info: dict) -> None:
+    """The fields a model's metadata describes it with have the types readers expect.
+
+    Raises
+    ------
+    ModelFileError
+        Naming the field, its value and the expected type (a hand-edited
+        file): ``mlsp info`` and ``read_model_metadata`` never print or
+        return a field of the wrong type.
+    """
+    for key, check in _METADATA.items():
+        if key in info and not check(info[key]):
+            raise _error(path, f"the metadata field {key!r} has an invalid value {_short(info[key])} "
+                               "(a hand-edited or corrupt file).")

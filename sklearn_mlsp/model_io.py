@@ -544,6 +544,9 @@ def read_model_metadata(path) -> dict:
     info = _parse_json(path, header, "metadata")
     if not isinstance(info, dict):
         raise ModelFileError(f"{path}: the model's metadata is not a JSON object (corrupt file).")
+    from .model_checks import check_metadata
+
+    check_metadata(path, info)
     return {"format_version": int(header["format_version"]), **info, "file_bytes": os.path.getsize(path)}
 
 
