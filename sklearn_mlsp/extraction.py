@@ -33,7 +33,7 @@ from PIL import Image
 from .backbones import get_backbone
 from .identity import image_key
 from .images import ImageError, _is_path, _refuse_if_closed, _refuse_if_too_big, describe, load_rgb
-from .loading import ViewsDataset, decode_jpeg_views, decode_views, make_loader
+from .loading import ViewsDataset, decode_jpeg_views, decode_views, die_with_parent, make_loader
 from .store import FeatureStore
 from .taps import TapExtractor
 from .views import cut_views, make_views
@@ -679,7 +679,8 @@ def release_claims(token: str, n_devices: int, lock_dir: str | None = None) -> N
 
 
 def extract_partition(params: ExtractorParams, items, positions, decode_args, store_path=None,
-                      config=None, torch_threads=None, devices=None, claim_token=None) -> PartitionResult:
+                      config=None, torch_threads=None, devices=None, claim_token=None,
+                      caller_pid=None) -> PartitionResult:
     """Compute one partition of images on a worker (a joblib task).
 
     With ``store_path`` visible from the worker, features are committed to the
@@ -689,6 +690,8 @@ def extract_partition(params: ExtractorParams, items, positions, decode_args, st
     ``claim_token`` (:func:`claim_device`): one worker per GPU.
     """
     started = time.perf_counter()
+    if caller_pid is not None and os.getpid() != caller_pid and os.getppid() == caller_pid:
+        die_with_parent()  # a worker process of the caller's: it must not outlive it (as decoders do not)
     if torch_threads:
         torch.set_num_threads(torch_threads)
     if devices:
@@ -751,10 +754,11 @@ def run_partitions(items, positions, params, sink, on_failure, progress, decode_
     # Several GPUs: each worker claims one device for the whole run (partitions
     # dealt round the devices would not do: joblib gives a worker any partition).
     token = uuid.uuid4().hex if devices else None
+    caller = os.getpid()  # workers started by this process end when it does
 
     def task(chunk):
         return delayed(extract_partition)(params, [items[q] for q in chunk], chunk, decode_args,
-                                          store_path, config, threads, devices, token)
+                                          store_path, config, threads, devices, token, caller)
 
     results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(task(chunk) for chunk in chunks)
     try:

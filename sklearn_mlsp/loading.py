@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -254,6 +256,35 @@ def _die_with_parent(worker_id=None):
             pass
     if os.getppid() == 1:  # the parent died before we could ask
         os._exit(1)
+
+
+_WATCHDOG_LOCK = threading.Lock()
+_WATCHED_PARENT: list = []
+
+
+def die_with_parent(poll_seconds: float = 0.5) -> None:
+    """End this process within ``poll_seconds`` once the process that started it is gone.
+
+    For extraction workers (joblib's processes): a thread watches the parent
+    process id, which changes when the parent dies (even by SIGKILL) and the
+    worker is re-parented. Unlike ``PR_SET_PDEATHSIG``, it does not depend on
+    which thread of the parent started the worker. Idempotent.
+    """
+    with _WATCHDOG_LOCK:
+        if _WATCHED_PARENT:
+            return
+        parent = os.getppid()
+        _WATCHED_PARENT.append(parent)
+    if parent == 1:  # already orphaned
+        os._exit(1)
+
+    def watch():
+        while True:
+            time.sleep(poll_seconds)
+            if os.getppid() != parent:
+                os._exit(1)  # no cleanup: the parent that would collect the results is gone
+
+    threading.Thread(target=watch, name="sklearn-mlsp-parent-watchdog", daemon=True).start()
 
 
 def _identity(x):

@@ -355,3 +355,19 @@ def test_path_keys_stay_the_hash_of_the_file_bytes(tmp_path):
     Image.fromarray(_rgb_image()).save(path)
     assert image_key(path) == key_of_bytes(path.read_bytes())
     assert image_key(str(path)).startswith("file:")
+
+
+def test_a_decode_that_runs_out_of_memory_says_so_with_the_size(tmp_path, monkeypatch):
+    from sklearn_mlsp import loading
+
+    path = tmp_path / "big.png"
+    Image.fromarray(_rgb_image(30, 40)).save(path)
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError  # what a decode beyond the address space raises: no message of its own
+
+    monkeypatch.setattr(loading, "load_rgb", exhausted)
+    for item in (str(path), _rgb_image(30, 40)):
+        loaded = loading.decode_views(item, 3, False, 32, DEFAULT_MAX_PIXELS)
+        assert "out of memory while decoding it (40x30 pixels)" in loaded.error, loaded.error
+        assert ("big.png" in loaded.error) if isinstance(item, str) else ("#3" in loaded.error)
