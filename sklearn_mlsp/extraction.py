@@ -458,6 +458,13 @@ class MemorySink:
         pass
 
 
+def _is_read_only(exc: OSError) -> bool:
+    """A store that refuses writes (read-only mount, no permission), as opposed to a full or damaged one."""
+    import errno
+
+    return isinstance(exc, PermissionError) or exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
 class StoreSink:
     """Results committed to the feature store: small, frequent commits.
 
@@ -496,6 +503,8 @@ class StoreSink:
                 try:
                     self.store.append(self.config, keys, np.stack(feats))
                 except OSError as exc:
+                    if not _is_read_only(exc):  # a full disk or damage: the store's own error says what to do
+                        raise
                     self._cannot_write(exc)
                     self.unsaved.update(zip(positions, feats))
         self._last = time.monotonic()

@@ -512,17 +512,22 @@ def check_module_weights(path, est, tensors: dict, table: dict, where: str) -> N
 # ----------------------------------------------------------------- metadata
 
 
+def _is_number(v) -> bool:  # NaN included: a score that could not be computed on a fold
+    return isinstance(v, _NUMBER) and not isinstance(v, (bool, np.bool_))
+
+
 def _numbers(v, length=None):
-    return isinstance(v, list) and (length is None or len(v) == length) and all(_finite(x) for x in v)
+    return isinstance(v, list) and (length is None or len(v) == length) and all(_is_number(x) for x in v)
 
 
 def _score_table(v):
     if not isinstance(v, dict):
         return False
     mean = v.get("mean")
-    if mean is not None and not (isinstance(mean, dict) and all(_finite(x) for x in mean.values())):
+    if mean is not None and not (isinstance(mean, dict) and all(_is_number(x) for x in mean.values())):
         return False
-    return all(_numbers(x) for k, x in v.items() if k != "mean")
+    # Per-fold lists, and single numbers such as the accuracy threshold.
+    return all(_numbers(x) or _is_number(x) or x is None for k, x in v.items() if k != "mean")
 
 
 _METADATA = {
