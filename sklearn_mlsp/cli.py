@@ -54,6 +54,44 @@ class ImagesFailed(Exception):
     """Some images failed under ``--errors raise``: exit code 1."""
 
 
+class OutputError(click.ClickException):
+    """An output file (``--out``, ``--sheet``, ``--plot``, ``--model``) cannot be written: exit code 3."""
+
+    exit_code = 3
+
+
+#: What each exit code means (docs/cli.rst lists the same).
+EXIT_CODES = {
+    0: "success",
+    1: "some input images could not be read (each is named; the others were processed)",
+    2: "usage or input error (an option, a missing or refused file, a label file without the column)",
+    3: "an output file cannot be written (its folder is missing or not writable)",
+    4: "an unexpected internal error (please report it)",
+    130: "interrupted (Ctrl-C)",
+}
+
+
+def check_output_path(path, option: str) -> None:
+    """Refuse an output path whose folder is missing or not writable, before any work is done."""
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    if os.path.isdir(path):
+        raise OutputError(f"{option} {path}: is a folder; give a file name.")
+    if not os.path.isdir(folder):
+        raise OutputError(f"{option} {path}: the folder {folder} does not exist; create it first.")
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"{option} {path}: the folder {folder} is not writable.")
+
+
+def _write(path, option: str, write) -> None:
+    """Run ``write()``; an OSError (a full disk, a folder removed meanwhile) is an output error."""
+    try:
+        write()
+    except OSError as exc:
+        raise OutputError(f"{option} {path}: cannot write it ({exc.strerror or exc}).") from None
+
+
 # --------------------------------------------------------------------------- output
 
 
@@ -112,6 +150,8 @@ def _run(command):
                 code = command(out, **kwargs) or 0
         except (InputError, click.UsageError) as exc:
             _fail(out, exc.format_message(), 2)
+        except OutputError as exc:
+            _fail(out, exc.format_message(), 3)
         except ImagesFailed as exc:
             _fail(out, str(exc), 1)
         except KeyboardInterrupt:
@@ -119,7 +159,7 @@ def _run(command):
         except Exception as exc:  # known input problems become exit code 2
             if os.environ.get("MLSP_DEBUG"):
                 raise
-            _fail(out, _describe_error(exc), 2 if _is_input_error(exc) else 1)
+            _fail(out, _describe_error(exc), 2 if _is_input_error(exc) else 4)
         finally:
             warnings.showwarning = old_show
         ctx.exit(code)
@@ -328,11 +368,12 @@ def _report_failures(out, failures, n):
         out.warn(f"  ... and {len(failures) - 10} more")
 
 
-def _predict(model, paths, out, *, errors="nan", jobs=None, spread=False):
+def _predict(model, paths, out, *, errors="nan", jobs=None, spread=False, max_pixels=None):
     """Scores of ``paths`` (NaN where an image failed), and the failures.
 
     With ``spread``, ``std`` / ``low`` / ``high`` columns too where the model's
     last step gives them (``predict(X, return_std=True)``, ``predict_interval``).
+    ``max_pixels`` is the user's (``--max-pixels``), never the model file's.
     """
     import numpy as np
 
@@ -347,7 +388,10 @@ def _predict(model, paths, out, *, errors="nan", jobs=None, spread=False):
             "save the whole pipeline (MLSPTransformer + head)."
         )
     transformer = steps[0][1]
-    transformer.set_params(errors=errors, verbose=0 if out.quiet else 1)
+    from .images import DEFAULT_MAX_PIXELS
+
+    transformer.set_params(errors=errors, verbose=0 if out.quiet else 1,
+                           max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
     if jobs is not None:
         transformer.set_params(n_decoders=jobs)
     try:
@@ -603,6 +647,7 @@ def fit(out, labels, image_dir, model_path, head, backbone, scales, pooling, aug
     from .model_io import save_model
 
     start = time.perf_counter()
+    check_output_path(model_path, "--model")
     pooling = _pooling(pooling)
     if pooling == "auto":
         pooling = "wide" if head == "pool3fc" else "narrow"
@@ -646,8 +691,9 @@ def fit(out, labels, image_dir, model_path, head, backbone, scales, pooling, aug
 
     estimator.fit(X, y)
     model = Pipeline([("mlsptransformer", t), (head, estimator)])
-    save_model(model, model_path, y=y, cv_scores=cv_scores,
-               metadata={"labels": os.path.basename(labels), "threshold": threshold, "n_failed": len(failures)})
+    _write(model_path, "--model", lambda: save_model(
+        model, model_path, y=y, cv_scores=cv_scores,
+        metadata={"labels": os.path.basename(labels), "threshold": threshold, "n_failed": len(failures)}))
     seconds = time.perf_counter() - start
     out.say(f"model ({head} on {backbone}, {t.config_id_}, {len(y)} images) written to {model_path} "
             f"({os.path.getsize(model_path) / 1e6:.1f} MB, {seconds:.1f} s)")
@@ -731,8 +777,12 @@ def contact_sheet(frame, path, n_show=6, title=None):
 @click.option("-r", "--recursive", is_flag=True, help="Also take images in subfolders.")
 @click.option("--errors", type=click.Choice(["nan", "raise"]), default="nan", show_default=True,
               help="nan: unreadable images get no score and exit code 1; raise: stop at the first.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+              help="Refuse images larger than this many pixels (decompression-bomb guard; default "
+                   "64000000). The model file's own limit is never used.")
 @_run
-def score(out, images, model_name, out_csv, top, sheet, scale, coverage, cache, device, jobs, recursive, errors):
+def score(out, images, model_name, out_csv, top, sheet, scale, coverage, cache, device, jobs, recursive, errors,
+          max_pixels):
     """Score IMAGES (files, folders, .txt lists of paths) and rank them, best first.
 
     With no --model, the shipped default model scores them (technical quality, BIQ2021's MOS on 0-1,
@@ -753,6 +803,8 @@ def score(out, images, model_name, out_csv, top, sheet, scale, coverage, cache, 
     start = time.perf_counter()
     if model_name is None and len(images) >= 2 and _looks_like_model(images[0]):
         model_name, images = images[0], images[1:]  # the older form: mlsp score MODEL IMAGES...
+    check_output_path(out_csv, "--out")
+    check_output_path(sheet, "--sheet")
     if sheet:
         _pyplot()  # fail before the work if matplotlib is missing
     paths = collect_images(images, recursive)
@@ -773,7 +825,8 @@ def score(out, images, model_name, out_csv, top, sheet, scale, coverage, cache, 
     if hasattr(final, "predict_interval"):
         final.set_params(coverage=coverage)
     higher_is_better = bool(meta.get("higher_is_better", True))
-    columns, failures, stats = _predict(model, paths, out, errors=errors, jobs=jobs, spread=True)
+    columns, failures, stats = _predict(model, paths, out, errors=errors, jobs=jobs, spread=True,
+                                        max_pixels=max_pixels)
     frame = pd.DataFrame({"path": paths, **columns})
     frame["error"] = ""
     for f in failures:
@@ -787,7 +840,7 @@ def score(out, images, model_name, out_csv, top, sheet, scale, coverage, cache, 
     frame["scale"] = scale_name
     frame = frame[["path", "score", "std", "low", "high", "rank", "error", "model", "scale"]]
     if out_csv:
-        frame.to_csv(out_csv, index=False)
+        _write(out_csv, "--out", lambda: frame.to_csv(out_csv, index=False))
     _report_failures(out, failures, len(paths))
     has_interval = bool(frame["low"].notna().any())
     if top and n_ok:
@@ -800,7 +853,8 @@ def score(out, images, model_name, out_csv, top, sheet, scale, coverage, cache, 
             iv = f"  [{r.low:7.3f}, {r.high:7.3f}]" if has_interval else ""
             out.say(f"{int(r.rank):>5}  {r.score:>8.4f}{iv}  {r.path:<{width}}".rstrip())
     if sheet:
-        contact_sheet(frame, sheet, title=f"{model_label}: {n_ok} images")
+        title = f"{model_label}: {n_ok} images"
+        _write(sheet, "--sheet", lambda: contact_sheet(frame, sheet, title=title))
     seconds = time.perf_counter() - start
     out.say(f"{n_ok} of {len(paths)} images scored ({stats['cached']} cached, {stats['computed']} computed, "
             f"{len(failures)} failed) in {seconds:.1f} s"
@@ -836,8 +890,12 @@ def score(out, images, model_name, out_csv, top, sheet, scale, coverage, cache, 
               help="High/low split of 'accuracy' (AVA: 5). Default: the one recorded in the model.")
 @click.option("--device", default="auto", show_default=True, help="auto (the model's), cpu, cuda, ...")
 @click.option("--jobs", type=click.IntRange(min=0), default=None, help="Processes decoding images.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=None,
+              help="Refuse images larger than this many pixels (decompression-bomb guard; default "
+                   "64000000). The model file's own limit is never used.")
 @_run
-def evaluate(out, model_path, labels, image_dir, plot, cache, image_col, score_col, threshold, device, jobs):
+def evaluate(out, model_path, labels, image_dir, plot, cache, image_col, score_col, threshold, device, jobs,
+             max_pixels):
     """Compare MODEL's predictions with the scores in LABELS: SRCC, PLCC, accuracy.
 
     \b
@@ -848,6 +906,7 @@ def evaluate(out, model_path, labels, image_dir, plot, cache, image_col, score_c
 
     from .model_io import read_model_metadata
 
+    check_output_path(plot, "--plot")
     if plot:
         _pyplot()
     data, missing = _load_labels(out, labels, image_dir, image_col, score_col)
@@ -858,7 +917,7 @@ def evaluate(out, model_path, labels, image_dir, plot, cache, image_col, score_c
         if threshold is None:
             threshold = float((data.target.min() + data.target.max()) / 2)
     paths = [str(p) for p in data.paths]
-    columns, failures, _ = _predict(model, paths, out, jobs=jobs)
+    columns, failures, _ = _predict(model, paths, out, jobs=jobs, max_pixels=max_pixels)
     pred = columns["score"]
     ok = np.isfinite(pred)
     y, pred = np.asarray(data.target)[ok], pred[ok]
@@ -878,7 +937,7 @@ def evaluate(out, model_path, labels, image_dir, plot, cache, image_col, score_c
         ax.set_title(f"{os.path.basename(labels)}: SRCC {scores['srcc']:.3f}, PLCC {scores['plcc']:.3f}",
                      fontsize=9)
         fig.tight_layout()
-        fig.savefig(plot, dpi=100)
+        _write(plot, "--plot", lambda: fig.savefig(plot, dpi=100))
         plt.close(fig)
         out.say(f"scatter plot saved to {plot}")
     out.summary({"ok": not failures, "model": model_path, "labels": labels, "n": len(y),

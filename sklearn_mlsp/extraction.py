@@ -28,11 +28,12 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .backbones import get_backbone
 from .identity import image_key
-from .images import ImageError, _is_path, _refuse_if_too_big, describe, load_rgb
-from .loading import ViewsDataset, decode_jpeg_views, decode_views, make_loader, stop_loader
+from .images import ImageError, _is_path, _refuse_if_closed, _refuse_if_too_big, describe, load_rgb
+from .loading import ViewsDataset, decode_jpeg_views, decode_views, die_with_parent, make_loader, stop_loader
 from .store import FeatureStore
 from .taps import TapExtractor
 from .views import cut_views, make_views
@@ -397,6 +398,13 @@ class Plan:
     failures: list = field(default_factory=list)  # (position, message)
 
 
+def unusable_input_message(item, pos, exc) -> str:
+    """The failure message of an in-memory input that cannot even be hashed or read."""
+    from .images import _error
+
+    return str(_error(item, pos, f"unusable input ({type(exc).__name__}: {exc or 'no details'})."))
+
+
 def plan(items, store, config_id, max_pixels, config=None) -> Plan:
     """Keys and cache lookups; images that cannot be read are failures already.
 
@@ -413,6 +421,8 @@ def plan(items, store, config_id, max_pixels, config=None) -> Plan:
     keys, failures = [None] * n, []
     for pos, item in enumerate(items):
         try:
+            if isinstance(item, Image.Image):
+                _refuse_if_closed(item, pos)
             if not _is_path(item) and hasattr(item, "size") and hasattr(item, "mode"):
                 _refuse_if_too_big(item, pos, item.size, max_pixels)
             keys[pos] = image_key(item)
@@ -421,6 +431,8 @@ def plan(items, store, config_id, max_pixels, config=None) -> Plan:
         except OSError as exc:
             reason = "file does not exist" if isinstance(exc, FileNotFoundError) else str(exc)
             failures.append((pos, f"Cannot read image {describe(item, pos)}: {reason}."))
+        except Exception as exc:  # noqa: BLE001 -- a closed PIL image, an object array: still this input's failure
+            failures.append((pos, unusable_input_message(item, pos, exc)))
     known = [pos for pos in range(n) if keys[pos] is not None]
     found = store.lookup(config_id, [keys[p] for p in known])
     cached = [p for p, f in zip(known, found) if f]
@@ -480,6 +492,13 @@ class MemorySink:
         pass
 
 
+def _is_read_only(exc: OSError) -> bool:
+    """A store that refuses writes (read-only mount, no permission), as opposed to a full or damaged one."""
+    import errno
+
+    return isinstance(exc, PermissionError) or exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
 class StoreSink:
     """Results committed to the feature store: small, frequent commits.
 
@@ -491,13 +510,16 @@ class StoreSink:
         self.store, self.config = store, config
         self.keys = list(keys)
         self.every, self.seconds = every, seconds
-        self._keys, self._feats = [], []
+        self._keys, self._feats, self._positions = [], [], []
         self._last = time.monotonic()
+        #: Features that could not be written (a read-only store): position -> features.
+        self.unsaved: dict = {}
 
     def commit(self, pos: int, key, feats) -> None:
         self.keys[pos] = key
         self._keys.append(key)
         self._feats.append(feats)
+        self._positions.append(pos)
         if len(self._keys) >= self.every or time.monotonic() - self._last > self.seconds:
             self.flush()
 
@@ -507,10 +529,29 @@ class StoreSink:
 
     def flush(self) -> None:
         if self._keys:
-            keys, feats = self._keys, self._feats
-            self._keys, self._feats = [], []
-            self.store.append(self.config, keys, np.stack(feats))
+            keys, feats, positions = self._keys, self._feats, self._positions
+            self._keys, self._feats, self._positions = [], [], []
+            if self.unsaved:  # the store already refused a write: keep the rest in memory too
+                self.unsaved.update(zip(positions, feats))
+            else:
+                try:
+                    self.store.append(self.config, keys, np.stack(feats))
+                except OSError as exc:
+                    if not _is_read_only(exc):  # a full disk or damage: the store's own error says what to do
+                        raise
+                    self._cannot_write(exc)
+                    self.unsaved.update(zip(positions, feats))
         self._last = time.monotonic()
+
+    def _cannot_write(self, exc: OSError) -> None:
+        # A read-only or full store: the computed features are still returned.
+        warnings.warn(
+            f"cannot write to the feature store '{self.store.path}' ({exc.strerror or exc}); the features "
+            "computed in this call are returned but not cached. Make the store writable (or pass another "
+            "cache) to keep them.",
+            UserWarning,
+            stacklevel=5,
+        )
 
     def close(self) -> None:
         self.flush()
@@ -529,6 +570,19 @@ def _warn_enlarged(item, pos, loaded, backbone, min_size):
     )
 
 
+def _over_limit_at_scale(loaded, item, scale, max_pixels) -> bool:
+    """``max_pixels`` holds for what enters the network: a scale above 1 enlarges the views there."""
+    if scale <= 1.0 or max_pixels is None or loaded.size is None:
+        return False
+    h, w = loaded.size
+    pixels = round(h * scale) * round(w * scale)
+    if pixels <= max_pixels:
+        return False
+    loaded.error = (f"Cannot read image {describe(item, loaded.position)}: it is {h}x{w}; at scale {scale:g} it "
+                    f"would enter the network as {pixels} pixels, over max_pixels={max_pixels}.")
+    return True
+
+
 def _views_of(loaded, item, extractor, decode_args):
     """The views of a decoded image, None for a failure (``loaded.error`` says why).
 
@@ -538,6 +592,8 @@ def _views_of(loaded, item, extractor, decode_args):
     """
     augment, min_size, max_pixels, crop_fraction = decode_args
     if loaded.error is not None:
+        return None
+    if _over_limit_at_scale(loaded, item, extractor.params.scale, max_pixels):
         return None
     if loaded.upscaled_from is not None:
         _warn_enlarged(item, loaded.position, loaded, extractor.params.backbone, min_size)
@@ -671,7 +727,8 @@ def release_claims(token: str, n_devices: int, lock_dir: str | None = None) -> N
 
 
 def extract_partition(params: ExtractorParams, items, positions, decode_args, store_path=None,
-                      config=None, torch_threads=None, devices=None, claim_token=None) -> PartitionResult:
+                      config=None, torch_threads=None, devices=None, claim_token=None,
+                      caller_pid=None) -> PartitionResult:
     """Compute one partition of images on a worker (a joblib task).
 
     With ``store_path`` visible from the worker, features are committed to the
@@ -681,6 +738,8 @@ def extract_partition(params: ExtractorParams, items, positions, decode_args, st
     ``claim_token`` (:func:`claim_device`): one worker per GPU.
     """
     started = time.perf_counter()
+    if caller_pid is not None and os.getpid() != caller_pid and os.getppid() == caller_pid:
+        die_with_parent()  # a worker process of the caller's: it must not outlive it (as decoders do not)
     if torch_threads:
         torch.set_num_threads(torch_threads)
     if devices:
@@ -743,10 +802,11 @@ def run_partitions(items, positions, params, sink, on_failure, progress, decode_
     # Several GPUs: each worker claims one device for the whole run (partitions
     # dealt round the devices would not do: joblib gives a worker any partition).
     token = uuid.uuid4().hex if devices else None
+    caller = os.getpid()  # workers started by this process end when it does
 
     def task(chunk):
         return delayed(extract_partition)(params, [items[q] for q in chunk], chunk, decode_args,
-                                          store_path, config, threads, devices, token)
+                                          store_path, config, threads, devices, token, caller)
 
     results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(task(chunk) for chunk in chunks)
     try:

@@ -2,7 +2,10 @@
 
 A file is identified by a hash of its bytes, so a changed file gets a new key
 (and is recomputed) while a renamed or moved copy keeps its key (and is not).
-In-memory images are identified by a hash of their pixels, shape and dtype.
+In-memory arrays are identified by a hash of their pixels, shape and dtype;
+PIL images by their mode, size and pixels *and* everything else that changes
+what decoding makes of them (EXIF orientation, palette, transparency key), so
+that two images that decode differently never share a key.
 """
 
 from __future__ import annotations
@@ -27,6 +30,21 @@ def key_of_bytes(data: bytes) -> str:
     return "file:" + h.hexdigest()
 
 
+def _hash_pil(h, im: Image.Image) -> None:
+    """Feed everything of ``im`` that :func:`~sklearn_mlsp.images.load_rgb` reads into ``h``."""
+    from .images import _orientation
+
+    h.update(f"{im.mode}:{im.size}".encode())
+    # Same pixels, other orientation / palette / transparent colour: other decoded pixels.
+    h.update(f"|orientation={_orientation(im, decode=True)}".encode())
+    palette = im.palette if im.mode in ("P", "PA") else None
+    if palette is not None:
+        h.update(f"|palette={palette.mode}:".encode())
+        h.update(bytes(palette.tobytes()))
+    h.update(f"|transparency={im.info.get('transparency')!r}|".encode())
+    h.update(im.tobytes())
+
+
 def image_key(item) -> str:
     """Content key of an image input (path, PIL image or array).
 
@@ -46,8 +64,7 @@ def image_key(item) -> str:
                 h.update(chunk)
         return "file:" + h.hexdigest()
     if isinstance(item, Image.Image):
-        h.update(f"{item.mode}:{item.size}".encode())
-        h.update(item.tobytes())
+        _hash_pil(h, item)
         return "pil:" + h.hexdigest()
     arr = np.ascontiguousarray(item)
     h.update(f"{arr.dtype.str}:{arr.shape}".encode())

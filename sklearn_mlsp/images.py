@@ -144,6 +144,15 @@ def _refuse_if_too_big(item, index, size, max_pixels) -> None:
         )
 
 
+def _refuse_if_closed(im: Image.Image, index) -> None:
+    # PIL replaces a closed image's core by an object that raises on use
+    # (stored as ``_im`` behind a property in newer versions, ``im`` before).
+    core = vars(im).get("_im", vars(im).get("im"))
+    if type(core).__name__ == "DeferredError":
+        raise _error(im, index, "the PIL image is closed (Image.close() was called before transform); "
+                                "pass an open image.")
+
+
 def open_regular_file(item, index=None):
     """Open an image path for reading; refuse anything but a regular file.
 
@@ -381,6 +390,7 @@ def load_rgb(
         finally:
             im.close()
     elif isinstance(item, Image.Image):
+        _refuse_if_closed(item, index)
         _refuse_if_too_big(item, index, item.size, max_pixels)
         out = _pil_to_rgb(_decode_and_orient(item, item, index), item, index)
     else:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,6 +62,7 @@ class LoadedImage:
     upscaled_from: tuple | None = None  # original (H, W) when the small-image rule applied
     key: str | None = None  # content key of exactly what was decoded
     encoded: tuple | None = None  # (bytes, EXIF orientation, PIL mode): a JPEG left to the device
+    size: tuple | None = None  # (H, W) of the decoded image, after any enlargement
 
 
 def upscale_for(height: int, width: int, min_size: int, crop_fraction: float) -> float:
@@ -112,6 +115,31 @@ def _device_jpeg(item, pos, data, max_pixels, min_size, view_fraction):
         im.close()
 
 
+def _declared_size(item) -> str:
+    """``"WxH pixels"`` of an input, read without decoding; "" when unknown."""
+    try:
+        if isinstance(item, np.ndarray):
+            return f"{item.shape[1]}x{item.shape[0]} pixels"
+        if isinstance(item, Image.Image):
+            return f"{item.size[0]}x{item.size[1]} pixels"
+        if _is_path(item):
+            im = _open_header(item, None)
+            try:
+                return f"{im.size[0]}x{im.size[1]} pixels"
+            finally:
+                im.close()
+    except Exception:  # noqa: BLE001 -- the size is a courtesy in a message about another failure
+        pass
+    return ""
+
+
+def out_of_memory_message(item, pos, during: str) -> str:
+    """The failure reason of an image that ran out of memory: never empty, with its size."""
+    size = _declared_size(item)
+    return (f"Cannot read image {describe(item, pos)}: out of memory while {during}"
+            + (f" ({size})" if size else "") + "; lower max_pixels to refuse such images, or free memory.")
+
+
 def decode_views(item, pos, augment, min_size, max_pixels, crop_fraction=CROP_FRACTION,
                  defer_jpeg=False) -> LoadedImage:
     """Decode one image and cut its views; failures come back as messages.
@@ -137,8 +165,11 @@ def decode_views(item, pos, augment, min_size, max_pixels, crop_fraction=CROP_FR
             key = image_key(item)
     except ImageError as exc:
         return LoadedImage(pos, None, str(exc))
+    except MemoryError:
+        return LoadedImage(pos, None, out_of_memory_message(item, pos, "decoding it"))
     except Exception as exc:  # anything else a decoder throws is still about this image
-        return LoadedImage(pos, None, f"Cannot read image {describe(item, pos)}: {exc}")
+        reason = str(exc) or type(exc).__name__
+        return LoadedImage(pos, None, f"Cannot read image {describe(item, pos)}: {reason}")
     h, w = rgb.shape[:2]
     view_fraction = crop_fraction if augment else 1.0
     factor = upscale_for(h, w, min_size, view_fraction)
@@ -153,7 +184,7 @@ def decode_views(item, pos, augment, min_size, max_pixels, crop_fraction=CROP_FR
         rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.BICUBIC))
         upscaled = (h, w)
     views = make_views(rgb.shape[0], rgb.shape[1], augment, crop_fraction)
-    return LoadedImage(pos, cut_views(rgb, views), None, upscaled, key)
+    return LoadedImage(pos, cut_views(rgb, views), None, upscaled, key, size=(rgb.shape[0], rgb.shape[1]))
 
 
 def orient(image: torch.Tensor, orientation: int) -> torch.Tensor:
@@ -261,6 +292,35 @@ def _die_with_parent(worker_id=None):
             pass
     if os.getppid() == 1:  # the parent died before we could ask
         os._exit(1)
+
+
+_WATCHDOG_LOCK = threading.Lock()
+_WATCHED_PARENT: list = []
+
+
+def die_with_parent(poll_seconds: float = 0.5) -> None:
+    """End this process within ``poll_seconds`` once the process that started it is gone.
+
+    For extraction workers (joblib's processes): a thread watches the parent
+    process id, which changes when the parent dies (even by SIGKILL) and the
+    worker is re-parented. Unlike ``PR_SET_PDEATHSIG``, it does not depend on
+    which thread of the parent started the worker. Idempotent.
+    """
+    with _WATCHDOG_LOCK:
+        if _WATCHED_PARENT:
+            return
+        parent = os.getppid()
+        _WATCHED_PARENT.append(parent)
+    if parent == 1:  # already orphaned
+        os._exit(1)
+
+    def watch():
+        while True:
+            time.sleep(poll_seconds)
+            if os.getppid() != parent:
+                os._exit(1)  # no cleanup: the parent that would collect the results is gone
+
+    threading.Thread(target=watch, name="sklearn-mlsp-parent-watchdog", daemon=True).start()
 
 
 def _identity(x):

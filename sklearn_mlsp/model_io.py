@@ -315,6 +315,7 @@ class _Writer:
             # A cache is a path on the machine that trained the model: the
             # loading side chooses its own (load_model(cache=...)).
             params["cache"] = None
+        params.update(_runtime_defaults(name, params))
         template_param = _TEMPLATE_PARAMS.get(name)
         template = params.pop(template_param) if template_param else None
         node = {
@@ -347,6 +348,14 @@ class _Writer:
         params = est.get_params(deep=False)
         return {"t": "estimator", "class": name, "template": True,
                 "params": {k: self.value(v, f"{where}.{k}", unfitted=True) for k, v in params.items()}, "state": {}}
+
+
+def _runtime_defaults(name: str, params: dict) -> dict:
+    """Run-time resources (processes, batch sizes) are the loading machine's: saved as their defaults."""
+    from .model_checks import RUNTIME_RESOURCES
+
+    resources = {**RUNTIME_RESOURCES["*"], **RUNTIME_RESOURCES.get(name, {})}
+    return {key: default for key, default in resources.items() if key in params}
 
 
 def _versions() -> dict:
@@ -487,11 +496,20 @@ def _json_default(value):
 
 def _open(path):
     """(header dict, tensor reader) of a model file; clear errors for anything else."""
+    header, reader, _ = _open_checked(path)
+    return header, reader
+
+
+def _open_checked(path):
+    """(header dict, tensor reader, array table) of a model file (see :mod:`~sklearn_mlsp.model_checks`)."""
     from safetensors import safe_open
+
+    from .model_checks import read_array_table
 
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"model file not found: {path!r}")
+    table = read_array_table(path)  # sizes and offsets checked before safetensors maps a byte
     try:
         reader = safe_open(path, framework="np")
     except Exception as exc:  # noqa: BLE001 -- safetensors raises its own types for bad headers
@@ -518,7 +536,7 @@ def _open(path):
         )
     if version < 1:
         raise ModelFileError(f"{path}: invalid format_version {version}.")
-    return header, reader
+    return header, reader, table
 
 
 def _parse_json(path, header, key):
@@ -554,16 +572,21 @@ def read_model_metadata(path) -> dict:
     info = _parse_json(path, header, "metadata")
     if not isinstance(info, dict):
         raise ModelFileError(f"{path}: the model's metadata is not a JSON object (corrupt file).")
+    from .model_checks import check_metadata
+
+    check_metadata(path, info)
     return {"format_version": int(header["format_version"]), **info, "file_bytes": os.path.getsize(path)}
 
 
 class _Reader:
-    def __init__(self, path, reader, *, cache, device):
+    def __init__(self, path, reader, table, *, cache, device, allow_unsafe_limits=False):
         self.path = os.fspath(path)
         self.reader = reader
         self.keys = set(reader.keys())
+        self.table = table
         self.cache = cache
         self.device = device
+        self.allow_unsafe_limits = allow_unsafe_limits
 
     def fail(self, message):
         return ModelFileError(f"{self.path}: {message}")
@@ -598,10 +621,7 @@ class _Reader:
         if kind == "array":
             return self.tensor(node.get("key"), where)
         if kind == "strings":
-            items = self._list(node, where)
-            if not all(isinstance(v, str) for v in items):
-                raise self.fail(f"{where}: a string array with non-string items.")
-            return np.asarray(items, dtype=object).reshape(node.get("shape", [len(items)]))
+            return self._strings(node, where)
         if kind == "class":
             name = node.get("name")
             cls = ALLOWED_CLASS_PARAMETERS.get(name) if isinstance(name, str) else None
@@ -623,7 +643,20 @@ class _Reader:
             raise self.fail(f"{where}: a {node['t']} entry without a list.")
         return items
 
+    def _strings(self, node, where):
+        items = self._list(node, where)
+        if not all(isinstance(v, str) for v in items):
+            raise self.fail(f"{where}: a string array with non-string items.")
+        shape = node.get("shape", [len(items)])
+        if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                                for d in shape) and math.prod(shape) == len(items)):
+            raise self.fail(f"{where}: a string array of {len(items)} items cannot have the shape {shape!r} "
+                            "(corrupt or hand-edited file).")
+        return np.asarray(items, dtype=object).reshape(shape)
+
     def estimator(self, node, where):
+        from . import model_checks as checks
+
         name = node.get("class")
         cls = ALLOWED_ESTIMATORS.get(name) if isinstance(name, str) else None
         if cls is None:
@@ -644,15 +677,24 @@ class _Reader:
                 f"model may not set (allowed: {list(allowed_state)}). Refusing to load it."
             )
         params = {str(k): self.value(v, f"{where}.{k}") for k, v in params.items()}
+        checks.check_limits(self.path, name, params, where, self.allow_unsafe_limits)
+        checks.check_parameters(self.path, cls, params, where)
         if node.get("template") is True:
             if state:
                 raise self.fail(f"{where}: an unfitted estimator cannot carry fitted attributes.")
             return self._construct(cls, params, where)
+        # Arrays are checked from the header before any is read; then the plain values.
+        checks.check_state(self.path, name, state, self.table, where)
         state = {k: self.value(v, f"{where}.{k}") for k, v in state.items()}
+        checks.check_values(self.path, state, where)
         if name == "sklearn_mlsp.MLSPTransformer":
             return self._transformer(cls, params, state, where)
         if _is_head(name):
             return self._head(cls, params, state, node, where)
+        if name in _PIPELINES:
+            checks.check_pipeline_steps(self.path, params.get("steps"), where)
+        if name == _ENSEMBLE and not all(_is_head(_public_name(type(e))) for e in state.get("estimators_", [])):
+            raise self.fail(f"{where}.estimators_: the members of a seed ensemble must be heads.")
         est = self._construct(cls, params, where)
         for key, value in state.items():
             setattr(est, key, value)
@@ -668,11 +710,23 @@ class _Reader:
             ) from None
 
     def _transformer(self, cls, params, state, where):
+        import torch
+
         from .backbones import WeightsUnavailableError
 
         params["cache"] = self.cache
         if self.device is not None:
             params["device"] = self.device
+        elif str(params.get("device")).startswith("cuda") and not torch.cuda.is_available():
+            warnings.warn(f"{self.path}: the transformer was saved with device={params['device']!r}, but no "
+                          "CUDA device is available; it is loaded on the CPU.", UserWarning, stacklevel=4)
+            params["device"] = "cpu"
+        saved = state.get("config_id_")
+        if not isinstance(saved, str):
+            raise self.fail(
+                f"{where}.config_id_: the feature configuration id is missing ({saved!r}), so it cannot be "
+                "checked that the features are those the model was trained on; refusing to load it."
+            )
         est = self._construct(cls, params, where)
         try:
             est.fit()
@@ -680,18 +734,21 @@ class _Reader:
             raise self.fail(
                 f"the feature configuration cannot be rebuilt here (backbone {params.get('backbone')!r}): {exc}"
             ) from None
-        saved = state.get("config_id_")
-        if saved is not None and saved != est.config_id_:
+        # Recomputed from the loaded parameters: an edited parameter changes it.
+        if saved != est.config_id_:
             raise self.fail(
-                f"the feature configuration differs from the one the model was trained on (config "
-                f"{saved} saved, {est.config_id_} here): the backbone, its weights (identity now "
-                f"{est.config_['weights']!r}) or the preprocessing changed, so the features would not be "
+                f"{where}.config_id_: the feature configuration differs from the one the model was trained "
+                f"on (config {saved} saved, {est.config_id_} from the file's parameters here): the backbone, "
+                f"its weights (identity now {est.config_['weights']!r}), the preprocessing or a feature "
+                "parameter (scales, pooling, augment, precision) changed, so the features would not be "
                 "those the head learned from. Install the versions listed by `mlsp info MODEL`."
             )
         return est
 
     def _head(self, cls, params, state, node, where):
         import torch
+
+        from .model_checks import check_module_weights
 
         device = self.device if self.device is not None else params.get("device", "cpu")
         if str(device).startswith("cuda") and not torch.cuda.is_available():
@@ -708,10 +765,12 @@ class _Reader:
             setattr(est, key, value)
         missing = [a for a in ("feature_shape_", "target_mean_") if a not in state]
         if missing:
-            raise self.fail(f"{where}: the head's fitted attributes {missing} are missing (corrupt file).")
+            raise self.fail(f"{where}.{missing[0]}: the head's fitted attributes {missing} are missing (corrupt file).")
         tensors = node.get("module_state")
         if not isinstance(tensors, dict):
-            raise self.fail(f"{where}: the head's weights are missing (corrupt file).")
+            raise self.fail(f"{where}.module_state: the head's weights are missing (corrupt file).")
+        # Sizes from the parameters against the saved weights' header, before anything is allocated.
+        check_module_weights(self.path, est, tensors, self.table, where)
         weights = {k: torch.from_numpy(np.array(self.tensor(v, f"{where}.module_.{k}"))) for k, v in tensors.items()}
         try:
             with est._device_resolved():
@@ -722,7 +781,7 @@ class _Reader:
         return est
 
 
-def load_model(path, *, cache=None, device=None):
+def load_model(path, *, cache=None, device=None, allow_unsafe_limits=False):
     """Load a model written by :func:`save_model`, running no code from the file.
 
     Parameters
@@ -736,6 +795,13 @@ def load_model(path, *, cache=None, device=None):
         Device of the transformer and the head (e.g. ``"cpu"``); None keeps the
         saved one. A head saved with a CUDA device loads on the CPU, with a
         warning, where no GPU is available.
+    allow_unsafe_limits : bool, default=False
+        Accept a file that weakens a safety limit (a transformer's
+        ``max_pixels`` above :data:`~sklearn_mlsp.images.DEFAULT_MAX_PIXELS`
+        or None) or sets run-time resources (``n_jobs``, ``n_decoders``,
+        ``max_batch_pixels``, DataLoader workers), which are otherwise
+        refused: the machine that loads a model decides these, not the file.
+        Only for files you trust.
 
     Returns
     -------
@@ -751,11 +817,24 @@ def load_model(path, *, cache=None, device=None):
         If the file names a class that is not allowed (the message names it).
     ModelFileError
         If the file is truncated, corrupt, of another format or of a newer
-        format version, or if its feature configuration cannot be rebuilt
-        here (unknown backbone, other weights); the message says which.
+        format version; if a parameter breaks the estimator's rules, an
+        array's dtype or shape is not what the estimator builds, the feature
+        configuration id is missing or differs from the one recomputed from
+        the parameters (unknown backbone, other weights, edited parameters),
+        or a limit is weakened without ``allow_unsafe_limits``; the message
+        names the field. See :mod:`sklearn_mlsp.model_checks`.
     """
-    header, reader = _open(path)
+    from sklearn.base import BaseEstimator
+
+    header, reader, table = _open_checked(path)
     structure = _parse_json(path, header, "structure")
-    return _Reader(path, reader, cache=None if cache is None else os.fspath(cache), device=device).value(
-        structure, "model"
-    )
+    if not isinstance(structure, dict) or structure.get("t") != "estimator":
+        raise ModelFileError(
+            f"{os.fspath(path)}: model: the structure is not an estimator ({str(structure)[:60]!r}; a corrupt "
+            "or hand-edited file)."
+        )
+    model = _Reader(path, reader, table, cache=None if cache is None else os.fspath(cache), device=device,
+                    allow_unsafe_limits=allow_unsafe_limits).value(structure, "model")
+    if not isinstance(model, BaseEstimator):  # pragma: no cover - the structure is an estimator node
+        raise ModelFileError(f"{os.fspath(path)}: model: the file does not hold an estimator.")
+    return model

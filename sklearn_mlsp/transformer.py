@@ -14,7 +14,7 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import NON_NEGATIVE_INT, POSITIVE_INT, StrOptions
+from ._validation import NON_NEGATIVE_INT, POSITIVE_INT, Interval, StrOptions
 from .backbones import PREPROCESSING_VERSION, get_backbone
 from .extraction import (
     PRECISIONS,
@@ -63,6 +63,41 @@ class MLSPFeatures(np.ndarray):
     def __setstate__(self, state):
         base, self.tap_channels, self.view_names = state
         super().__setstate__(base)
+
+
+class _ThreadResults(threading.local):
+    """Each thread's own results of its last ``transform`` (a fresh, empty one when copied)."""
+
+    def __reduce__(self):
+        return (type(self), ())
+
+
+class _PerThread:
+    """A fitted attribute whose value is per thread: what this thread's last call set.
+
+    A thread that has not set it yet reads the value of the last call of any
+    thread (e.g. the caller of a thread pool, or after unpickling).
+    """
+
+    def __set_name__(self, owner, name):
+        self.name = name
+        self.last = f"_last_{name}"
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        local = obj.__dict__.get("_thread_results")
+        if local is not None and self.name in vars(local):
+            return vars(local)[self.name]
+        if self.last in obj.__dict__:
+            return obj.__dict__[self.last]
+        raise AttributeError(f"'{type(obj).__name__}' object has no attribute '{self.name}' (call transform first)")
+
+    def __set__(self, obj, value):
+        with _EXTRACTOR_LOCK:
+            local = obj.__dict__.setdefault("_thread_results", _ThreadResults())
+        setattr(local, self.name, value)
+        obj.__dict__[self.last] = value
 
 
 def _as_items(X) -> list:
@@ -247,6 +282,11 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         ``host:pid``). With several members, an image counts as cached when
         every member had it, and ``members`` holds each member's counts.
 
+    ``failures_`` and ``transform_stats_`` are kept per thread (thread-local
+    storage behind the attributes): threads sharing one transformer each
+    read the results of their own last ``transform``. A thread that has not
+    called ``transform`` reads those of the last call of any thread.
+
     Notes
     -----
     Images smaller than the backbone accepts (a view's shorter side below
@@ -264,6 +304,9 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
     ...     Ridge())  # doctest: +SKIP
     """
 
+    failures_ = _PerThread()
+    transform_stats_ = _PerThread()
+
     _parameter_constraints: dict = {
         "backbone": [str, list, tuple],
         "pooling": [StrOptions({"narrow", "wide"}), POSITIVE_INT],
@@ -276,7 +319,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         "output": [StrOptions({"views", "flat"})],
         "errors": [StrOptions({"raise", "nan"})],
         "n_decoders": [NON_NEGATIVE_INT, None],
-        "n_jobs": [Integral, None],
+        "n_jobs": [POSITIVE_INT, Interval(Integral, None, -1, closed="right"), None],  # joblib's: 0 means nothing
         "max_pixels": [POSITIVE_INT, None],
         "verbose": ["verbose"],
         "max_batch_pixels": [StrOptions({"auto"}), NON_NEGATIVE_INT],
@@ -338,12 +381,23 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         try:
-            return torch.device(self.device)
+            device = torch.device(self.device)
         except (RuntimeError, TypeError):
             raise ValueError(
                 f"device must be 'auto' or a torch device name such as 'cpu' or 'cuda:0', "
                 f"got {self.device!r}."
             ) from None
+        # Refused here rather than by a driver error at the first transform.
+        if device.type not in ("cpu", "cuda", "mps", "xpu"):
+            raise ValueError(f"device={self.device!r} cannot run a network on images; use 'auto', 'cpu' or 'cuda'.")
+        if device.type == "cuda":
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if count == 0 or (device.index is not None and device.index >= count):
+                raise ValueError(
+                    f"device={self.device!r}, but this machine has {count} CUDA device(s); use 'auto' (the GPU "
+                    "when there is one, else the CPU) or 'cpu'."
+                )
+        return device
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):
@@ -536,12 +590,13 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         rows = [(pos, image, message) for pos, (image, message) in sorted(failures.items())]
         self.failures_ = pd.DataFrame(rows, columns=["position", "image", "error"])
         computed -= failed
-        self.transform_stats_ = {"images": n, "cached": n - len(computed) - len(failed), "computed": len(computed),
-                                 "failed": len(rows), "seconds": time.perf_counter() - start}
+        stats = {"images": n, "cached": n - len(computed) - len(failed), "computed": len(computed),
+                 "failed": len(rows), "seconds": time.perf_counter() - start}
         if len(per_member) > 1:
-            self.transform_stats_["members"] = per_member
+            stats["members"] = per_member
         if per_worker is not None:
-            self.transform_stats_["workers"] = per_worker
+            stats["workers"] = per_worker
+        self.transform_stats_ = stats  # this thread's, set once
         if rows:
             warnings.warn(
                 f"{len(rows)} of {n} images could not be read and have NaN features; "
@@ -551,7 +606,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
             )
         outs = []
         for (out, keys), config in zip(parts, self.member_configs_):
-            if store is not None:
+            if store is not None and out is None:
                 keys = [None if pos in failed else k for pos, k in enumerate(keys)]
                 shape = (len(self.view_names_), sum(config["tap_channels"]), self.grid_size_, self.grid_size_)
                 out = store.view(config_id(config), keys, config["tap_channels"], self.view_names_,
@@ -559,7 +614,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
             elif failed and len(parts) > 1:
                 out[sorted(failed)] = np.nan  # failed in another member: NaN in all
             outs.append(out)
-        if store is None:
+        if store is None or any(isinstance(o, np.ndarray) for o in outs):
+            outs = [np.asarray(o, dtype=np.float32) for o in outs]
             result = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=2)
             out = MLSPFeatures(result, self.tap_channels_, self.view_names_)
         elif len(outs) == 1:
@@ -630,7 +686,21 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
             progress.close()
         counts = {"cached": n_cached, "computed": len(todo) - len(failed_here.intersection(todo)),
                   "positions_computed": set(todo) - failed_here}
+        if store is not None and sink.unsaved:  # a read-only store: what was computed, in memory
+            return self._with_unsaved(store, cid, sink, shape, failed_here), sink.keys, counts, per_worker
         return (None if store is not None else sink.result), sink.keys, counts, per_worker
+
+    def _with_unsaved(self, store, cid, sink, shape, failed):
+        """All images of one member as an array: cached ones from the store, the rest from memory."""
+        out = np.full((len(sink.keys), *shape), np.nan, dtype=np.float32)
+        keys = [None if pos in sink.unsaved or pos in failed else key for pos, key in enumerate(sink.keys)]
+        stored = [pos for pos, key in enumerate(keys) if key is not None]
+        if stored:
+            view = store.view(cid, [keys[p] for p in stored], shape=shape, on_damage=self.errors)
+            out[stored] = np.asarray(view, dtype=np.float32)
+        for pos, feats in sink.unsaved.items():
+            out[pos] = feats
+        return out
 
     # ------------------------------------------------------------------- naming
 
@@ -657,8 +727,10 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
 
     def __getstate__(self):
         state = super().__getstate__()
-        # The loaded networks are a cache of the parameters: rebuilt on demand.
+        # The loaded networks are a cache of the parameters: rebuilt on demand;
+        # per-thread results stay with their threads (the last one is kept).
         state.pop("_extractors", None)
+        state.pop("_thread_results", None)
         return state
 
     def __sklearn_tags__(self):

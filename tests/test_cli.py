@@ -279,3 +279,93 @@ def test_score_recomputes_an_image_whose_stored_features_have_a_flipped_byte(pro
 
 def runner_verify_clean(cache) -> bool:
     return CliRunner().invoke(cli, ["cache", "verify", str(cache)]).exit_code == 0
+
+
+def _edited_model(project, tmp_path, **transformer_params):
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    root, _, _ = project
+    with safe_open(str(root / "model.mlsp"), framework="np") as f:
+        header = dict(f.metadata())
+        arrays = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 -- safe_open is not iterable
+    structure = json.loads(header["structure"])
+    structure["params"]["steps"][0]["v"][1]["params"].update(transformer_params)
+    header["structure"] = json.dumps(structure)
+    save_file(arrays, str(tmp_path / "edited.mlsp"), metadata=header)
+    return tmp_path / "edited.mlsp"
+
+
+def test_score_applies_the_users_max_pixels_never_the_files(project, tmp_path):
+    from PIL import Image
+
+    root, _, _ = project
+    Image.new("RGB", (2000, 1000), (90, 120, 60)).save(tmp_path / "big.png")  # 2 MP, a few KB
+    runner = CliRunner()
+    # A file that lifts the guard is refused (exit 2), naming the option that would accept it.
+    result = runner.invoke(cli, ["score", str(_edited_model(project, tmp_path, max_pixels=None)),
+                                 str(tmp_path / "big.png"), "-q"])
+    assert result.exit_code == 2 and "max_pixels" in result.output and "allow_unsafe_limits" in result.output
+    # A file with a stricter limit than the user's: the user's applies.
+    strict = _edited_model(project, tmp_path, max_pixels=10)
+    result = runner.invoke(cli, ["score", str(strict), str(tmp_path / "big.png"), "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["score", str(strict), str(tmp_path / "big.png"), "--json", "-q",
+                                 "--max-pixels", "1000000"])
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert "exceeds max_pixels=1000000" in summary["failures"][0]["error"]
+
+
+@pytest.mark.parametrize("option", ["--out", "--sheet"])
+def test_an_unwritable_output_exits_3_before_any_work(project, tmp_path, option, monkeypatch):
+    from sklearn_mlsp import cli as cli_module
+
+    root, _, _ = project
+    calls = []
+    monkeypatch.setattr(cli_module, "_predict", lambda *a, **k: calls.append(1))
+    target = tmp_path / "no_such_folder" / ("scores.csv" if option == "--out" else "sheet.png")
+    result = CliRunner().invoke(cli, ["score", str(root / "model.mlsp"), str(root / "photos"), option,
+                                      str(target), "-q"])
+    assert result.exit_code == 3 and "no_such_folder" in result.output and "does not exist" in result.output
+    assert calls == []  # refused before scoring anything
+    result = CliRunner().invoke(cli, ["score", str(root / "model.mlsp"), str(root / "photos"), option,
+                                      str(tmp_path), "-q"])
+    assert result.exit_code == 2 and "is a directory" in result.output  # click's usage error: a folder for a file
+
+
+def test_ctrl_c_exits_130_and_an_internal_error_4(project, monkeypatch):
+    from sklearn_mlsp import cli as cli_module
+
+    root, _, _ = project
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_module, "_predict", interrupted)
+    result = CliRunner().invoke(cli, ["score", str(root / "model.mlsp"), str(root / "photos"), "-q"])
+    assert result.exit_code == 130 and "interrupted" in result.output
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli_module, "_predict", broken)
+    result = CliRunner().invoke(cli, ["score", str(root / "model.mlsp"), str(root / "photos"), "-q"])
+    assert result.exit_code == 4 and "a bug" in result.output
+    assert set(cli_module.EXIT_CODES) == {0, 1, 2, 3, 4, 130}
+
+
+def test_info_names_a_metadata_field_of_the_wrong_type(project, tmp_path):
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    root, _, _ = project
+    with safe_open(str(root / "model.mlsp"), framework="np") as f:
+        header = dict(f.metadata())
+        arrays = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 -- safe_open is not iterable
+    for field, value in [("versions", ["torch"]), ("cv_scores", {"mean": "high"}), ("target_range", "1-9")]:
+        meta = json.loads(header["metadata"])
+        meta[field] = value
+        save_file(arrays, str(tmp_path / "m.mlsp"), metadata={**header, "metadata": json.dumps(meta)})
+        result = CliRunner().invoke(cli, ["info", str(tmp_path / "m.mlsp")])
+        assert result.exit_code == 2 and "m.mlsp" in result.output and f"'{field}'" in result.output, result.output

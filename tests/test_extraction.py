@@ -6,6 +6,7 @@ mid-run, a FIFO, /dev/zero, a decompression bomb, a killed parent).
 """
 
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -305,3 +306,56 @@ def test_grid_search_on_dask_reads_one_shared_cache(tmp_path, dask_client):
         remote = GridSearchCV(head, grid, cv=KFold(2), n_jobs=2).fit(X, y)
     np.testing.assert_allclose(remote.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"],
                                rtol=1e-5)
+
+
+_PARENT_SCRIPT = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from helpers import tiny_transformer, write_images
+paths = write_images(Path({folder!r}) / "img", 400, 48, 48)
+print("ready", flush=True)
+tiny_transformer(n_jobs=2, cache={cache!r}).fit().transform(paths)
+"""
+
+
+def _children(pid):
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=False)
+    return [int(p) for p in out.stdout.split()]
+
+
+def _alive(pids):
+    out = subprocess.run(["ps", "-o", "pid=", "-p", ",".join(map(str, pids))], capture_output=True, text=True,
+                         check=False)
+    return [int(p) for p in out.stdout.split()]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or shutil.which("ps") is None, reason="needs Linux ps")
+def test_extraction_workers_die_within_seconds_of_a_sigkill_of_their_parent(tmp_path):
+    import signal
+
+    cache = tmp_path / "cache"
+    script = _PARENT_SCRIPT.format(tests=str(Path(__file__).parent), folder=str(tmp_path), cache=str(cache))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    parent = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+    children = []
+    try:
+        assert parent.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 240
+        # Workers are inside their partitions once they have committed features to the store.
+        while time.monotonic() < deadline and not list(cache.glob("**/*.h5")):
+            assert parent.poll() is None, "the parent ended before its workers got going"
+            time.sleep(0.5)
+        children = _children(parent.pid)
+        assert len(children) >= 2, children  # two extraction workers (and joblib's resource tracker)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while _alive(children) and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert _alive(children) == [], "workers outlived their parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        for pid in _alive(children) if children else []:
+            os.kill(pid, signal.SIGKILL)

@@ -431,3 +431,27 @@ def test_device_defaults_to_auto_like_the_transformer():
 
     for cls in [Single1FCRegressor, Single3FCRegressor, Multi3FCRegressor, Pool3FCRegressor]:
         assert cls().device == "auto" == MLSPTransformer().device
+
+
+def test_fit_refuses_targets_beyond_float32_naming_how_many_and_the_range(data):
+    import warnings
+
+    X, y = data
+    y = np.array(y[:40], dtype=np.float64)
+    y[[3, 7]] = [4e38, -1e39]  # finite in float64, inf in the heads' float32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's cast warning is replaced by the error
+        with pytest.raises(ValueError, match=r"y has 2 value\(s\) that are not finite once cast to float32.*"
+                                             r"\[-1e\+39, 4e\+38\]"):
+            Single1FCRegressor(max_epochs=1).fit(X[:40], y)
+
+
+@pytest.mark.parametrize("params, name", [
+    ({"batch_size": -1}, "batch_size"), ({"batch_size": 0}, "batch_size"), ({"batch_size": 1}, "batch_size"),
+    ({"max_epochs": -3}, "max_epochs"), ({"lr": 0.0}, "lr"), ({"criterion": "mse"}, "criterion"),
+    ({"module__hidden": (0,)}, "module__hidden"), ({"module__dropout": 1.5}, "module__dropout"),
+])
+def test_fit_validates_every_head_parameter_by_name(params, name, data):
+    X, y = data
+    with pytest.raises(ValueError, match=f"'{name}' parameter of Single3FCRegressor"):
+        Single3FCRegressor(**params).fit(X[:40], y[:40])

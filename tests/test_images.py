@@ -316,3 +316,58 @@ def test_pil_image_input_is_rgb():
     _check_output(out, (6, 9, 3))
     np.testing.assert_array_equal(out, img)
     assert load_rgb(Image.new("1", (2, 2), 1)).tolist() == [[[255] * 3] * 2] * 2
+
+
+# ---------------------------------------------------------------- content keys of in-memory images
+
+
+def _variants_that_decode_differently():
+    """Pairs of PIL images with the same mode, size and pixels that load_rgb decodes differently."""
+    pixels = _rgb_image(6, 10)
+    plain = Image.fromarray(pixels)
+    rotated = Image.fromarray(pixels)
+    rotated.getexif()[0x0112] = 6  # a quarter turn
+    gray = np.arange(60, dtype=np.uint8).reshape(6, 10)
+    palette_a, palette_b = Image.fromarray(gray, "L").convert("P"), Image.fromarray(gray, "L").convert("P")
+    palette_a.putpalette([v for i in range(256) for v in (i, 0, 0)])
+    palette_b.putpalette([v for i in range(256) for v in (0, i, 0)])
+    opaque = Image.fromarray(gray, "L")
+    keyed = Image.fromarray(gray, "L")
+    keyed.info["transparency"] = int(gray[0, 0])
+    return {"orientation": (plain, rotated), "palette": (palette_a, palette_b), "transparency": (opaque, keyed)}
+
+
+@pytest.mark.parametrize("what", ["orientation", "palette", "transparency"])
+def test_pil_images_that_decode_differently_get_different_content_keys(what):
+    from sklearn_mlsp.identity import image_key
+
+    a, b = _variants_that_decode_differently()[what]
+    assert a.mode == b.mode and a.size == b.size and a.tobytes() == b.tobytes()  # the old key's inputs
+    assert not np.array_equal(load_rgb(a), load_rgb(b)) or load_rgb(a).shape != load_rgb(b).shape
+    assert image_key(a) != image_key(b)
+    assert image_key(a) == image_key(a.copy())  # a copy decodes the same: same key
+
+
+def test_path_keys_stay_the_hash_of_the_file_bytes(tmp_path):
+    from sklearn_mlsp.identity import image_key, key_of_bytes
+
+    path = tmp_path / "a.png"
+    Image.fromarray(_rgb_image()).save(path)
+    assert image_key(path) == key_of_bytes(path.read_bytes())
+    assert image_key(str(path)).startswith("file:")
+
+
+def test_a_decode_that_runs_out_of_memory_says_so_with_the_size(tmp_path, monkeypatch):
+    from sklearn_mlsp import loading
+
+    path = tmp_path / "big.png"
+    Image.fromarray(_rgb_image(30, 40)).save(path)
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError  # what a decode beyond the address space raises: no message of its own
+
+    monkeypatch.setattr(loading, "load_rgb", exhausted)
+    for item in (str(path), _rgb_image(30, 40)):
+        loaded = loading.decode_views(item, 3, False, 32, DEFAULT_MAX_PIXELS)
+        assert "out of memory while decoding it (40x30 pixels)" in loaded.error, loaded.error
+        assert ("big.png" in loaded.error) if isinstance(item, str) else ("#3" in loaded.error)

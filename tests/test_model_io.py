@@ -284,3 +284,187 @@ def test_saving_refuses_what_the_format_cannot_hold(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         save_model(Single1FCRegressor(max_epochs=1).fit(NARROW, Y), tmp_path / "ok.mlsp")
+
+
+# ------------------------------------------------------------------ hostile files (issue 22)
+
+
+def _raw_edit(path, edit):
+    """Edit the safetensors header itself (dtypes, shapes, offsets), keeping the data bytes."""
+    import struct
+
+    data = path.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    edit(header)
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n:])
+
+
+@pytest.fixture(scope="module")
+def flat_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("flat")
+    paths = write_images(folder / "img", 6)
+    y = np.linspace(1, 9, 6)
+    model = make_pipeline(tiny_transformer(output="flat"), StandardScaler(), RidgeCV()).fit(paths, y)
+    save_model(model, folder / "m.mlsp", y=y)
+    return model, paths, folder / "m.mlsp"
+
+
+def _copy_edited(original, tmp_path, edit_structure=None, raw=None):
+    path = tmp_path / "edited.mlsp"
+    path.write_bytes(original.read_bytes())
+    if edit_structure is not None:
+        _rewrite(path, edit_structure)
+    if raw is not None:
+        _raw_edit(path, raw)
+    return path
+
+
+def _transformer_node(structure):
+    return structure["params"]["steps"][0]["v"][1]
+
+
+def test_a_file_cannot_switch_off_the_decompression_bomb_guard(flat_model, tmp_path):
+    model, paths, original = flat_model
+    for value in (None, 10**12):
+        path = _copy_edited(original, tmp_path, lambda s, v=value: _transformer_node(s)["params"].update(max_pixels=v))
+        with pytest.raises(ModelFileError, match=r"max_pixels.*allow_unsafe_limits=True"):
+            load_model(path)
+    loaded = load_model(path, allow_unsafe_limits=True)  # the caller's explicit choice
+    assert loaded[0].max_pixels == 10**12
+    np.testing.assert_array_equal(loaded.predict(paths), model.predict(paths))
+
+
+@pytest.mark.parametrize("param, value", [("n_decoders", 64), ("n_jobs", 64), ("max_batch_pixels", 10**9)])
+def test_a_file_cannot_set_run_time_resources(flat_model, tmp_path, param, value):
+    _, _, original = flat_model
+    path = _copy_edited(original, tmp_path, lambda s: _transformer_node(s)["params"].update({param: value}))
+    with pytest.raises(ModelFileError, match=rf"{param}={value}.*allow_unsafe_limits=True"):
+        load_model(path)
+
+
+def test_saving_writes_run_time_resources_as_their_defaults(tmp_path):
+    paths = write_images(tmp_path / "img", 4)
+    model = make_pipeline(tiny_transformer(output="flat", n_decoders=0, max_batch_pixels=1000),
+                          LinearRegression(n_jobs=2)).fit(paths, np.arange(4.0))
+    save_model(model, tmp_path / "m.mlsp")
+    loaded = load_model(tmp_path / "m.mlsp")  # no resources in the file: nothing to refuse
+    assert loaded[0].n_decoders is None and loaded[0].max_batch_pixels == "auto" and loaded[1].n_jobs is None
+    assert model[0].n_decoders == 0  # the saved model itself is unchanged
+
+
+@pytest.mark.parametrize("config_id", ["deleted", None, "kept"])
+def test_edited_feature_parameters_are_refused_whatever_the_stored_id(flat_model, tmp_path, config_id):
+    _, _, original = flat_model
+
+    def edit(structure):
+        node = _transformer_node(structure)
+        node["params"]["scales"] = [0.5]  # features the head never saw
+        if config_id == "deleted":
+            del node["state"]["config_id_"]
+        elif config_id is None:
+            node["state"]["config_id_"] = None
+
+    path = _copy_edited(original, tmp_path, edit)
+    match = "config_id_: the feature configuration differs" if config_id == "kept" else "config_id_.*missing"
+    with pytest.raises(ModelFileError, match=match):
+        load_model(path)
+
+
+def test_an_array_relabelled_in_the_header_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    X, y = RNG.normal(size=(20, 4)), RNG.normal(size=20)
+    save_model(make_pipeline(StandardScaler(), RidgeCV()).fit(X, y), tmp_path / "m.mlsp")
+    structure = json.loads(_read(tmp_path / "m.mlsp")[0]["structure"])
+    coef_key = structure["params"]["steps"][1]["v"][1]["state"]["coef_"]["key"]
+
+    def as_int32(header):  # the same bytes, read as twice as many int32
+        header[coef_key].update(dtype="I32", shape=[2 * header[coef_key]["shape"][0]])
+
+    path = _copy_edited(tmp_path / "m.mlsp", tmp_path, raw=as_int32)
+    from safetensors import safe_open as real_open
+
+    read = []
+    monkeypatch.setattr("safetensors.safe_open", lambda *a, **k: _Spy(real_open(*a, **k), read))
+    with pytest.raises(ModelFileError, match=r"coef_: the file declares int32 \(8,\)"):
+        load_model(path)
+    assert coef_key not in read
+
+    def wrong_shape(header):  # a consistent header whose shape does not fit n_features_in_
+        header[coef_key].update(dtype="F32", shape=[8])
+
+    path = _copy_edited(tmp_path / "m.mlsp", tmp_path, raw=wrong_shape)
+    with pytest.raises(ModelFileError, match=r"coef_: the file declares the shape \(8,\).*expects \(4,\)"):
+        load_model(path)
+
+
+class _Spy:
+    """A safetensors reader that records which arrays were read."""
+
+    def __init__(self, reader, read):
+        self._reader, self._read = reader, read
+
+    def get_tensor(self, key):
+        self._read.append(key)
+        return self._reader.get_tensor(key)
+
+    def __getattr__(self, name):
+        return getattr(self._reader, name)
+
+
+def test_module_sizes_from_edited_parameters_are_refused_before_allocation(head_files, tmp_path):
+    _, _, original = head_files["single3fc"]
+    # 2e9 hidden units: building this module would allocate over 100 GB.
+    path = _copy_edited(original, tmp_path, lambda s: s["params"].update(
+        module__hidden={"t": "tuple", "v": [2_000_000_000, 8]}))
+    with pytest.raises(ModelFileError, match=r"module_state\..*declares float32 \(16, 12\).*\(2000000000, 12\)"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("param, value, match", [
+    ("batch_size", 1, "batch_size"), ("max_epochs", -3, "max_epochs"), ("lr", "fast", "lr"),
+    ("module__hidden", {"t": "tuple", "v": [0, 8]}, "module__hidden"),
+])
+def test_every_head_parameter_goes_through_its_rules(head_files, tmp_path, param, value, match):
+    _, _, original = head_files["single3fc"]
+    path = _copy_edited(original, tmp_path, lambda s: s["params"].update({param: value}))
+    with pytest.raises(ModelFileError, match=rf"model\.{match}"):
+        load_model(path)
+
+
+def test_sklearn_parameters_go_through_their_rules(tmp_path):
+    X, y = RNG.normal(size=(20, 4)), RNG.normal(size=20)
+    save_model(make_pipeline(StandardScaler(), RidgeCV()).fit(X, y), tmp_path / "m.mlsp")
+    path = _copy_edited(tmp_path / "m.mlsp", tmp_path, lambda s: s["params"]["steps"][0]["v"][1]["params"].update(
+        with_mean="yes"))
+    with pytest.raises(ModelFileError, match=r"steps\[0\]\[1\]\.with_mean: The 'with_mean' parameter"):
+        load_model(path)
+
+
+def test_hand_edited_structures_name_the_file_and_field(flat_model, tmp_path):
+    _, _, original = flat_model
+
+    def bad_strings(structure):
+        names = structure["params"]["steps"][1]["v"][1]["state"]
+        names["feature_names_in_"] = {"t": "strings", "v": ["a", "b", "c"], "shape": [2, 2]}
+
+    path = _copy_edited(original, tmp_path, bad_strings)
+    with pytest.raises(ModelFileError, match=r"edited\.mlsp.*feature_names_in_"):
+        load_model(path)
+    path = _copy_edited(original, tmp_path)
+    _rewrite(path, edit_header=lambda h: h.update(structure=json.dumps({"t": "tuple", "v": [1, 2]})))
+    with pytest.raises(ModelFileError, match=r"edited\.mlsp: model: the structure is not an estimator"):
+        load_model(path)
+
+
+def test_a_header_length_over_the_cap_is_refused_before_reading(head_files, tmp_path):
+    import struct
+
+    from sklearn_mlsp.model_checks import MAX_HEADER_BYTES
+
+    _, _, original = head_files["single1fc"]
+    data = original.read_bytes()
+    path = tmp_path / "huge_header.mlsp"
+    path.write_bytes(struct.pack("<Q", MAX_HEADER_BYTES + 1) + data[8:])
+    with pytest.raises(ModelFileError, match=r"huge_header\.mlsp.*header length field.*over the limit"):
+        load_model(path)

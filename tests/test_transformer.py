@@ -1,4 +1,5 @@
 import pickle
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -121,6 +122,10 @@ def test_sklearn_contract_clone_params_pickle(images):
     ("n_decoders", 1.5, "The 'n_decoders' parameter of MLSPTransformer must be"),
     ("max_pixels", 2.5e6, r"The 'max_pixels' parameter of MLSPTransformer must be an int in the range \[1, inf\)"),
     ("device", "quantum", "device must be"),
+    ("device", "meta", "cannot run a network"),
+    ("n_jobs", 0, "The 'n_jobs' parameter of MLSPTransformer must be"),
+    ("n_jobs", True, "The 'n_jobs' parameter of MLSPTransformer must be"),
+    *([] if torch.cuda.is_available() else [("device", "cuda", "this machine has 0 CUDA device")]),
 ])
 def test_bad_parameters_are_named_at_fit(param, value, message):
     with pytest.raises(ValueError, match=message):
@@ -208,3 +213,112 @@ def test_values_beyond_float16_are_clipped_with_a_warning():
     with pytest.warns(UserWarning, match="float16 range"):
         out = t.transform([random_image(0, 120, 120)])
     assert np.isfinite(out).all()
+
+
+def test_a_cache_never_serves_a_pil_image_the_features_of_another_orientation(tmp_path):
+    pixels = random_image(3, 40, 56)
+    plain, rotated = Image.fromarray(pixels), Image.fromarray(pixels)
+    rotated.getexif()[0x0112] = 6  # same mode, size and pixels; displayed a quarter turn
+    cached = tiny_transformer(cache=str(tmp_path / "cache")).fit()
+    cached.transform([plain])
+    got = np.asarray(cached.transform([rotated]))
+    assert cached.transform_stats_["computed"] == 1  # not served from the plain image's entry
+    expected = tiny_transformer().fit().transform([rotated])
+    np.testing.assert_array_equal(got, expected)
+    assert not np.array_equal(got, np.asarray(cached.transform([plain])))
+
+
+def _unusable_inputs():
+    closed = Image.fromarray(random_image(4))
+    closed.close()
+    return [closed, np.array([[1, 2], [3]], dtype=object), [[1, 2], [3]], np.zeros((4, 4), dtype=complex), None,
+            np.float64(3.0)]
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_every_unusable_in_memory_input_fails_by_name(tmp_path, cache):
+    items = [random_image(0, 40, 40), *_unusable_inputs()]
+    params = {"cache": str(tmp_path / "c")} if cache else {}
+    t = tiny_transformer(errors="nan", **params).fit()
+    with pytest.warns(UserWarning, match="could not be read"):
+        out = np.asarray(t.transform(items))
+    assert np.isfinite(out[0]).all() and np.isnan(out[1:]).all()
+    assert t.failures_["position"].tolist() == list(range(1, len(items)))
+    for pos, error in zip(t.failures_["position"], t.failures_["error"]):
+        assert f"image at index {pos}:" in error and error.split(":", 1)[1].strip(" ."), error
+    assert "the PIL image is closed" in t.failures_["error"][0]
+    t.set_params(errors="raise")  # the same network: loaded once
+    for pos in range(1, len(items)):
+        with pytest.raises(ImageError, match="image at index 0: .+"):
+            t.transform([items[pos]])
+
+
+def test_threads_sharing_a_transformer_each_read_their_own_results(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    t = tiny_transformer(errors="nan").fit()
+
+    def calls(k):
+        # Thread k: k + 1 missing files, so every call has its own counts and messages.
+        batch = [str(tmp_path / f"missing_{k}_{j}.png") for j in range(k + 1)]
+        wrong = 0
+        for _ in range(80):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                t.transform(batch)
+            stats, failures = t.transform_stats_, t.failures_
+            ok = (stats["images"] == k + 1 and stats["failed"] == k + 1
+                  and failures["position"].tolist() == list(range(k + 1))
+                  and all(f"missing_{k}_" in e for e in failures["error"]))
+            wrong += not ok
+        return wrong
+
+    with ThreadPoolExecutor(4) as pool:
+        wrong = list(pool.map(calls, range(4)))
+    assert wrong == [0, 0, 0, 0]
+    # The caller, which did not transform itself, reads the last call of any thread; so does a copy.
+    assert t.transform_stats_["images"] in (1, 2, 3, 4)
+    assert pickle.loads(pickle.dumps(t)).transform_stats_ == t.transform_stats_
+
+
+def test_a_read_only_store_returns_the_computed_features_with_a_warning_naming_it(tmp_path, monkeypatch):
+    import errno
+    import os
+    import stat
+
+    from sklearn_mlsp.store import FeatureStore
+
+    images = [random_image(i, 40, 40) for i in range(4)]
+    cache = tmp_path / "cache"
+    t = tiny_transformer(cache=str(cache)).fit()
+    t.transform(images[:2])
+    for folder, _, files in os.walk(cache):  # read-only, as a shared or mounted store is
+        for name in files:
+            os.chmod(os.path.join(folder, name), stat.S_IRUSR)
+        os.chmod(folder, stat.S_IRUSR | stat.S_IXUSR)
+    if os.geteuid() == 0:  # root writes through permissions: the file system's refusal, as a read-only mount gives it
+
+        def refuse(self, *args, **kwargs):
+            raise OSError(errno.EROFS, "Read-only file system", str(self.path / "shard.tmp"))
+
+        monkeypatch.setattr(FeatureStore, "append", refuse)
+    try:
+        with pytest.warns(UserWarning, match=rf"cannot write to the feature store '{cache}'.*returned but not cached"):
+            got = np.asarray(t.transform(images))
+    finally:
+        for folder, _, _ in os.walk(cache):
+            os.chmod(folder, stat.S_IRWXU)
+    assert t.transform_stats_["computed"] == 2 and t.transform_stats_["cached"] == 2
+    np.testing.assert_array_equal(got, tiny_transformer().fit().transform(images))
+
+
+def test_max_pixels_holds_after_the_scale_enlarges_an_image():
+    image = random_image(5, 40, 40)  # 1,600 pixels; 25,600 at scale 4
+    t = tiny_transformer(scales=(1.0, 4.0), max_pixels=10_000, errors="nan").fit()
+    with pytest.warns(UserWarning, match="could not be read"):
+        out = np.asarray(t.transform([image]))
+    assert np.isnan(out).all()
+    assert "at scale 4 it would enter the network as 25600 pixels, over max_pixels=10000" in t.failures_["error"][0]
+    with pytest.raises(ImageError, match="at scale 4"):
+        t.set_params(errors="raise").transform([image])
+    assert np.isfinite(np.asarray(tiny_transformer(scales=(4.0,), max_pixels=25_600).fit().transform([image]))).all()

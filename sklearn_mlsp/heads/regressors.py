@@ -32,7 +32,7 @@ from skorch import NeuralNetRegressor
 from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
 from skorch.utils import to_numpy, to_tensor
 
-from .._validation import POSITIVE_INT, Interval, StrOptions, validate_parameter_constraints
+from .._validation import NON_NEGATIVE_INT, POSITIVE_INT, Interval, StrOptions, validate_parameter_constraints
 from .callbacks import PaperSchedule
 from .data import AllViewsDataset, Features, RandomViewDataset, collate_batch, is_lazy
 from .modules import Multi3FC, Pool3FC, Single1FC, Single3FC, Standardized, channel_statistics
@@ -157,6 +157,22 @@ class _MLSPHead(NeuralNetRegressor):
         "random_state": ["random_state"],
         "device": [str, torch.device, None],
         "standardize": ["boolean"],
+        # skorch's own parameters, which it checks late or not at all.
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "max_epochs": [NON_NEGATIVE_INT],  # 0: the module as initialised (output_bias)
+        # Batch normalisation needs two samples per batch.
+        "batch_size": [Interval(Integral, 2, None, closed="left")],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+        "criterion": [callable],
+        "optimizer": [callable],
+        "iterator_train": [callable],
+        "iterator_valid": [callable],
+        "dataset": [callable],
+        "train_split": [None, callable],
+        "callbacks": [None, list, StrOptions({"disable"})],
+        "predict_nonlinearity": [callable, StrOptions({"auto"}), None],
+        "compile": ["boolean"],
     }
 
     def __init__(
@@ -421,15 +437,49 @@ class _MLSPHead(NeuralNetRegressor):
         y = column_or_1d(y, warn=True)
         if len(y) != n:
             raise ValueError(f"Found input variables with inconsistent numbers of samples: [{n}, {len(y)}]")
-        return y.astype(np.float32)
+        with np.errstate(over="ignore"):  # reported below, by count and range, instead of numpy's warning
+            cast = y.astype(np.float32)
+        bad = ~np.isfinite(cast)
+        if bad.any():
+            raise ValueError(
+                f"y has {int(bad.sum())} value(s) that are not finite once cast to float32, the heads' dtype "
+                f"(|y| must be at most {float(np.finfo(np.float32).max):.4g}); y ranges over "
+                f"[{float(y.min()):.6g}, {float(y.max()):.6g}]. Rescale the targets."
+            )
+        return cast
 
     def _validate_head_params(self):
-        """Check this package's parameters against ``_head_parameter_constraints``."""
+        """Check the parameters against ``_head_parameter_constraints`` and the module's rules."""
         validate_parameter_constraints(
             self._head_parameter_constraints,
             {name: getattr(self, name) for name in self._head_parameter_constraints},
             caller_name=type(self).__name__,
         )
+        self._check_module_params(type(self).__name__, self.get_params_for("module"))
+
+    @staticmethod
+    def _check_module_params(caller, params):
+        """``module__hidden``, ``module__width`` and ``module__dropout``, before a module is built."""
+        if "hidden" in params:
+            hidden = params["hidden"]
+            if not isinstance(hidden, (tuple, list)) or not hidden or not all(
+                h is None or (isinstance(h, Integral) and not isinstance(h, bool) and h >= 1) for h in hidden
+            ):
+                raise ValueError(
+                    f"The 'module__hidden' parameter of {caller} must be a non-empty sequence of ints >= 1 "
+                    f"(or None for the input width). Got {hidden!r} instead."
+                )
+        width = params.get("width", 1)
+        if not (isinstance(width, Integral) and not isinstance(width, bool) and width >= 1):
+            raise ValueError(f"The 'module__width' parameter of {caller} must be an int >= 1. Got {width!r} instead.")
+        if "dropout" in params:
+            dropout = params["dropout"]
+            rates = dropout if isinstance(dropout, (tuple, list)) else [dropout]
+            if not rates or not all(isinstance(p, Real) and not isinstance(p, bool) and 0 <= p < 1 for p in rates):
+                raise ValueError(
+                    f"The 'module__dropout' parameter of {caller} must be a float in [0, 1) or a sequence of "
+                    f"them. Got {dropout!r} instead."
+                )
 
     def _validate_fit_data(self, X, y, reset=True):
         self._validate_head_params()
