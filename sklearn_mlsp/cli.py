@@ -179,7 +179,7 @@ def _interrupted():
     skips the interpreter's teardown (a second or more with PyTorch loaded),
     so Ctrl-C comes back at once.
     """
-    click.echo("Interrupted; everything computed so far is stored.", err=True)
+    click.echo("Error: interrupted; everything computed so far is stored.", err=True)
     if _EXIT_AT_ONCE:
         sys.stdout.flush()
         sys.stderr.flush()

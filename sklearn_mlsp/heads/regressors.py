@@ -589,11 +589,12 @@ class _MLSPHead(NeuralNetRegressor):
         check_is_fitted(self)
         features = self._validate_features(X, reset=False)
         nonlin = self._get_predict_nonlinearity()
-        self._infer_std = bool(return_std)
+        if return_std:
+            self._infer_std = True  # read by infer(); removed again, so predict leaves __dict__ as it was
         try:
             out = [to_numpy(nonlin(yp)) for yp in self.forward_iter(features, training=False)]
         finally:
-            self._infer_std = False
+            self.__dict__.pop("_infer_std", None)
         if not return_std:
             return np.concatenate(out).reshape(-1).astype(np.float64)
         out = np.concatenate(out).reshape(-1, 2).astype(np.float64)
