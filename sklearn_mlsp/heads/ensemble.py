@@ -20,6 +20,20 @@ from .._validation import POSITIVE_INT, validate_parameter_constraints
 __all__ = ["AverageRegressor", "SeedEnsembleRegressor"]
 
 
+def _mean_prediction(estimators, X, return_std):
+    """The mean of fitted regressors' predictions, and with ``return_std`` their pooled spread."""
+    if not return_std:
+        return np.mean([np.asarray(est.predict(X), dtype=np.float64) for est in estimators], axis=0)
+    return _pooled_mean_std(estimators, X)
+
+
+def _copy_feature_count(ensemble):
+    """An ensemble sees the features its first member saw."""
+    first = ensemble.estimators_[0]
+    if hasattr(first, "n_features_in_"):
+        ensemble.n_features_in_ = first.n_features_in_
+
+
 def _pooled_mean_std(estimators, X):
     """Mean and total spread of several regressors' predictions (law of total variance).
 
@@ -104,9 +118,7 @@ class SeedEnsembleRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         self.estimators_ = [
             clone(self.estimator).set_params(random_state=seed).fit(X, y, **fit_params) for seed in self.seeds_
         ]
-        first = self.estimators_[0]
-        if hasattr(first, "n_features_in_"):
-            self.n_features_in_ = first.n_features_in_
+        _copy_feature_count(self)
         return self
 
     def predict(self, X, return_std=False):
@@ -129,9 +141,7 @@ class SeedEnsembleRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
             Only with ``return_std=True``.
         """
         check_is_fitted(self, "estimators_")
-        if not return_std:
-            return np.mean([np.asarray(est.predict(X), dtype=np.float64) for est in self.estimators_], axis=0)
-        return _pooled_mean_std(self.estimators_, X)
+        return _mean_prediction(self.estimators_, X, return_std)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -195,9 +205,7 @@ class AverageRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
                     and hasattr(item[1], "fit") and hasattr(item[1], "predict")):
                 raise ValueError(f"estimators must be (name, regressor) pairs; got {item!r}.")
         self.estimators_ = [clone(est).fit(X, y, **fit_params) for _, est in self.estimators]
-        first = self.estimators_[0]
-        if hasattr(first, "n_features_in_"):
-            self.n_features_in_ = first.n_features_in_
+        _copy_feature_count(self)
         return self
 
     def predict(self, X, return_std=False):
@@ -217,6 +225,4 @@ class AverageRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
             Only with ``return_std=True``.
         """
         check_is_fitted(self, "estimators_")
-        if not return_std:
-            return np.mean([np.asarray(est.predict(X), dtype=np.float64) for est in self.estimators_], axis=0)
-        return _pooled_mean_std(self.estimators_, X)
+        return _mean_prediction(self.estimators_, X, return_std)
