@@ -363,7 +363,8 @@ def test_info_names_a_metadata_field_of_the_wrong_type(project, tmp_path):
     with safe_open(str(root / "model.mlsp"), framework="np") as f:
         header = dict(f.metadata())
         arrays = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 -- safe_open is not iterable
-    for field, value in [("versions", ["torch"]), ("cv_scores", {"mean": "high"}), ("target_range", "1-9")]:
+    for field, value in [("versions", ["torch"]), ("cv_scores", {"mean": "high"}), ("target_range", "1-9"),
+                         ("higher_is_better", "no")]:
         meta = json.loads(header["metadata"])
         meta[field] = value
         save_file(arrays, str(tmp_path / "m.mlsp"), metadata={**header, "metadata": json.dumps(meta)})
