@@ -298,13 +298,57 @@ def _check_and_report(
     return keep, paths, missing
 
 
-def _bunch(keep, missing, **fields):
-    """The Bunch every loader returns: each field's kept rows, ``missing`` and ``frame=None``."""
+#: The loaders' former field names, still read for a deprecation cycle (issue 20): old -> new.
+_RENAMED_FIELDS = {"paths": "data", "ids": "image_ids"}
+
+
+class _DatasetBunch(Bunch):
+    """A loader's Bunch, in which the former names ``paths`` and ``ids`` still read, with a FutureWarning."""
+
+    def __getitem__(self, key):
+        return self._field(key)
+
+    def __getattr__(self, key):
+        try:
+            return self._field(key)
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def _field(self, key):
+        if key in _RENAMED_FIELDS and not dict.__contains__(self, key):
+            new = _RENAMED_FIELDS[key]
+            warnings.warn(f"the dataset field {key!r} is deprecated and will be removed; use {new!r} "
+                          f"(scikit-learn's name).", FutureWarning, stacklevel=3)
+            key = new
+        return dict.__getitem__(self, key)
+
+
+def _bunch(keep, missing, *, score_range, higher_is_better, **fields):
+    """The Bunch every loader returns, in scikit-learn's shape.
+
+    Each field's kept rows (``paths`` as ``data``, ``ids`` as ``image_ids``;
+    ``groups`` None unless given), the rating scale's ``score_range`` and
+    ``higher_is_better``, ``missing`` and ``frame=None``.
+    """
     kept = {
         name: None if value is None else np.asarray(value)[keep]
         for name, value in fields.items()
     }
-    return Bunch(**kept, missing=missing, frame=None)
+    kept.setdefault("groups", None)
+    data, image_ids, target = kept.pop("paths"), kept.pop("ids"), kept.pop("target")
+    score_range = None if score_range is None else tuple(float(v) for v in score_range)
+    return _DatasetBunch(data=data, target=target, image_ids=image_ids, **kept, missing=missing, frame=None,
+                         score_range=score_range, higher_is_better=bool(higher_is_better))
+
+
+def _returned(bunch, return_X_y):
+    """What a loader returns: the Bunch, or ``(data, target)`` with ``return_X_y=True``."""
+    return (bunch.data, bunch.target) if return_X_y else bunch
+
+
+def _named_like_dmos(column) -> bool:
+    """Whether a score column's name says DMOS (a differential score: lower is better in most releases)."""
+    return "dmos" in str(column).lower()
 
 
 # --------------------------------------------------------------------------
@@ -400,6 +444,7 @@ def load_ava(
     random_state=0,
     check_images=True,
     as_frame=False,
+    return_X_y=False,
 ):
     """Load the AVA aesthetics dataset from a local copy.
 
@@ -429,21 +474,33 @@ def load_ava(
         to read the labels without the images.
     as_frame : bool, default=False
         Also return the per-image data as a DataFrame in ``frame``.
+    return_X_y : bool, default=False
+        Return ``(data, target)`` instead of the Bunch.
 
     Returns
     -------
     data : :class:`~sklearn.utils.Bunch`
         Dictionary-like object with the following attributes, one row per
-        image kept, in the order of ``AVA.txt``.
+        image kept, in the order of ``AVA.txt``. The former names ``paths``
+        (for ``data``) and ``ids`` (for ``image_ids``) still read, with a
+        ``FutureWarning``.
 
-        ids : ndarray of int64, shape (n_images,)
-            AVA image ids.
-        paths : ndarray of str, shape (n_images,)
-            Image paths.
+        data : ndarray of str, shape (n_images,)
+            Image paths, the input of :class:`~sklearn_mlsp.MLSPTransformer`.
         target : ndarray of float64, shape (n_images,)
             Mean opinion score, in [1, 10].
+        image_ids : ndarray of int64, shape (n_images,)
+            AVA image ids.
         split : ndarray of str, shape (n_images,)
-            ``"train"``, ``"validation"`` or ``"test"``.
+            ``"train"``, ``"validation"`` or ``"test"``: the official test
+            list, and a seeded split of the rest.
+        groups : None
+            AVA defines no groups; its official split is ``split``.
+        score_range : tuple of float
+            ``(1.0, 10.0)``, the rating scale. (The paper's accuracy
+            threshold is 5, not its middle: :data:`~sklearn_mlsp.metrics.AVA_SCORERS`.)
+        higher_is_better : bool
+            True.
         distribution : ndarray of float64, shape (n_images, 10)
             Share of votes for scores 1 to 10.
         n_votes : ndarray of int64, shape (n_images,)
@@ -461,6 +518,9 @@ def load_ava(
             ``tag1``, ``tag2``, ``challenge``.
         DESCR : str
             Description of the dataset.
+
+    (data, target) : tuple
+        With ``return_X_y=True``.
 
     Raises
     ------
@@ -545,14 +605,14 @@ def load_ava(
         keep, missing, ids=ids, paths=np.asarray(paths, dtype=str),
         target=distribution @ np.arange(1, 11, dtype=np.float64), split=split,
         distribution=distribution, n_votes=n_votes, tags=values[:, 12:14],
-        challenge=values[:, 14],
+        challenge=values[:, 14], score_range=(1, 10), higher_is_better=True,
     )
     target, n_votes, distribution = bunch.target, bunch.n_votes, bunch.distribution
     if as_frame:
         frame = pd.DataFrame(
             {
-                "id": bunch.ids,
-                "path": bunch.paths,
+                "id": bunch.image_ids,
+                "path": bunch.data,
                 "mos": target,
                 "split": bunch.split,
                 "n_votes": n_votes,
@@ -570,7 +630,7 @@ def load_ava(
         n_test=int((bunch.split == "test").sum()),
         n_missing=len(missing),
     )
-    return bunch
+    return _returned(bunch, return_X_y)
 
 
 # --------------------------------------------------------------------------
@@ -757,6 +817,10 @@ def load_csv_dataset(
     check_images=True,
     case_insensitive=False,
     as_frame=False,
+    group_col=None,
+    score_range=None,
+    higher_is_better=None,
+    return_X_y=False,
 ):
     """Load an image quality or aesthetics dataset from a label file.
 
@@ -802,27 +866,53 @@ def load_csv_dataset(
         Also return the label file as a DataFrame in ``frame``: all its
         columns (the score as float), plus ``path`` and, with ``test_size``,
         ``split`` (replacing columns of those names).
+    group_col : str, default=None
+        Column of groups, e.g. the reference image of each distorted one or
+        the photographer, returned as ``groups`` for
+        :class:`~sklearn.model_selection.GroupKFold` (folds that share no
+        content).
+    score_range : tuple of (float, float), default=None
+        The rating scale's documented range, recorded as ``score_range``
+        (e.g. ``(0, 1)`` for BIQ2021); None: not known.
+    higher_is_better : bool, default=None
+        Whether higher scores are better, recorded as ``higher_is_better``.
+        None: True, unless the score column is named like a DMOS (``dmos``,
+        a differential score where lower is usually better), which is an
+        error that asks for the direction.
+    return_X_y : bool, default=False
+        Return ``(data, target)`` instead of the Bunch.
 
     Returns
     -------
     data : :class:`~sklearn.utils.Bunch`
         Dictionary-like object with the following attributes, one row per
-        image kept, in the order of the file.
+        image kept, in the order of the file. The former names ``paths``
+        (for ``data``) and ``ids`` (for ``image_ids``) still read, with a
+        ``FutureWarning``.
 
-        ids : ndarray of str, shape (n_images,)
-            Image names as listed.
-        paths : ndarray of str, shape (n_images,)
+        data : ndarray of str, shape (n_images,)
             Image paths (names on disk with ``case_insensitive=True``).
         target : ndarray of float64, shape (n_images,)
             Scores.
+        image_ids : ndarray of str, shape (n_images,)
+            Image names as listed.
         split : ndarray of str of shape (n_images,), or None
             From ``split_col`` or ``test_size``; None without either.
+        groups : ndarray of str of shape (n_images,), or None
+            From ``group_col``; None without it.
+        score_range : tuple of float, or None
+            As given.
+        higher_is_better : bool
+            As given (True by default).
         missing : DataFrame
             Images left out, with columns ``id``, ``path`` and ``reason``.
         frame : DataFrame or None
             With ``as_frame=True``, see above.
         DESCR : str
             Description of what was loaded.
+
+    (data, target) : tuple
+        With ``return_X_y=True``.
 
     Raises
     ------
@@ -831,7 +921,8 @@ def load_csv_dataset(
     ValueError
         If the label file lacks a column (the message lists those it has),
         holds non-numeric scores, empty or duplicate names (the message
-        quotes the lines), or if none of the images can be used.
+        quotes the lines), if none of the images can be used, or if the
+        score column is named like a DMOS and ``higher_is_better`` is None.
 
     Warns
     -----
@@ -839,6 +930,14 @@ def load_csv_dataset(
         When images are left out, with their number and the first names.
     """
     path = os.fspath(csv)
+    if higher_is_better is None:
+        if _named_like_dmos(score_col):
+            raise ValueError(
+                f"{path}: the score column {score_col!r} is named like a DMOS, a differential score where "
+                "lower is better in most releases (not in KADID-10k); say which with higher_is_better=False "
+                "(lower is better) or higher_is_better=True."
+            )
+        higher_is_better = True
     image_dir = os.fspath(image_dir)
     if split_col is not None and test_size is not None:
         raise ValueError("give split_col or test_size, not both")
@@ -850,11 +949,13 @@ def load_csv_dataset(
     if test_size is not None and not is_count and not 0 < float(test_size) < 1:
         raise ValueError(f"a float test_size must be in (0, 1), got {test_size}")
 
-    frame, lines, sep = _read_label_file(path, image_col, score_col, split_col)
+    frame, lines, sep = _read_label_file(path, image_col, score_col, split_col,
+                                         extra_cols=() if group_col is None else (group_col,))
     if len(frame) == 0:
         raise ValueError(f"{path}: the label file has a header but no rows")
     scores = _parse_scores(frame, lines, path, image_col, score_col, sep)
     names = _check_names(frame, lines, path, image_col)
+    groups = None if group_col is None else frame[group_col].astype(str).str.strip().to_numpy(dtype=str)
 
     if split_col is not None:
         split = frame[split_col].astype(str).str.strip().to_numpy(dtype=str)
@@ -877,13 +978,13 @@ def load_csv_dataset(
 
     bunch = _bunch(
         keep, missing, ids=names.astype(str), paths=np.asarray(paths, dtype=str),
-        target=scores, split=split,
+        target=scores, split=split, groups=groups, score_range=score_range, higher_is_better=higher_is_better,
     )
     if as_frame:
         out = frame.loc[keep].reset_index(drop=True)
-        out[image_col] = bunch.ids
+        out[image_col] = bunch.image_ids
         out[score_col] = bunch.target
-        out["path"] = bunch.paths
+        out["path"] = bunch.data
         if test_size is not None:
             out["split"] = bunch.split
         bunch.frame = out
@@ -898,7 +999,7 @@ def load_csv_dataset(
         f"{len(bunch.target)} images kept, {len(missing)} left out "
         f"(see bunch.missing).{split_text}\n"
     )
-    return bunch
+    return _returned(bunch, return_X_y)
 
 
 # --------------------------------------------------------------------------
@@ -944,7 +1045,7 @@ This copy: {n} images kept, {n_missing} left out (see bunch.missing).
 """
 
 
-def load_clive(root, check_images=True, as_frame=False):
+def load_clive(root, check_images=True, as_frame=False, return_X_y=False):
     """Load the LIVE In the Wild (CLIVE) dataset from its release layout.
 
     Expects ``<root>/Data/AllImages_release.mat`` (variable
@@ -965,19 +1066,29 @@ def load_clive(root, check_images=True, as_frame=False):
     as_frame : bool, default=False
         Also return the data as a DataFrame in ``frame`` (columns ``image``,
         ``path``, ``mos`` and ``std`` when available).
+    return_X_y : bool, default=False
+        Return ``(data, target)`` instead of the Bunch.
 
     Returns
     -------
     data : :class:`~sklearn.utils.Bunch`
         Dictionary-like object with the following attributes, one row per
-        image kept, in release order.
+        image kept, in release order. The former names ``paths`` (for
+        ``data``) and ``ids`` (for ``image_ids``) still read, with a
+        ``FutureWarning``.
 
-        ids : ndarray of str, shape (n_images,)
-            Image file names.
-        paths : ndarray of str, shape (n_images,)
+        data : ndarray of str, shape (n_images,)
             Image paths.
         target : ndarray of float64, shape (n_images,)
             MOS, 0 to 100.
+        image_ids : ndarray of str, shape (n_images,)
+            Image file names.
+        groups : None
+            CLIVE defines no groups and no official split.
+        score_range : tuple of float
+            ``(0.0, 100.0)``.
+        higher_is_better : bool
+            True.
         std : ndarray of float64 of shape (n_images,), or None
             Standard deviation of the ratings, when the release file is present.
         missing : DataFrame
@@ -986,6 +1097,9 @@ def load_clive(root, check_images=True, as_frame=False):
             With ``as_frame=True``, see above.
         DESCR : str
             Description of the dataset.
+
+    (data, target) : tuple
+        With ``return_X_y=True``.
 
     Raises
     ------
@@ -1038,17 +1152,17 @@ def load_clive(root, check_images=True, as_frame=False):
     )
     bunch = _bunch(
         keep, missing, ids=names.astype(str), paths=np.asarray(paths, dtype=str),
-        target=mos, std=std,
+        target=mos, std=std, score_range=(0, 100), higher_is_better=True,
     )
     if as_frame:
         frame = pd.DataFrame(
-            {"image": bunch.ids, "path": bunch.paths, "mos": bunch.target}
+            {"image": bunch.image_ids, "path": bunch.data, "mos": bunch.target}
         )
         if bunch.std is not None:
             frame["std"] = bunch.std
         bunch.frame = frame
     bunch.DESCR = _CLIVE_DESCR.format(n=len(bunch.target), n_missing=len(missing))
-    return bunch
+    return _returned(bunch, return_X_y)
 
 
 # --------------------------------------------------------------------------
@@ -1084,6 +1198,11 @@ class _LabelFileDataset:
     derive: Callable | None = None
     #: Description; ``{n}``, ``{n_missing}`` and ``{path}`` are filled in.
     descr: str = ""
+    #: The rating scale's documented range, and its direction.
+    score_range: tuple | None = None
+    higher_is_better: bool = True
+    #: The field returned as ``groups`` too (content shared by images), or None.
+    groups: str | None = None
 
     def find_label_file(self, root):
         candidates = [os.path.join(root, name) for name in self.label_files]
@@ -1106,7 +1225,7 @@ class _LabelFileDataset:
         )
 
 
-def _load_label_file_dataset(spec, root, image_dir, label_file, check_images, as_frame):
+def _load_label_file_dataset(spec, root, image_dir, label_file, check_images, as_frame, return_X_y):
     """The one path of the label-file loaders: read, check the images, build the Bunch."""
     root = os.fspath(root)
     path = os.fspath(label_file) if label_file is not None else spec.find_label_file(root)
@@ -1141,10 +1260,11 @@ def _load_label_file_dataset(spec, root, image_dir, label_file, check_images, as
     )
     bunch = _bunch(
         keep, missing, ids=names.astype(str), paths=np.asarray(paths, dtype=str),
-        target=scores, split=split, **fields,
+        target=scores, split=split, groups=fields[spec.groups] if spec.groups else None, **fields,
+        score_range=spec.score_range, higher_is_better=spec.higher_is_better,
     )
     if as_frame:
-        out = pd.DataFrame({"image": bunch.ids, "path": bunch.paths, "mos": bunch.target})
+        out = pd.DataFrame({"image": bunch.image_ids, "path": bunch.data, "mos": bunch.target})
         for field in fields:
             value = bunch[field]
             if value is None:
@@ -1158,7 +1278,7 @@ def _load_label_file_dataset(spec, root, image_dir, label_file, check_images, as
             out["split"] = bunch.split
         bunch.frame = out
     bunch.DESCR = spec.descr.format(n=len(bunch.target), n_missing=len(missing), path=path)
-    return bunch
+    return _returned(bunch, return_X_y)
 
 
 def _koniq_votes(frame, lines, path, sep):
@@ -1183,6 +1303,7 @@ _KONIQ10K = _LabelFileDataset(
     split_col="set",
     numeric=(("std", "SD"), ("mos_zscore", "MOS_zscore")),
     derive=_koniq_votes,
+    score_range=(1, 5),
     descr="""\
 KonIQ-10k Image Quality Assessment Database
 -------------------------------------------
@@ -1218,6 +1339,7 @@ _SPAQ = _LabelFileDataset(
         ("noisiness", "Noisiness"),
         ("sharpness", "Sharpness"),
     ),
+    score_range=(0, 100),
     descr="""\
 SPAQ: Smartphone Photography Attribute and Quality
 --------------------------------------------------
@@ -1244,6 +1366,9 @@ _KADID10K = _LabelFileDataset(
     score_cols=("dmos",),
     numeric=(("var", "var"),),
     text=(("reference", "ref_img"),),
+    score_range=(1, 5),
+    higher_is_better=True,  # despite the column's name
+    groups="reference",
     descr="""\
 KADID-10k: Konstanz Artificially Distorted Image quality Database
 -----------------------------------------------------------------
@@ -1255,7 +1380,8 @@ reference (degradation category rating).
 - target: the score of column dmos, on a 1-5 scale where higher is better
   (5: imperceptible, 1: very annoying), despite the column's name.
 - var: the variance of the ratings; reference: the pristine image (ref_img),
-  in the same folder, e.g. for a split by reference content.
+  in the same folder, also returned as groups: folds by reference content
+  (GroupKFold) share no scene. The release defines no official split.
 
 Labels: {path}
 This copy: {n} images kept, {n_missing} left out (see bunch.missing).
@@ -1269,6 +1395,7 @@ _PAQ2PIQ = _LabelFileDataset(
     image_cols=("name_image", "name"),
     score_cols=("mos_image", "mos"),
     split_col="set",
+    score_range=(0, 100),
     descr="""\
 PaQ-2-PiQ (the LIVE-FB Large-Scale Social Picture Quality Database)
 -------------------------------------------------------------------
@@ -1307,27 +1434,39 @@ _LOADER_DOC = """Load the {name} dataset from its release layout.
         Also return the data as a DataFrame in ``frame`` (columns ``image``,
         ``path``, ``mos`` and the further fields below; 2-D fields as
         ``<field>_1``, ``<field>_2``, ...).
+    return_X_y : bool, default=False
+        Return ``(data, target)`` instead of the Bunch.
 
     Returns
     -------
     data : :class:`~sklearn.utils.Bunch`
         Dictionary-like object with the following attributes, one row per
-        image kept, in the order of the label file.
+        image kept, in the order of the label file. The former names
+        ``paths`` (for ``data``) and ``ids`` (for ``image_ids``) still read,
+        with a ``FutureWarning``.
 
-        ids : ndarray of str, shape (n_images,)
-            Image names as listed.
-        paths : ndarray of str, shape (n_images,)
+        data : ndarray of str, shape (n_images,)
             Image paths.
         target : ndarray of float64, shape (n_images,)
             {target}
+        image_ids : ndarray of str, shape (n_images,)
+            Image names as listed.
         split : ndarray of str of shape (n_images,), or None
             {split}
+        groups : {groups}
+        score_range : tuple of float
+            ``{score_range}``, the rating scale.
+        higher_is_better : bool
+            {higher_is_better}.
 {fields}        missing : DataFrame
             Images left out, with columns ``id``, ``path`` and ``reason``.
         frame : DataFrame or None
             With ``as_frame=True``, see above.
         DESCR : str
             Description of the dataset.
+
+    (data, target) : tuple
+        With ``return_X_y=True``.
 
     Raises
     ------
@@ -1347,29 +1486,34 @@ _LOADER_DOC = """Load the {name} dataset from its release layout.
 
 def _loader_doc(spec, *, target, split, fields, also=""):
     image_dir = f"<root>/{spec.image_dir}" if spec.image_dir else "<root>"
+    groups = (f"ndarray of str of shape (n_images,)\n            The ``{spec.groups}`` field (content "
+              "shared by images), for :class:`~sklearn.model_selection.GroupKFold`."
+              if spec.groups else "None\n            The release defines no groups.")
+    low, high = spec.score_range
     return _LOADER_DOC.format(
         name=spec.name, label_file=spec.label_files[0], also=also,
         image_dir=image_dir, image_dir_default=f"``{image_dir}``", target=target,
+        groups=groups, score_range=f"({float(low)}, {float(high)})", higher_is_better=spec.higher_is_better,
         split=split, fields="".join(
             f"        {name} : {kind}\n            {text}\n" for name, kind, text in fields
         ),
     )
 
 
-def load_koniq10k(root, image_dir=None, label_file=None, check_images=True, as_frame=False):
-    return _load_label_file_dataset(_KONIQ10K, root, image_dir, label_file, check_images, as_frame)
+def load_koniq10k(root, image_dir=None, label_file=None, check_images=True, as_frame=False, return_X_y=False):
+    return _load_label_file_dataset(_KONIQ10K, root, image_dir, label_file, check_images, as_frame, return_X_y)
 
 
-def load_spaq(root, image_dir=None, label_file=None, check_images=True, as_frame=False):
-    return _load_label_file_dataset(_SPAQ, root, image_dir, label_file, check_images, as_frame)
+def load_spaq(root, image_dir=None, label_file=None, check_images=True, as_frame=False, return_X_y=False):
+    return _load_label_file_dataset(_SPAQ, root, image_dir, label_file, check_images, as_frame, return_X_y)
 
 
-def load_kadid10k(root, image_dir=None, label_file=None, check_images=True, as_frame=False):
-    return _load_label_file_dataset(_KADID10K, root, image_dir, label_file, check_images, as_frame)
+def load_kadid10k(root, image_dir=None, label_file=None, check_images=True, as_frame=False, return_X_y=False):
+    return _load_label_file_dataset(_KADID10K, root, image_dir, label_file, check_images, as_frame, return_X_y)
 
 
-def load_paq2piq(root, image_dir=None, label_file=None, check_images=True, as_frame=False):
-    return _load_label_file_dataset(_PAQ2PIQ, root, image_dir, label_file, check_images, as_frame)
+def load_paq2piq(root, image_dir=None, label_file=None, check_images=True, as_frame=False, return_X_y=False):
+    return _load_label_file_dataset(_PAQ2PIQ, root, image_dir, label_file, check_images, as_frame, return_X_y)
 
 
 _NONE = "None: the release gives no split."
