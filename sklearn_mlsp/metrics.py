@@ -126,11 +126,11 @@ def plcc(y_true, y_pred):
     return _correlation(stats.pearsonr, y_true, y_pred)
 
 
-def binary_accuracy(y_true, y_pred, threshold=None, *, score_range=None):
-    """Accuracy of the high/low split at ``threshold`` (AVA: MOS > 5).
+def binary_accuracy(y_true, y_pred, threshold=None, *, score_range=None, higher_is_better=True):
+    """Accuracy of the good/bad split at ``threshold`` (AVA: MOS > 5 is good).
 
-    Both truth and prediction are thresholded with ``>``, so a score equal to
-    the threshold counts as low.
+    Both truth and prediction are thresholded with ``>`` (``<`` when lower is
+    better), so a score equal to the threshold counts as bad.
 
     Parameters
     ----------
@@ -145,6 +145,9 @@ def binary_accuracy(y_true, y_pred, threshold=None, *, score_range=None):
         The documented range of the rating scale (a loader's
         ``bunch.score_range``, e.g. ``(1, 5)`` for KonIQ-10k); its middle is
         the threshold. One of ``threshold`` and ``score_range`` is required.
+    higher_is_better : bool, default=True
+        The scale's direction: "good" is above the threshold, or with False
+        (a DMOS) below it; a score equal to the threshold is never "good".
 
     Returns
     -------
@@ -169,10 +172,12 @@ def binary_accuracy(y_true, y_pred, threshold=None, *, score_range=None):
             "true score is on one side of it. Pass the threshold of this rating scale (threshold= or score_range=).",
             UserWarning, stacklevel=2,
         )
-    return float(np.mean((y_true > threshold) == (y_pred > threshold)))
+    if higher_is_better:
+        return float(np.mean((y_true > threshold) == (y_pred > threshold)))
+    return float(np.mean((y_true < threshold) == (y_pred < threshold)))
 
 
-def paper_metrics(y_true, y_pred, threshold=None, *, score_range=None):
+def paper_metrics(y_true, y_pred, threshold=None, *, score_range=None, higher_is_better=True):
     """The paper's three metrics of one set of predictions, as a dict.
 
     Parameters
@@ -186,6 +191,9 @@ def paper_metrics(y_true, y_pred, threshold=None, *, score_range=None):
     score_range : tuple of (float, float), default=None
         The rating scale's range, whose middle is the threshold when
         ``threshold`` is None. One of the two is required.
+    higher_is_better : bool, default=True
+        The scale's direction: "good" is above the threshold, or with False
+        (a DMOS) below it; a score equal to the threshold is never "good".
 
     Returns
     -------
@@ -196,12 +204,12 @@ def paper_metrics(y_true, y_pred, threshold=None, *, score_range=None):
     return {
         "srcc": float(srcc(y_true, y_pred)),
         "plcc": float(plcc(y_true, y_pred)),
-        "accuracy": float(binary_accuracy(y_true, y_pred, threshold=threshold)),
+        "accuracy": float(binary_accuracy(y_true, y_pred, threshold=threshold, higher_is_better=higher_is_better)),
         "n": len(y_true),
     }
 
 
-def make_accuracy_scorer(threshold=None, *, score_range=None):
+def make_accuracy_scorer(threshold=None, *, score_range=None, higher_is_better=True):
     """A scorer for :func:`binary_accuracy` at the threshold of a rating scale.
 
     Parameters
@@ -211,6 +219,9 @@ def make_accuracy_scorer(threshold=None, *, score_range=None):
     score_range : tuple of (float, float), default=None
         The rating scale's range, whose middle is the threshold when
         ``threshold`` is None. One of the two is required.
+    higher_is_better : bool, default=True
+        The scale's direction: "good" is above the threshold, or with False
+        (a DMOS) below it; a score equal to the threshold is never "good".
 
     Returns
     -------
@@ -218,10 +229,11 @@ def make_accuracy_scorer(threshold=None, *, score_range=None):
         A scorer ``scorer(estimator, X, y)`` for ``scoring=``.
     """
     threshold = _resolve_threshold(threshold, score_range, "make_accuracy_scorer")
-    return make_scorer(binary_accuracy, greater_is_better=True, threshold=threshold)
+    return make_scorer(binary_accuracy, greater_is_better=True, threshold=threshold,
+                       higher_is_better=bool(higher_is_better))
 
 
-def get_scorers(threshold=None, *, score_range=None):
+def get_scorers(threshold=None, *, score_range=None, higher_is_better=True):
     """The paper's three scorers (SRCC, PLCC, accuracy) for one rating scale.
 
     Parameters
@@ -232,6 +244,9 @@ def get_scorers(threshold=None, *, score_range=None):
         The rating scale's range (a loader's ``bunch.score_range``), whose
         middle is the threshold when ``threshold`` is None. One of the two is
         required.
+    higher_is_better : bool, default=True
+        The scale's direction: "good" is above the threshold, or with False
+        (a DMOS) below it; a score equal to the threshold is never "good".
 
     Returns
     -------
@@ -240,7 +255,8 @@ def get_scorers(threshold=None, *, score_range=None):
         multi-metric ``scoring=..., refit="srcc"``.
     """
     threshold = _resolve_threshold(threshold, score_range, "get_scorers")
-    return {"srcc": srcc_scorer, "plcc": plcc_scorer, "accuracy": make_accuracy_scorer(threshold)}
+    accuracy = make_accuracy_scorer(threshold, higher_is_better=higher_is_better)
+    return {"srcc": srcc_scorer, "plcc": plcc_scorer, "accuracy": accuracy}
 
 
 #: Scorer for :func:`srcc`, for ``scoring=`` in model selection.

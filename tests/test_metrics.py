@@ -77,6 +77,18 @@ def test_the_threshold_comes_from_the_caller_or_the_scale():
         binary_accuracy(y_true, y_pred, threshold=50.0)  # inside: no warning
 
 
+def test_the_accuracy_split_follows_the_direction():
+    # A DMOS (lower is better): "good" is below the threshold, and the threshold itself is bad either way.
+    y_true, y_pred = np.array([5.0, 2.0, 8.0]), np.array([4.0, 3.0, 9.0])
+    assert binary_accuracy(y_true, y_pred, threshold=5.0) == 1.0  # 5 and 4 both "not above"
+    assert binary_accuracy(y_true, y_pred, threshold=5.0, higher_is_better=False) == pytest.approx(2 / 3)
+    metrics = paper_metrics(y_true, y_pred, score_range=(0, 10), higher_is_better=False)
+    assert metrics["accuracy"] == pytest.approx(2 / 3)
+    model = DummyRegressor(strategy="constant", constant=4.0).fit([[0.0]] * 3, y_true)
+    scorer = get_scorers(threshold=5.0, higher_is_better=False)["accuracy"]
+    assert scorer(model, [[0.0]] * 3, y_true) == pytest.approx(1 / 3)  # all predicted good; one truly is
+
+
 def test_get_scorers_builds_the_three_for_any_scale():
     rng = np.random.default_rng(2)
     X = rng.uniform(size=(80, 2))
