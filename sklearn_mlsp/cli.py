@@ -102,11 +102,12 @@ class Output:
         self.command = command
         self.quiet = quiet
         self.as_json = as_json
+        self.rows_on_stdout = False  # --format without --out: stdout holds the rows
 
     def say(self, text: str = "") -> None:
-        """Human-readable text: stdout, or stderr under ``--json``; nothing under ``--quiet``."""
+        """Human-readable text: stdout, or stderr under ``--json`` or rows on stdout; nothing under ``--quiet``."""
         if not self.quiet:
-            click.echo(text, err=self.as_json)
+            click.echo(text, err=self.as_json or self.rows_on_stdout)
 
     def warn(self, text: str) -> None:
         if not self.quiet:
@@ -297,6 +298,80 @@ def _pooling(value: str):
     return k
 
 
+def _jobs_alias(ctx, param, value):
+    """--jobs, the former name of --n-decoders: still read, with a warning."""
+    if value is not None:
+        click.echo("warning: --jobs is deprecated; use --n-decoders (the same decoding processes).", err=True)
+        if ctx.params.get("n_decoders") is None:
+            ctx.params["n_decoders"] = value
+    return value
+
+
+def _n_decoders(ctx, param, value):
+    return ctx.params.get("n_decoders") if value is None else value  # --jobs may have set it
+
+
+def _n_jobs(ctx, param, value):
+    if value == 0:
+        raise click.BadParameter("0 processes cannot run anything; give 1, 2, ... or -1 (all).", ctx, param)
+    return value
+
+
+def _parallel_options(f):
+    """--n-decoders and --n-jobs: the transformer's n_decoders and n_jobs (and the hidden --jobs)."""
+    options = [
+        click.option("--n-decoders", type=click.IntRange(min=0), default=None, callback=_n_decoders,
+                     help="Processes decoding images beside the backbone (n_decoders; default: up to 4)."),
+        click.option("--n-jobs", type=int, default=None, callback=_n_jobs,
+                     help="Extraction processes, each with its own backbone (n_jobs; default 1; -1: all cores, "
+                          "or one per GPU with --device auto)."),
+        click.option("--jobs", type=click.IntRange(min=0), default=None, hidden=True, expose_value=False,
+                     callback=_jobs_alias),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+#: Where the rows of `mlsp score` and `mlsp evaluate` go (--format, --out).
+ROW_FORMATS = ("csv", "json", "jsonl")
+_FORMAT_OPTION = click.option(
+    "--format", "row_format", type=click.Choice(ROW_FORMATS), default=None,
+    help="Every image with every column, as CSV, a JSON array or JSON lines: to --out, or to stdout without "
+         "it (text then goes to stderr). Default: from --out's suffix, else csv.")
+_DIRECTION_OPTION = click.option(
+    "--higher-is-better/--lower-is-better", "higher_is_better", default=None,
+    help="Direction of the scores in LABELS. Default: higher is better; a column named like a DMOS needs one "
+         "of the two.")
+
+
+def _rows_format(out, row_format, path):
+    """The rows' format (None: no rows asked for); without ``path`` they take stdout."""
+    if row_format is None and path is None:
+        return None
+    if path is None:
+        if out.as_json:
+            raise click.UsageError("--json and --format without --out both write to stdout; give --out FILE.")
+        out.rows_on_stdout = True
+    if row_format is None:
+        suffix = Path(path).suffix.lower().lstrip(".")
+        row_format = suffix if suffix in ROW_FORMATS else "csv"
+    return row_format
+
+
+def _write_rows(frame, row_format, path):
+    """Every row of ``frame`` as CSV, a JSON array or JSON lines (NaN as null), to ``path`` or stdout."""
+    if row_format == "csv":
+        text = frame.to_csv(index=False)
+    else:
+        text = frame.to_json(orient="records", lines=row_format == "jsonl", double_precision=15)
+        text = text if text.endswith("\n") else text + "\n"
+    if path is None:
+        click.echo(text, nl=False)
+    else:
+        _write(path, "--out", lambda: Path(path).write_text(text, encoding="utf-8"))
+
+
 def _feature_options(pooling_default="narrow"):
     def decorate(f):
         options = [
@@ -307,18 +382,19 @@ def _feature_options(pooling_default="narrow"):
                          help="Comma-separated scales each backbone reads the images at, e.g. 1,0.5."),
             click.option("--pooling", default=pooling_default, show_default=True,
                          help="narrow (1x1), wide (5x5) or an int k"
-                              + ("; auto: wide for pool3fc, else narrow." if pooling_default == "auto" else ".")),
+                              + ("; auto: wide for pool3fc, else narrow (the features each head reads; the "
+                                 "API's default is wide)." if pooling_default == "auto" else
+                                 ". Narrow here, not the API's wide: the features of mlsp fit's default head, "
+                                 "single3fc.")),
             click.option("--augment/--no-augment", default=True, show_default=True,
                          help="8 crop/flip views per image, or the whole image once."),
             click.option("--weights", default=None,
                          help="Backbone weights: a state dict file, or 'random'. Default: pretrained."),
             click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ..."),
-            click.option("--jobs", type=click.IntRange(min=0), default=None,
-                         help="Processes decoding images (default: up to 4)."),
         ]
         for option in reversed(options):
             f = option(f)
-        return f
+        return _parallel_options(f)
 
     return decorate
 
@@ -330,8 +406,8 @@ def _scales(value: str) -> tuple:
         raise InputError(f"--scales must be comma-separated numbers such as 1,0.5; got {value!r}.") from None
 
 
-def _transformer(out, *, backbone, pooling, augment, weights, device, jobs, cache, output="views", errors="nan",
-                 scales="1"):
+def _transformer(out, *, backbone, pooling, augment, weights, device, n_decoders, n_jobs, cache, output="views",
+                 errors="nan", scales="1"):
     from .transformer import MLSPTransformer
 
     if weights not in (None, "random") and not os.path.isfile(weights):
@@ -340,7 +416,8 @@ def _transformer(out, *, backbone, pooling, augment, weights, device, jobs, cach
     t = MLSPTransformer(
         backbone=names[0] if len(names) == 1 else names, scales=_scales(scales), pooling=pooling,
         augment=augment, weights=weights, cache=cache,
-        device=device, output=output, errors=errors, n_decoders=jobs, verbose=0 if out.quiet else 1,
+        device=device, output=output, errors=errors, n_decoders=n_decoders, n_jobs=n_jobs,
+        verbose=0 if out.quiet else 1,
     )  # fmt: skip
     try:
         return t.fit()
@@ -368,7 +445,7 @@ def _report_failures(out, failures, n):
         out.warn(f"  ... and {len(failures) - 10} more")
 
 
-def _predict(model, paths, out, *, errors="nan", jobs=None, spread=False, max_pixels=None):
+def _predict(model, paths, out, *, errors="nan", n_decoders=None, n_jobs=None, spread=False, max_pixels=None):
     """Scores of ``paths`` (NaN where an image failed), and the failures.
 
     With ``spread``, ``std`` / ``low`` / ``high`` columns too where the model's
@@ -392,8 +469,10 @@ def _predict(model, paths, out, *, errors="nan", jobs=None, spread=False, max_pi
 
     transformer.set_params(errors=errors, verbose=0 if out.quiet else 1,
                            max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
-    if jobs is not None:
-        transformer.set_params(n_decoders=jobs)
+    if n_decoders is not None:
+        transformer.set_params(n_decoders=n_decoders)
+    if n_jobs is not None:
+        transformer.set_params(n_jobs=n_jobs)
     try:
         features = transformer.transform(paths)
     except ImageError as exc:
@@ -471,14 +550,21 @@ def _columns(labels, image_col, score_col):
     )
 
 
-def _load_labels(out, labels, image_dir, image_col, score_col):
-    from .datasets import load_csv_dataset
+def _load_labels(out, labels, image_dir, image_col, score_col, higher_is_better=None, group_col=None):
+    from .datasets import _named_like_dmos, load_csv_dataset
 
     image_col, score_col = _columns(labels, image_col, score_col)
+    if higher_is_better is None and _named_like_dmos(score_col):
+        raise InputError(
+            f"{labels}: the score column {score_col!r} is named like a DMOS, where lower is better in most "
+            "releases (not in KADID-10k); say which with --lower-is-better or --higher-is-better.")
+    if group_col is not None and group_col not in _read_columns(labels):
+        raise InputError(f"{labels}: no column {group_col!r} (--group-col); the columns are {_read_columns(labels)}.")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the left-out images are reported below
         try:
-            data = load_csv_dataset(labels, image_dir, image_col=image_col, score_col=score_col)
+            data = load_csv_dataset(labels, image_dir, image_col=image_col, score_col=score_col, group_col=group_col,
+                                    higher_is_better=True if higher_is_better is None else higher_is_better)
         except (ValueError, FileNotFoundError) as exc:
             raise InputError(str(exc)) from None
     missing = [
@@ -490,10 +576,11 @@ def _load_labels(out, labels, image_dir, image_col, score_col):
     return data, missing
 
 
-def _metrics(y, pred, threshold):
+def _metrics(y, pred, threshold, higher_is_better=True):
     from .metrics import binary_accuracy, plcc, srcc
 
-    return {"srcc": srcc(y, pred), "plcc": plcc(y, pred), "accuracy": binary_accuracy(y, pred, threshold)}
+    accuracy = binary_accuracy(y, pred, threshold, higher_is_better=higher_is_better)
+    return {"srcc": srcc(y, pred), "plcc": plcc(y, pred), "accuracy": accuracy}
 
 
 def _model(out, path, cache, device):
@@ -549,7 +636,8 @@ def cli():
 @click.option("--errors", type=click.Choice(["nan", "raise"]), default="nan", show_default=True,
               help="nan: carry on past unreadable images (exit code 1); raise: stop at the first.")
 @_run
-def extract(out, images, cache, backbone, scales, pooling, augment, weights, device, jobs, recursive, errors):
+def extract(out, images, cache, backbone, scales, pooling, augment, weights, device, n_decoders, n_jobs, recursive,
+            errors):
     """Extract MLSP features of IMAGES (files, folders, .txt lists) into a cache.
 
     Images already in the cache (same content, same configuration) are not
@@ -563,7 +651,8 @@ def extract(out, images, cache, backbone, scales, pooling, augment, weights, dev
 
     paths = collect_images(images, recursive)
     t = _transformer(out, backbone=backbone, scales=scales, pooling=_pooling(pooling), augment=augment,
-                     weights=weights, device=device, jobs=jobs, cache=cache, errors=errors)
+                     weights=weights, device=device, n_decoders=n_decoders, n_jobs=n_jobs, cache=cache,
+                     errors=errors)
     try:
         t.transform(paths)
     except ImageError as exc:
@@ -615,6 +704,9 @@ def _make_head(head, *, epochs, lr, batch_size, seed, device, tap_channels):
 @click.option("--cache", type=click.Path(), default=None, callback=_cache_path, help="Feature cache folder (reused).")
 @click.option("--cv", type=click.IntRange(min=0), default=0, show_default=True,
               help="Cross-validate with this many folds first (0: no).")
+@click.option("--group-col", default=None,
+              help="Column of groups (e.g. the reference image, the photographer): --cv folds then share no group "
+                   "(GroupKFold). Default: shuffled KFold, for labels with one image per content.")
 @click.option("--image-col", default=None, help="Column of image names (default: detected).")
 @click.option("--score-col", default=None, help="Column of scores (default: detected).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Most epochs (paper: 60).")
@@ -623,9 +715,10 @@ def _make_head(head, *, epochs, lr, batch_size, seed, device, tap_channels):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of folds and training.")
 @click.option("--threshold", type=float, default=None,
               help="High/low split of 'accuracy' (AVA: 5). Default: middle of the score range.")
+@_DIRECTION_OPTION
 @_run
-def fit(out, labels, image_dir, model_path, head, backbone, scales, pooling, augment, weights, device, jobs, cache,
-        cv, image_col, score_col, epochs, lr, batch_size, seed, threshold):
+def fit(out, labels, image_dir, model_path, head, backbone, scales, pooling, augment, weights, device, n_decoders,
+        n_jobs, cache, cv, group_col, image_col, score_col, epochs, lr, batch_size, seed, threshold, higher_is_better):
     """Train a model on the scores in LABELS (a CSV) and write it to a model file.
 
     LABELS has a column of image names (relative to --images) and a column
@@ -641,7 +734,7 @@ def fit(out, labels, image_dir, model_path, head, backbone, scales, pooling, aug
     """
     import numpy as np
     from sklearn.base import clone
-    from sklearn.model_selection import KFold
+    from sklearn.model_selection import GroupKFold, KFold
     from sklearn.pipeline import Pipeline
 
     from .model_io import save_model
@@ -651,16 +744,21 @@ def fit(out, labels, image_dir, model_path, head, backbone, scales, pooling, aug
     pooling = _pooling(pooling)
     if pooling == "auto":
         pooling = "wide" if head == "pool3fc" else "narrow"
-    data, missing = _load_labels(out, labels, image_dir, image_col, score_col)
-    paths = [str(p) for p in data.paths]
+    if group_col is not None and not cv:
+        raise InputError("--group-col sets the cross-validation folds: give --cv K too.")
+    data, missing = _load_labels(out, labels, image_dir, image_col, score_col, higher_is_better, group_col)
+    paths = [str(p) for p in data.data]
+    groups = data.groups
     t = _transformer(out, backbone=backbone, scales=scales, pooling=pooling, augment=augment, weights=weights,
-                     device=device, jobs=jobs, cache=cache, output="flat" if head == "ridge" else "views")
+                     device=device, n_decoders=n_decoders, n_jobs=n_jobs, cache=cache,
+                     output="flat" if head == "ridge" else "views")
     X = t.transform(paths)
     failures = _failures(t)
     y = np.asarray(data.target, dtype=np.float64)
     if failures:
         ok = np.setdiff1d(np.arange(len(paths)), [f["position"] for f in failures])
         X, y = X[ok], y[ok]
+        groups = None if groups is None else groups[ok]
     failures = missing + failures
     _report_failures(out, failures, len(paths) + len(missing))
     if len(y) < 4:
@@ -675,13 +773,20 @@ def fit(out, labels, image_dir, model_path, head, backbone, scales, pooling, aug
     if cv:
         if cv < 2 or cv > len(y):
             raise InputError(f"--cv must be between 2 and the number of images ({len(y)}), got {cv}.")
-        folds = KFold(n_splits=cv, shuffle=True, random_state=seed)
+        if groups is None:
+            folds, cv_split = KFold(n_splits=cv, shuffle=True, random_state=seed), "KFold, shuffled"
+        else:
+            n_groups = len(np.unique(groups))
+            if cv > n_groups:
+                raise InputError(f"--cv {cv}: the column {group_col!r} holds {n_groups} groups; give --cv at most "
+                                 f"{n_groups}.")
+            folds, cv_split = GroupKFold(n_splits=cv), f"GroupKFold by {group_col!r}"
         cv_scores = {"srcc": [], "plcc": [], "accuracy": [], "threshold": threshold}
-        out.say(f"{cv}-fold cross-validation of {head} on {len(y)} images:")
+        out.say(f"{cv}-fold cross-validation of {head} on {len(y)} images ({cv_split}):")
         out.say(f"{'fold':>6}{'SRCC':>9}{'PLCC':>9}{'accuracy':>10}")
-        for i, (train, test) in enumerate(folds.split(np.arange(len(y)))):
+        for i, (train, test) in enumerate(folds.split(np.arange(len(y)), groups=groups)):
             fold = clone(estimator).fit(X[np.sort(train)], y[np.sort(train)])
-            scores = _metrics(y[np.sort(test)], fold.predict(X[np.sort(test)]), threshold)
+            scores = _metrics(y[np.sort(test)], fold.predict(X[np.sort(test)]), threshold, data.higher_is_better)
             for key, value in scores.items():
                 cv_scores[key].append(value)
             out.say(f"{i + 1:>6}{scores['srcc']:>9.3f}{scores['plcc']:>9.3f}{scores['accuracy']:>10.3f}")
@@ -693,13 +798,15 @@ def fit(out, labels, image_dir, model_path, head, backbone, scales, pooling, aug
     model = Pipeline([("mlsptransformer", t), (head, estimator)])
     _write(model_path, "--model", lambda: save_model(
         model, model_path, y=y, cv_scores=cv_scores,
-        metadata={"labels": os.path.basename(labels), "threshold": threshold, "n_failed": len(failures)}))
+        metadata={"labels": os.path.basename(labels), "threshold": threshold, "n_failed": len(failures),
+                  "higher_is_better": data.higher_is_better, "cv_split": cv_split if cv else None}))
     seconds = time.perf_counter() - start
     out.say(f"model ({head} on {backbone}, {t.config_id_}, {len(y)} images) written to {model_path} "
             f"({os.path.getsize(model_path) / 1e6:.1f} MB, {seconds:.1f} s)")
     out.summary({"ok": not failures, "model": model_path, "head": head, "backbone": backbone,
                  "config_id": t.config_id_, "n_train": len(y), "failed": len(failures), "failures": failures,
-                 "cv_scores": cv_scores, "seconds": seconds})
+                 "cv_scores": cv_scores, "cv_split": cv_split if cv else None,
+                 "higher_is_better": data.higher_is_better, "seconds": seconds})
     return 1 if failures else 0
 
 
@@ -762,7 +869,8 @@ def contact_sheet(frame, path, n_show=6, title=None):
               help="A shipped model (see `mlsp models`) or a model file. Default: the shipped default model. "
                    "(`mlsp score MODEL.mlsp IMAGES...` works too.)")
 @click.option("--out", "out_csv", type=click.Path(dir_okay=False), default=None,
-              help="CSV to write: path, score, std, low, high, rank, error, model, scale; best first.")
+              help="File for every image: path, score, std, low, high, rank, error, model, scale; best first.")
+@_FORMAT_OPTION
 @click.option("--top", type=click.IntRange(min=0), default=10, show_default=True, help="Print the best N.")
 @click.option("--sheet", type=click.Path(dir_okay=False), default=None,
               help="PNG contact sheet: best and worst images with scores, and a histogram.")
@@ -773,7 +881,7 @@ def contact_sheet(frame, path, n_show=6, title=None):
               show_default=True, help="Coverage of the low-high intervals (models with intervals).")
 @click.option("--cache", type=click.Path(), default=None, callback=_cache_path, help="Feature cache folder (reused).")
 @click.option("--device", default="auto", show_default=True, help="auto (the model's), cpu, cuda, ...")
-@click.option("--jobs", type=click.IntRange(min=0), default=None, help="Processes decoding images.")
+@_parallel_options
 @click.option("-r", "--recursive", is_flag=True, help="Also take images in subfolders.")
 @click.option("--errors", type=click.Choice(["nan", "raise"]), default="nan", show_default=True,
               help="nan: unreadable images get no score and exit code 1; raise: stop at the first.")
@@ -781,8 +889,8 @@ def contact_sheet(frame, path, n_show=6, title=None):
               help="Refuse images larger than this many pixels (decompression-bomb guard; default "
                    "64000000). The model file's own limit is never used.")
 @_run
-def score(out, images, model_name, out_csv, top, sheet, scale, coverage, cache, device, jobs, recursive, errors,
-          max_pixels):
+def score(out, images, model_name, out_csv, row_format, top, sheet, scale, coverage, cache, device, n_decoders,
+          n_jobs, recursive, errors, max_pixels):
     """Score IMAGES (files, folders, .txt lists of paths) and rank them, best first.
 
     With no --model, the shipped default model scores them (technical quality, BIQ2021's MOS on 0-1,
@@ -804,6 +912,7 @@ def score(out, images, model_name, out_csv, top, sheet, scale, coverage, cache, 
     if model_name is None and len(images) >= 2 and _looks_like_model(images[0]):
         model_name, images = images[0], images[1:]  # the older form: mlsp score MODEL IMAGES...
     check_output_path(out_csv, "--out")
+    row_format = _rows_format(out, row_format, out_csv)
     check_output_path(sheet, "--sheet")
     if sheet:
         _pyplot()  # fail before the work if matplotlib is missing
@@ -825,8 +934,8 @@ def score(out, images, model_name, out_csv, top, sheet, scale, coverage, cache, 
     if hasattr(final, "predict_interval"):
         final.set_params(coverage=coverage)
     higher_is_better = bool(meta.get("higher_is_better", True))
-    columns, failures, stats = _predict(model, paths, out, errors=errors, jobs=jobs, spread=True,
-                                        max_pixels=max_pixels)
+    columns, failures, stats = _predict(model, paths, out, errors=errors, n_decoders=n_decoders, n_jobs=n_jobs,
+                                        spread=True, max_pixels=max_pixels)
     frame = pd.DataFrame({"path": paths, **columns})
     frame["error"] = ""
     for f in failures:
@@ -839,8 +948,8 @@ def score(out, images, model_name, out_csv, top, sheet, scale, coverage, cache, 
     frame["model"] = model_label
     frame["scale"] = scale_name
     frame = frame[["path", "score", "std", "low", "high", "rank", "error", "model", "scale"]]
-    if out_csv:
-        _write(out_csv, "--out", lambda: frame.to_csv(out_csv, index=False))
+    if row_format:
+        _write_rows(frame, row_format, out_csv)
     _report_failures(out, failures, len(paths))
     has_interval = bool(frame["low"].notna().any())
     if top and n_ok:
@@ -853,7 +962,7 @@ def score(out, images, model_name, out_csv, top, sheet, scale, coverage, cache, 
             iv = f"  [{r.low:7.3f}, {r.high:7.3f}]" if has_interval else ""
             out.say(f"{int(r.rank):>5}  {r.score:>8.4f}{iv}  {r.path:<{width}}".rstrip())
     if sheet:
-        title = f"{model_label}: {n_ok} images"
+        title = f"{model_label}: {n_ok} images, {'higher' if higher_is_better else 'lower'} is better"
         _write(sheet, "--sheet", lambda: contact_sheet(frame, sheet, title=title))
     seconds = time.perf_counter() - start
     out.say(f"{n_ok} of {len(paths)} images scored ({stats['cached']} cached, {stats['computed']} computed, "
@@ -888,14 +997,20 @@ def score(out, images, model_name, out_csv, top, sheet, scale, coverage, cache, 
 @click.option("--score-col", default=None, help="Column of scores (default: detected).")
 @click.option("--threshold", type=float, default=None,
               help="High/low split of 'accuracy' (AVA: 5). Default: the one recorded in the model.")
+@click.option("--higher-is-better/--lower-is-better", "higher_is_better", default=None,
+              help="Direction of the scores in LABELS. Default: the model's; a column named like a DMOS needs one "
+                   "of the two unless the model was trained lower-is-better.")
+@click.option("--out", "out_rows", type=click.Path(dir_okay=False), default=None,
+              help="File for every image: image, path, target, score, error.")
+@_FORMAT_OPTION
 @click.option("--device", default="auto", show_default=True, help="auto (the model's), cpu, cuda, ...")
-@click.option("--jobs", type=click.IntRange(min=0), default=None, help="Processes decoding images.")
+@_parallel_options
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
               help="Refuse images larger than this many pixels (decompression-bomb guard; default "
                    "64000000). The model file's own limit is never used.")
 @_run
-def evaluate(out, model_path, labels, image_dir, plot, cache, image_col, score_col, threshold, device, jobs,
-             max_pixels):
+def evaluate(out, model_path, labels, image_dir, plot, cache, image_col, score_col, threshold, higher_is_better,
+             out_rows, row_format, device, n_decoders, n_jobs, max_pixels):
     """Compare MODEL's predictions with the scores in LABELS: SRCC, PLCC, accuracy.
 
     \b
@@ -907,23 +1022,42 @@ def evaluate(out, model_path, labels, image_dir, plot, cache, image_col, score_c
     from .model_io import read_model_metadata
 
     check_output_path(plot, "--plot")
+    check_output_path(out_rows, "--out")
+    row_format = _rows_format(out, row_format, out_rows)
     if plot:
         _pyplot()
-    data, missing = _load_labels(out, labels, image_dir, image_col, score_col)
+    meta = read_model_metadata(model_path)
+    model_direction = bool(meta.get("higher_is_better", True))
+    if higher_is_better is None and not model_direction:
+        higher_is_better = False  # the model was trained on lower-is-better scores
+    data, missing = _load_labels(out, labels, image_dir, image_col, score_col, higher_is_better)
+    if data.higher_is_better != model_direction:
+        out.warn(f"{model_path} was trained on {'higher' if model_direction else 'lower'}-is-better scores, "
+                 f"{labels} holds {'higher' if data.higher_is_better else 'lower'}-is-better ones: expect "
+                 "negative correlations.")
     model = _model(out, model_path, cache, device)
     if threshold is None:
-        meta = read_model_metadata(model_path)
         threshold = meta.get("threshold")
         if threshold is None:
             threshold = float((data.target.min() + data.target.max()) / 2)
-    paths = [str(p) for p in data.paths]
-    columns, failures, _ = _predict(model, paths, out, jobs=jobs, max_pixels=max_pixels)
+    paths = [str(p) for p in data.data]
+    columns, failures, _ = _predict(model, paths, out, n_decoders=n_decoders, n_jobs=n_jobs, max_pixels=max_pixels)
+    if row_format:
+        import pandas as pd
+
+        rows = pd.DataFrame({"image": data.image_ids, "path": paths, "target": data.target, "score": columns["score"],
+                             "error": ""})
+        for f in failures:
+            rows.loc[f["position"], "error"] = f["error"]
+        left_out = pd.DataFrame({"image": data.missing["id"].astype(str), "path": data.missing["path"],
+                                 "target": np.nan, "score": np.nan, "error": data.missing["reason"]})
+        _write_rows(pd.concat([rows, left_out], ignore_index=True) if len(left_out) else rows, row_format, out_rows)
     pred = columns["score"]
     ok = np.isfinite(pred)
     y, pred = np.asarray(data.target)[ok], pred[ok]
     failures = missing + failures
     _report_failures(out, failures, len(paths) + len(missing))
-    scores = _metrics(y, pred, threshold)
+    scores = _metrics(y, pred, threshold, data.higher_is_better)
     out.say(f"{len(y)} images   SRCC {scores['srcc']:.3f}   PLCC {scores['plcc']:.3f}   "
             f"accuracy {scores['accuracy']:.3f} (threshold {threshold:g})")
     if plot:
@@ -941,7 +1075,8 @@ def evaluate(out, model_path, labels, image_dir, plot, cache, image_col, score_c
         plt.close(fig)
         out.say(f"scatter plot saved to {plot}")
     out.summary({"ok": not failures, "model": model_path, "labels": labels, "n": len(y),
-                 **scores, "threshold": threshold, "failed": len(failures), "failures": failures, "plot": plot})
+                 **scores, "threshold": threshold, "higher_is_better": data.higher_is_better,
+                 "failed": len(failures), "failures": failures, "plot": plot, "out": out_rows})
     return 1 if failures else 0
 
 
@@ -1067,7 +1202,8 @@ def info(out, model_path):
         cv = meta.get("cv_scores")
         if cv and "mean" in cv:
             m = cv["mean"]
-            rows.append(("cross-validation", (f"{len(cv['srcc'])} folds: SRCC {m['srcc']:.3f}, PLCC "
+            split = f" ({meta['cv_split']})" if meta.get("cv_split") else ""
+            rows.append(("cross-validation", (f"{len(cv['srcc'])} folds{split}: SRCC {m['srcc']:.3f}, PLCC "
                                               f"{m['plcc']:.3f}, accuracy {m['accuracy']:.3f}")))
         for key, value in rows:
             if value not in (None, "", "None images"):
