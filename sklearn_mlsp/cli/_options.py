@@ -199,9 +199,10 @@ def _feature_options(pooling_default="narrow"):
                          help="Backbone weights: a state dict file, or 'random'. Default: pretrained."),
             click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ..."),
         ]
+        f = _parallel_options(f)  # listed after --device
         for option in reversed(options):
             f = option(f)
-        return _parallel_options(f)
+        return f
 
     return decorate
 
