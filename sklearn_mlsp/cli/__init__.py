@@ -11,11 +11,9 @@ on stdout; human-readable text then goes to stderr). Exit codes:
   refused); the message names the file and the reason;
 - 130: interrupted (Ctrl-C); everything computed before is stored.
 
-Torch and the library are imported only inside the commands, so ``mlsp
-
-One module per command (:mod:`.extract`, :mod:`.fit`, :mod:`.score`,
-:mod:`.evaluate`, :mod:`.info` with ``models``, :mod:`.cache`), gathered into
-the ``mlsp`` group by :mod:`.app`; what they share is in ``_running`` (output,
+One module per command (``extract``, ``fit``, ``score``, ``evaluate``,
+``info`` with ``models``, ``cache``), gathered into the ``mlsp`` group by
+``app``; what they share is in ``_running`` (output,
 errors and exit codes), ``_options`` (inputs and options) and ``_models``
 (features, models and predictions). Torch and the library are imported only
 inside the commands, so ``mlsp --help`` is instant.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import glob
+import os
+import platform
 import sys
 
 import click
@@ -10,11 +13,10 @@ from ._models import _model_file
 from ._running import InputError, _run
 
 
-def _environment() -> dict:
+def _environment(ask_torch: bool = False) -> dict:
+    """Versions, devices and backbones here, read without importing PyTorch unless ``ask_torch``."""
     import importlib.util
     from importlib import metadata
-
-    import torch
 
     from .._version import __version__
     from ..backbones import BACKBONES, PackageWeights, TimmHubWeights
@@ -25,11 +27,7 @@ def _environment() -> dict:
         except metadata.PackageNotFoundError:
             return None
 
-    devices = ["cpu"]
-    if torch.cuda.is_available():
-        devices += [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        devices.append("mps")
+    devices, devices_from = _devices(ask_torch)
     backbones = []
     for name, spec in BACKBONES.items():
         if isinstance(spec.weights, PackageWeights):
@@ -43,27 +41,73 @@ def _environment() -> dict:
         backbones.append({"name": name, "weights": source, "offline": offline})
     return {
         "versions": {
-            "sklearn_mlsp": __version__, "torch": torch.__version__, "timm": version("timm"),
+            "sklearn_mlsp": __version__,
+            # torch's own string names its build (2.5.1+cu121); its metadata may not, but costs no import.
+            "torch": sys.modules["torch"].__version__ if devices_from == "torch" else version("torch"),
+            "timm": version("timm"),
             "scikit-learn": version("scikit-learn"), "skorch": version("skorch"),
             "python": sys.version.split()[0],
         },
         "devices": devices,
+        "devices_from": devices_from,
         "backbones": backbones,
     }  # fmt: skip
 
 
+def _devices(ask_torch: bool) -> tuple[list[str], str]:
+    """The devices, and who named them: PyTorch (exact; importing it takes seconds) or the drivers.
+
+    PyTorch is asked when told to or when it is imported already; otherwise
+    the NVIDIA driver's list of GPUs (Linux) and Apple silicon's ``mps`` stand
+    in, so that ``mlsp info`` answers at once.
+    """
+    if ask_torch or "torch" in sys.modules:
+        import torch
+
+        devices = ["cpu"]
+        if torch.cuda.is_available():
+            devices += [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            devices.append("mps")
+        return devices, "torch"
+    devices = ["cpu"] + [f"cuda ({name})" for name in _nvidia_gpus()]
+    if sys.platform == "darwin" and platform.machine() == "arm64":
+        devices.append("mps")
+    return devices, "drivers"
+
+
+def _nvidia_gpus(root: str = "/proc/driver/nvidia/gpus") -> list[str]:
+    """The model name of each GPU the NVIDIA driver lists (Linux), in bus order."""
+    names = []
+    for info in sorted(glob.glob(os.path.join(root, "*", "information"))):
+        try:
+            with open(info, encoding="utf-8", errors="replace") as f:
+                fields = dict(line.partition(":")[::2] for line in f if ":" in line)
+        except OSError:
+            continue
+        names.append(fields.get("Model", "NVIDIA GPU").strip())
+    return names
+
+
 def _in_hub_cache(repo_id: str) -> bool:
+    """Whether the Hugging Face cache holds the weights of ``repo_id`` at ``main``.
+
+    Reads the cache's layout (``models--ORG--NAME/refs/main`` naming a folder of
+    ``snapshots/``) as ``huggingface_hub.try_to_load_from_cache`` does, without
+    importing its download code (a second or more).
+    """
     try:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub.constants import HF_HUB_CACHE
     except ImportError:  # pragma: no cover - timm depends on huggingface_hub
         return False
-    for filename in ("model.safetensors", "pytorch_model.bin"):
-        try:
-            if isinstance(try_to_load_from_cache(repo_id, filename), str):
-                return True
-        except Exception:  # noqa: BLE001, S112 -- any cache problem means "not cached"
-            continue
-    return False
+    repo = os.path.join(HF_HUB_CACHE, "models--" + repo_id.replace("/", "--"))
+    try:
+        with open(os.path.join(repo, "refs", "main"), encoding="utf-8") as f:
+            commit = f.read()
+    except OSError:
+        commit = "main"  # no refs: a snapshot folder named after the revision itself
+    snapshot = os.path.join(repo, "snapshots", commit)
+    return any(os.path.isfile(os.path.join(snapshot, name)) for name in ("model.safetensors", "pytorch_model.bin"))
 
 
 @click.command()
@@ -94,13 +138,16 @@ def models(out):
 
 @click.command()
 @click.argument("model_path", metavar="[MODEL]", required=False)
+@click.option("--devices", "ask_torch", is_flag=True,
+              help="Ask PyTorch which devices it can use (imports it: seconds). Default: the drivers' list.")
 @_run
-def info(out, model_path):
+def info(out, model_path, ask_torch):
     """Versions, devices and backbones here; or, given MODEL (a file or a shipped model's name), its card.
 
     \b
     Examples:
       mlsp info
+      mlsp info --devices
       mlsp info biq2021-lite0
       mlsp info quality.mlsp --json
     """
@@ -140,9 +187,10 @@ def info(out, model_path):
                 out.say(f"{key + ':':<18}{value}")
         out.summary({"ok": True, "model": model_path, **meta})
         return 0
-    env = _environment()
+    env = _environment(ask_torch)
     out.say("versions:  " + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v))
-    out.say("devices:   " + ", ".join(env["devices"]))
+    out.say("devices:   " + ", ".join(env["devices"])
+            + ("" if env["devices_from"] == "torch" else "  (as the drivers list them; --devices asks PyTorch)"))
     out.say("backbones (any other timm model name works too):")
     for b in env["backbones"]:
         where = "offline" if b["offline"] else "downloaded on first use"
