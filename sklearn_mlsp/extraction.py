@@ -24,6 +24,7 @@ import time
 import uuid
 import warnings
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -112,9 +113,46 @@ class ExtractorParams:
 
 
 def precision_label(params: ExtractorParams, device_type: str) -> str:
-    """What the cache configuration records for the precision actually used."""
+    """What the cache configuration records for the precision actually used.
+
+    "float32" is IEEE float32 on every device (:func:`ieee_float32`), so the
+    CPU's and a GPU's float32 features share one configuration.
+    """
     dtype = params.autocast_dtype(device_type)
     return "float32" if dtype is None else f"autocast-{str(dtype).removeprefix('torch.')}"
+
+
+_IEEE_LOCK = threading.Lock()
+_IEEE_STATE = {"users": 0, "saved": None}  # network passes inside ieee_float32 now; the flags they replaced
+
+
+@contextmanager
+def ieee_float32(device_type: str):
+    """Run the float32 operations of a network pass in IEEE float32 on CUDA (TF32 off).
+
+    PyTorch lets cuDNN convolutions use TF32 (10 mantissa bits) by default,
+    which changes features far beyond float32 round-off; the cache would
+    then give a GPU's "float32" features to a CPU model and back. The flags
+    are process-wide, so they stay off while any pass is inside and are
+    restored when the last one leaves. Half-precision autocast ops are not
+    affected. A no-op on other devices.
+    """
+    if device_type != "cuda":
+        yield
+        return
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    with _IEEE_LOCK:
+        if _IEEE_STATE["users"] == 0:
+            _IEEE_STATE["saved"] = (conv.fp32_precision, matmul.fp32_precision)
+            conv.fp32_precision = matmul.fp32_precision = "ieee"  # the new API only: mixing APIs raises
+        _IEEE_STATE["users"] += 1
+    try:
+        yield
+    finally:
+        with _IEEE_LOCK:
+            _IEEE_STATE["users"] -= 1
+            if _IEEE_STATE["users"] == 0:
+                conv.fp32_precision, matmul.fp32_precision = _IEEE_STATE["saved"]
 
 
 @dataclass
@@ -309,7 +347,8 @@ class FeatureExtractor:
         if self.device.type == "cuda":
             cudnn.benchmark = self._benchmark_flag(tuple(x.shape))
         try:
-            with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+            with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None), \
+                    ieee_float32(self.device.type):
                 return taps(x)
         finally:
             cudnn.benchmark = saved

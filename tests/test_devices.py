@@ -1,0 +1,149 @@
+"""What changes with the device: cache configurations, model files, TF32, heads' RNG (issue 18).
+
+There is no GPU here: CUDA is faked where only configuration code looks at
+it (``torch.cuda.is_available`` / ``device_count`` patched), and a CPU
+network stands in for a CUDA one where a pass must run.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from helpers import tiny_transformer, write_images
+from sklearn.pipeline import make_pipeline
+
+from sklearn_mlsp import ModelFileError, Single1FCRegressor, load_model, save_model
+from sklearn_mlsp.extraction import ExtractorParams, FeatureExtractor
+
+
+def fake_cuda(monkeypatch, count=1):
+    """Configuration code sees ``count`` CUDA devices (nothing can run on them)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+
+
+def _config_ids(monkeypatch, **options):
+    """Config ids of one transformer fitted for the CPU and for (a fake) CUDA."""
+    on_cpu = tiny_transformer(device="cpu", **options).fit().config_id_
+    with monkeypatch.context() as m:
+        fake_cuda(m)
+        on_cuda = tiny_transformer(device="cuda", **options).fit().config_id_
+    return on_cpu, on_cuda
+
+
+@pytest.mark.parametrize("options, differ", [
+    ({}, False),  # IEEE float32 on both (TF32 off on CUDA)
+    ({"precision": "bfloat16"}, False),  # bfloat16 autocast on both
+    ({"precision": "float16"}, True),  # float16 runs on CUDA only
+    ({"amp": True}, True),
+    ({"gpu_decode": True}, True),  # nvJPEG on CUDA only
+])
+def test_config_ids_differ_by_device_type_exactly_where_the_numbers_do(monkeypatch, options, differ):
+    on_cpu, on_cuda = _config_ids(monkeypatch, **options)
+    assert (on_cpu != on_cuda) is differ
+
+
+def test_a_cuda_float32_pass_runs_without_tf32_and_restores_the_flags():
+    ex = FeatureExtractor(ExtractorParams("efficientnet_lite0", "random", "cpu", 1, False, (0.5,) * 3, (0.5,) * 3))
+    taps = ex._ready()
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    seen = []
+    first_conv = next(m for m in taps.model.modules() if isinstance(m, torch.nn.Conv2d))
+    first_conv.register_forward_pre_hook(lambda *_: seen.append((conv.fp32_precision, matmul.fp32_precision)))
+    before = (conv.fp32_precision, matmul.fp32_precision)
+    ex.device = torch.device("cuda")  # the pass itself runs on the CPU network; the extractor believes CUDA
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # autocast("cuda") without CUDA says so
+        ex._forward(torch.zeros(1, 40, 40, 3, dtype=torch.uint8))
+    assert seen == [("ieee", "ieee")]
+    assert (conv.fp32_precision, matmul.fp32_precision) == before
+    ex.device = torch.device("cpu")
+    ex._forward(torch.zeros(1, 40, 40, 3, dtype=torch.uint8))
+    assert seen[-1] == before  # the CPU pass leaves the (CUDA-only) flags alone
+
+
+# ------------------------------------------------------- model files across devices
+
+
+def _pipeline_fitted_on(monkeypatch, device, paths, head_device="cpu", **options):
+    """A transformer + head as fitted on ``device`` (CUDA faked), trained on CPU features."""
+    features = tiny_transformer(device="cpu", output="flat").fit().transform(paths)
+    y = np.linspace(0, 1, len(paths))
+    head = Single1FCRegressor(max_epochs=2, device="cpu", random_state=0, verbose=0).fit(features, y)
+    with monkeypatch.context() as m:
+        if device.startswith("cuda"):
+            fake_cuda(m, 2)
+        t = tiny_transformer(device=device, output="flat", **options).fit()
+    head.device = head_device  # the head's file records the device it ran on
+    return make_pipeline(t, head), head
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    return write_images(tmp_path_factory.mktemp("img"), 6, 40, 48)
+
+
+def test_a_float32_pipeline_fitted_on_cuda_loads_and_predicts_on_the_cpu(monkeypatch, tmp_path, images):
+    pipe, head = _pipeline_fitted_on(monkeypatch, "cuda", images, head_device="cuda:1")
+    save_model(pipe, tmp_path / "gpu.mlsp")
+    expected = make_pipeline(tiny_transformer(device="cpu", output="flat").fit(), head.set_params(device="cpu"))
+    loaded = load_model(tmp_path / "gpu.mlsp", device="cpu")
+    assert loaded[0].device_.type == "cpu" and loaded[-1].device == "cpu"
+    np.testing.assert_array_equal(loaded.predict(images), expected.predict(images))
+    # Without device=: the machine's own devices, each named in a warning (no CUDA here).
+    with pytest.warns(UserWarning) as caught:
+        loaded = load_model(tmp_path / "gpu.mlsp")
+    messages = " ".join(str(w.message) for w in caught)
+    assert "device='cuda'" in messages and "device='cuda:1'" in messages and "no CUDA device" in messages
+    assert loaded[0].device_.type == "cpu" and loaded[-1].device == "cpu"
+    np.testing.assert_array_equal(loaded.predict(images), expected.predict(images))
+
+
+def test_a_head_saved_on_cuda1_loads_on_a_machine_with_one_gpu(monkeypatch, tmp_path, images):
+    _, head = _pipeline_fitted_on(monkeypatch, "cpu", images, head_device="cuda:1")
+    save_model(head, tmp_path / "head.mlsp")
+    fake_cuda(monkeypatch, 1)
+    built_on = []
+    real = Single1FCRegressor.initialize
+
+    def initialize(self):  # the one GPU is faked: record where the head goes, build it on the CPU
+        built_on.append(self.device)
+        self.device = "cpu"
+        return real(self)
+
+    monkeypatch.setattr(Single1FCRegressor, "initialize", initialize)
+    with pytest.warns(UserWarning, match=r"device='cuda:1', but this machine has only 1 CUDA device.*'cuda'"):
+        loaded = load_model(tmp_path / "head.mlsp")
+    assert built_on == ["cuda"]
+    np.testing.assert_array_equal(loaded.predict(_X(images)),
+                                  head.set_params(device="cpu").predict(_X(images)))
+
+
+def _X(paths):
+    return tiny_transformer(device="cpu", output="flat").fit().transform(paths)
+
+
+@pytest.mark.parametrize("options, named", [
+    ({"precision": "float16"}, "precision='float16'"),
+    ({"gpu_decode": True}, "gpu_decode=True"),
+])
+def test_a_cuda_only_pipeline_names_the_option_on_the_cpu(monkeypatch, tmp_path, images, options, named):
+    pipe, _ = _pipeline_fitted_on(monkeypatch, "cuda", images, **options)
+    save_model(pipe, tmp_path / "gpu.mlsp")
+    with pytest.raises(ModelFileError, match="trained on features computed on CUDA with") as raised:
+        load_model(tmp_path / "gpu.mlsp", device="cpu")
+    assert named in str(raised.value) and "device='cuda'" in str(raised.value)
+
+
+def test_a_cpu_pipeline_with_cuda_only_options_scores_its_own_features_on_cuda(monkeypatch, tmp_path, images):
+    # precision="float16" is ignored on the CPU: the head learned float32 features, which CUDA computes
+    # with precision="float32".
+    pipe, _ = _pipeline_fitted_on(monkeypatch, "cpu", images, precision="float16", gpu_decode=True)
+    save_model(pipe[0], tmp_path / "cpu.mlsp")  # the transformer: a head cannot be built on a faked GPU
+    fake_cuda(monkeypatch, 1)
+    with pytest.warns(UserWarning, match="precision='float16'.*loaded with precision='float32', gpu_decode=False"):
+        loaded = load_model(tmp_path / "cpu.mlsp", device="cuda")
+    assert loaded.device_.type == "cuda" and loaded.config_id_ == pipe[0].config_id_
+    assert loaded._extractor_params().autocast_dtype("cuda") is None
+    assert not loaded._extractor_params().gpu_decode
