@@ -147,3 +147,45 @@ def test_a_cpu_pipeline_with_cuda_only_options_scores_its_own_features_on_cuda(m
     assert loaded.device_.type == "cuda" and loaded.config_id_ == pipe[0].config_id_
     assert loaded._extractor_params().autocast_dtype("cuda") is None
     assert not loaded._extractor_params().gpu_decode
+
+
+# ------------------------------------------------------------------------- heads
+
+
+def _cpu_head():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((12, 2, 6, 1, 1)).astype(np.float32)
+    return Single1FCRegressor(max_epochs=1, device="cpu", random_state=0, verbose=0).fit(X, rng.random(12)), X
+
+
+def test_a_head_forks_the_rng_of_its_own_gpu(monkeypatch):
+    head, _ = _cpu_head()
+    forked = []
+    real = torch.random.fork_rng
+    monkeypatch.setattr(torch.random, "fork_rng", lambda devices=None, **kw: forked.append(devices) or real([]))
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    for device in ("cuda:1", "cuda", "cpu"):
+        head.device = device
+        with head._seeded():
+            pass
+    assert forked == [[1], [0], []]
+
+
+def test_a_gpu_head_reads_pinned_batches_and_copies_them_asynchronously(monkeypatch):
+    from sklearn_mlsp.heads.data import AllViewsDataset, Features
+
+    head, X = _cpu_head()
+    dataset = AllViewsDataset(Features(X, reduce_grid=True, check_finite=False))
+    assert head.get_iterator(dataset).pin_memory is False
+    head.device = "cuda"
+    assert head.get_iterator(dataset).pin_memory is True
+    # A pinned batch (no GPU here: the flag is faked) is copied with non_blocking=True.
+    head.device = "cpu"
+    copies = []
+    real_to = torch.Tensor.to
+    monkeypatch.setattr(torch.Tensor, "is_pinned", lambda self: True)
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, *a, **k: copies.append(k) or real_to(self, *a, **k))
+    batch = dataset.__getitems__(list(range(4)))[0]
+    expected = head.module_(batch.flatten(0, 1)).view(4, 2, -1).mean(dim=1)
+    torch.testing.assert_close(head.infer(batch), expected)
+    assert {"non_blocking": True} in copies
