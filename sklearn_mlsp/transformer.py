@@ -728,9 +728,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
                 if store is not None:
                     store.prepare(config)  # the folder workers commit into
                     store_path = os.path.abspath(self.cache)
-                devices = None
-                if self.device == "auto" and torch.cuda.device_count() > 1:
-                    devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+                # "auto": each worker counts its own GPUs (a Dask client's say nothing about its workers).
+                devices = "auto" if self.device == "auto" else None
                 per_worker = run_partitions(items, todo, self._extractor_params(member=member), sink, on_failure,
                                             progress, decode_args, n_jobs, store_path, config, devices)
             elif todo:

@@ -189,3 +189,65 @@ def test_a_gpu_head_reads_pinned_batches_and_copies_them_asynchronously(monkeypa
     expected = head.module_(batch.flatten(0, 1)).view(4, 2, -1).mean(dim=1)
     torch.testing.assert_close(head.infer(batch), expected)
     assert {"non_blocking": True} in copies
+
+
+# --------------------------------------------------------- several-GPU workers
+
+
+def _params(device="cpu"):
+    return ExtractorParams("efficientnet_lite0", "random", device, 1, False, (0.5,) * 3, (0.5,) * 3)
+
+
+def test_a_gpu_worker_decodes_in_processes_and_keeps_networks_on_its_own_gpu_only(tmp_path, monkeypatch):
+    from sklearn_mlsp import extraction
+
+    monkeypatch.setattr(extraction, "_WORKER_EXTRACTORS", {_params("cuda:0"): FeatureExtractor(_params("cuda:0"))})
+    monkeypatch.setattr(extraction, "claim_device", lambda devices, token: devices[-1])
+    built, loaders = [], []
+    real_for, real_loader = extraction.extractor_for, extraction.make_loader
+    monkeypatch.setattr(extraction, "extractor_for", lambda p: built.append(p.device) or real_for(_params()))
+    monkeypatch.setattr(extraction, "make_loader", lambda ds, n: loaders.append(n) or real_loader(ds, 0))
+    paths = write_images(tmp_path, 3, 40, 40)
+    decode = (False, 32, None, 0.875)
+    on_gpu = extraction.extract_partition(_params(), paths, [0, 1, 2], decode, torch_threads=4,
+                                          devices=["cuda:0", "cuda:1"], claim_token="t")
+    on_cpu = extraction.extract_partition(_params(), paths, [0, 1, 2], decode, torch_threads=4)
+    assert built == ["cuda:1", "cpu"] and loaders == [2, 0]  # decoding processes for the GPU's partition only
+    np.testing.assert_array_equal(on_gpu.features, on_cpu.features)
+    assert on_gpu.positions == [0, 1, 2]
+    # The network left on cuda:0 by an earlier run was let go when this run claimed cuda:1.
+    assert all(p.device != "cuda:0" for p in extraction._WORKER_EXTRACTORS)
+
+
+def test_an_idle_worker_lets_its_networks_go(tmp_path, monkeypatch):
+    import time
+
+    from sklearn_mlsp import extraction
+
+    monkeypatch.setattr(extraction, "_WORKER_EXTRACTORS", {})
+    monkeypatch.setattr(extraction, "WORKER_IDLE_SECONDS", 0.2)
+    paths = write_images(tmp_path, 2, 40, 40)
+    for _ in range(2):  # a burst of partitions: the network stays loaded between them
+        extraction.extract_partition(_params(), paths, [0, 1], (False, 32, None, 0.875))
+        assert list(extraction._WORKER_EXTRACTORS) == [_params()]
+    time.sleep(0.2)
+    assert list(extraction._WORKER_EXTRACTORS) == [_params()]  # the first timer saw the second partition
+    deadline = time.monotonic() + 5
+    while extraction._WORKER_EXTRACTORS and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not extraction._WORKER_EXTRACTORS
+
+
+def test_a_reused_worker_keeps_its_gpu_and_removes_its_old_lock_file(tmp_path, monkeypatch):
+    from sklearn_mlsp import extraction
+
+    monkeypatch.setattr(extraction, "_CLAIMS", {})
+    devices = ["cuda:0", "cuda:1"]
+    _, other = extraction._lock_first_free(2, "run1", str(tmp_path))  # another worker holds cuda:0
+    assert extraction.claim_device(devices, "run1", str(tmp_path)) == "cuda:1"
+    other.close()
+    # The next run: cuda:0 is free, but this worker's network and CUDA context are on cuda:1.
+    assert extraction.claim_device(devices, "run2", str(tmp_path)) == "cuda:1"
+    assert not (tmp_path / "sklearn-mlsp-run1-device1.lock").exists()
+    extraction.release_claims("run2", str(tmp_path))
+    assert not list(tmp_path.glob("*run2*"))
