@@ -102,10 +102,14 @@ DRY = {
     "budget_s": 600,
 }
 #: Tolerances of the correctness rows: the largest per-image relative L2
-#: difference to float32 features (float16 has 11 significant bits, bfloat16
-#: 8), and the most float16 steps between batched and unbatched features.
-REL_TOLERANCE = {"gpu_decode": 0.05, "float16": 0.02, "bfloat16": 0.08, "oom": 0.0}
-BATCHED_MAX_STEPS = 1
+#: difference to the reference features (float16 has 11 significant bits,
+#: bfloat16 8; nvJPEG's pixels differ from libjpeg's by a level here and
+#: there, while a decode racing the forward calls replaces whole blocks of
+#: the network's input; set before any GPU run: revisit with the first table). Batched and unbatched features (and those of a batch split
+#: after an out-of-memory error) differ by float32 round-off: at most a
+#: float16 step of the image's features (2**-10 relative; near-zero values
+#: may differ by more of their own, tiny, float16 steps).
+REL_TOLERANCE = {"gpu_decode": 0.02, "float16": 0.02, "bfloat16": 0.08, "round-off": 2**-10}
 
 
 def cuda_unusable() -> str | None:
@@ -305,14 +309,12 @@ def correctness_rows(cfg, device, folder, n_decoders):
     def batched():
         alone = extract(t, paths, n_decoders, max_batch_pixels=0, precision="float32")
         together = extract(t, paths, n_decoders, max_batch_pixels=len(paths) * two, precision="float32")
-        steps = float16_steps(together, alone)
-        return bool(steps.max() <= BATCHED_MAX_STEPS), f"float16 steps max {steps.max():.0f} (<= {BATCHED_MAX_STEPS})"
+        return _compare(together, alone, REL_TOLERANCE["round-off"])
 
     def oom():
         got = extract(t, paths, n_decoders, model_hook=inject_oom(2), max_batch_pixels=two, precision="float32")
-        steps = float16_steps(got, float32())
-        return bool(np.all(np.isfinite(got)) and steps.max() <= BATCHED_MAX_STEPS), (
-            f"features after the error: float16 steps max {steps.max():.0f} (<= {BATCHED_MAX_STEPS})")
+        ok, detail = _compare(got, float32(), REL_TOLERANCE["round-off"])
+        return ok, f"after the error: {detail}"
 
     def cpu_model_on_device():
         from sklearn.linear_model import Ridge

@@ -200,8 +200,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         through joblib: the images to compute are split into partitions.
         None means 1 (or one per GPU with ``device="auto"`` and several
         GPUs: each worker claims its own GPU for the whole run, whichever
-        partitions it is given; workers beyond the GPUs share them), -1 all
-        cores. Under
+        partitions it is given; workers beyond the GPUs share them; each
+        worker counts the GPUs of its own machine), -1 all cores. Under
         ``joblib.parallel_config(backend="dask")`` the partitions run on a
         Dask cluster; with a cache that the workers can see, each commits its
         results to the store itself (so a lost worker or Ctrl-C keeps what
