@@ -209,10 +209,11 @@ def test_a_gpu_worker_decodes_in_processes_and_keeps_networks_on_its_own_gpu_onl
     monkeypatch.setattr(extraction, "make_loader", lambda ds, n: loaders.append(n) or real_loader(ds, 0))
     paths = write_images(tmp_path, 3, 40, 40)
     decode = (False, 32, None, 0.875)
-    on_gpu = extraction.extract_partition(_params(), paths, [0, 1, 2], decode, torch_threads=4,
-                                          devices=["cuda:0", "cuda:1"], claim_token="t")
-    on_cpu = extraction.extract_partition(_params(), paths, [0, 1, 2], decode, torch_threads=4)
-    assert built == ["cuda:1", "cpu"] and loaders == [2, 0]  # decoding processes for the GPU's partition only
+    on_gpu = extraction.extract_partition(_params(), paths, [0, 1, 2], decode, devices=["cuda:0", "cuda:1"],
+                                          claim_token="t")
+    on_cpu = extraction.extract_partition(_params(), paths, [0, 1, 2], decode)
+    assert built == ["cuda:1", "cpu"]
+    assert loaders[0] >= 1 and loaders[1] == 0  # decoding processes for the GPU's partition only
     np.testing.assert_array_equal(on_gpu.features, on_cpu.features)
     assert on_gpu.positions == [0, 1, 2]
     # The network left on cuda:0 by an earlier run was let go when this run claimed cuda:1.
@@ -225,14 +226,12 @@ def test_an_idle_worker_lets_its_networks_go(tmp_path, monkeypatch):
     from sklearn_mlsp import extraction
 
     monkeypatch.setattr(extraction, "_WORKER_EXTRACTORS", {})
-    monkeypatch.setattr(extraction, "WORKER_IDLE_SECONDS", 0.2)
+    monkeypatch.setattr(extraction, "WORKER_IDLE_SECONDS", 1.5)
     paths = write_images(tmp_path, 2, 40, 40)
     for _ in range(2):  # a burst of partitions: the network stays loaded between them
         extraction.extract_partition(_params(), paths, [0, 1], (False, 32, None, 0.875))
         assert list(extraction._WORKER_EXTRACTORS) == [_params()]
-    time.sleep(0.2)
-    assert list(extraction._WORKER_EXTRACTORS) == [_params()]  # the first timer saw the second partition
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 10
     while extraction._WORKER_EXTRACTORS and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not extraction._WORKER_EXTRACTORS
