@@ -24,6 +24,7 @@ import time
 import uuid
 import warnings
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -33,7 +34,7 @@ from PIL import Image
 from .backbones import get_backbone
 from .identity import image_key
 from .images import ImageError, _is_path, _refuse_if_closed, _refuse_if_too_big, describe, load_rgb
-from .loading import ViewsDataset, decode_jpeg_views, decode_views, die_with_parent, make_loader, stop_loader
+from .loading import ViewsDataset, decode_jpeg_views, die_with_parent, make_loader, stop_loader
 from .store import FeatureStore
 from .taps import TapExtractor
 from .views import cut_views, make_views
@@ -112,9 +113,46 @@ class ExtractorParams:
 
 
 def precision_label(params: ExtractorParams, device_type: str) -> str:
-    """What the cache configuration records for the precision actually used."""
+    """What the cache configuration records for the precision actually used.
+
+    "float32" is IEEE float32 on every device (:func:`ieee_float32`), so the
+    CPU's and a GPU's float32 features share one configuration.
+    """
     dtype = params.autocast_dtype(device_type)
     return "float32" if dtype is None else f"autocast-{str(dtype).removeprefix('torch.')}"
+
+
+_IEEE_LOCK = threading.Lock()
+_IEEE_STATE = {"users": 0, "saved": None}  # network passes inside ieee_float32 now; the flags they replaced
+
+
+@contextmanager
+def ieee_float32(device_type: str):
+    """Run the float32 operations of a network pass in IEEE float32 on CUDA (TF32 off).
+
+    PyTorch lets cuDNN convolutions use TF32 (10 mantissa bits) by default,
+    which changes features far beyond float32 round-off; the cache would
+    then give a GPU's "float32" features to a CPU model and back. The flags
+    are process-wide, so they stay off while any pass is inside and are
+    restored when the last one leaves. Half-precision autocast ops are not
+    affected. A no-op on other devices.
+    """
+    if device_type != "cuda":
+        yield
+        return
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    with _IEEE_LOCK:
+        if _IEEE_STATE["users"] == 0:
+            _IEEE_STATE["saved"] = (conv.fp32_precision, matmul.fp32_precision)
+            conv.fp32_precision = matmul.fp32_precision = "ieee"  # the new API only: mixing APIs raises
+        _IEEE_STATE["users"] += 1
+    try:
+        yield
+    finally:
+        with _IEEE_LOCK:
+            _IEEE_STATE["users"] -= 1
+            if _IEEE_STATE["users"] == 0:
+                conv.fp32_precision, matmul.fp32_precision = _IEEE_STATE["saved"]
 
 
 @dataclass
@@ -309,7 +347,8 @@ class FeatureExtractor:
         if self.device.type == "cuda":
             cudnn.benchmark = self._benchmark_flag(tuple(x.shape))
         try:
-            with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+            with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None), \
+                    ieee_float32(self.device.type):
                 return taps(x)
         finally:
             cudnn.benchmark = saved
@@ -371,6 +410,9 @@ def rescale_views(x: torch.Tensor, scale: float) -> torch.Tensor:
 
 _WORKER_EXTRACTORS: dict = {}
 _WORKER_LOCK = threading.Lock()
+#: A worker with no partition for this long lets its networks go (and their GPU memory).
+WORKER_IDLE_SECONDS = 60.0
+_WORKER_BUSY = {"partitions": 0, "generation": 0}
 
 
 def extractor_for(params: ExtractorParams) -> FeatureExtractor:
@@ -382,6 +424,43 @@ def extractor_for(params: ExtractorParams) -> FeatureExtractor:
             while len(_WORKER_EXTRACTORS) > 2:  # keep memory bounded across configurations
                 _WORKER_EXTRACTORS.pop(next(iter(_WORKER_EXTRACTORS)))
         return found
+
+
+def _drop_extractors(keep_device: str | None = None) -> None:
+    """Let this worker's networks go, except those on ``keep_device``; give their GPU memory back."""
+    import gc
+
+    with _WORKER_LOCK:
+        dropped = [p for p in _WORKER_EXTRACTORS if keep_device is None or p.device != keep_device]
+        for p in dropped:
+            del _WORKER_EXTRACTORS[p]
+    if dropped:
+        gc.collect()  # a network's hooks refer back to it: only the collector frees it
+        if torch.cuda.is_initialized():
+            torch.cuda.empty_cache()
+
+
+def _partition_started() -> None:
+    with _WORKER_LOCK:
+        _WORKER_BUSY["partitions"] += 1
+        _WORKER_BUSY["generation"] += 1
+
+
+def _partition_finished() -> None:
+    """After the last partition of a burst, release the networks once the worker has stayed idle."""
+    with _WORKER_LOCK:
+        _WORKER_BUSY["partitions"] -= 1
+        generation = _WORKER_BUSY["generation"]
+
+    def release_if_idle():
+        with _WORKER_LOCK:
+            idle = _WORKER_BUSY["partitions"] == 0 and _WORKER_BUSY["generation"] == generation
+        if idle:
+            _drop_extractors()
+
+    timer = threading.Timer(WORKER_IDLE_SECONDS, release_if_idle)
+    timer.daemon = True
+    timer.start()
 
 
 # --------------------------------------------------------------------- planning
@@ -655,18 +734,28 @@ _CLAIMS: dict = {}  # run token -> (device, open lock file or None), in this pro
 _CLAIMS_LOCK = threading.Lock()
 
 
-def _lock_first_free(n_devices: int, token: str, lock_dir: str):
+def _lock_path(lock_dir: str, token: str, index) -> str:
+    return os.path.join(lock_dir, f"sklearn-mlsp-{token}-device{index}.lock")
+
+
+def _lock_first_free(n_devices: int, token: str, lock_dir: str, prefer: int | None = None):
     """Lock the first of ``n_devices`` per-run lock files that no other process holds.
 
-    Returns ``(index, open file)`` (the lock lasts while the file is open) or
-    ``(None, None)`` when every device is taken or locking is unavailable.
+    ``prefer`` is tried first (the device this worker used last: its
+    networks and CUDA context are there already). Returns ``(index, open
+    file)`` (the lock lasts while the file is open) or ``(None, None)`` when
+    every device is taken or locking is unavailable.
     """
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: no advisory locks, fall back to the pid
         return None, None
-    for i in range(n_devices):
-        path = os.path.join(lock_dir, f"sklearn-mlsp-{token}-device{i}.lock")
+    order = list(range(n_devices))
+    if prefer is not None and prefer in order:
+        order.remove(prefer)
+        order.insert(0, prefer)
+    for i in order:
+        path = _lock_path(lock_dir, token, i)
         fh = open(path, "a")  # noqa: SIM115 - held open: the lock is the claim
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -706,24 +795,81 @@ def claim_device(devices, token: str, lock_dir: str | None = None) -> str:
     with _CLAIMS_LOCK:
         found = _CLAIMS.get(token)
         if found is None:
-            for _, fh in _CLAIMS.values():  # a worker reused from an earlier run lets its claim go
+            previous = None
+            for old_device, fh in _CLAIMS.values():  # a worker reused from an earlier run lets its claim go
+                previous = devices.index(old_device) if old_device in devices else None
                 if fh is not None:
                     fh.close()
+                    try:  # the earlier run is over: its lock file goes with the claim (this machine's)
+                        os.remove(fh.name)
+                    except OSError:
+                        pass
             _CLAIMS.clear()
-            index, fh = _lock_first_free(len(devices), token, lock_dir or tempfile.gettempdir())
+            index, fh = _lock_first_free(len(devices), token, lock_dir or tempfile.gettempdir(), prefer=previous)
             device = devices[index] if index is not None else devices[os.getpid() % len(devices)]
             found = _CLAIMS[token] = (device, fh)
         return found[0]
 
 
-def release_claims(token: str, n_devices: int, lock_dir: str | None = None) -> None:
-    """Remove a finished run's lock files (workers holding them keep their open copies)."""
-    for i in range(n_devices):
-        path = os.path.join(lock_dir or tempfile.gettempdir(), f"sklearn-mlsp-{token}-device{i}.lock")
+def release_claims(token: str, lock_dir: str | None = None) -> None:
+    """Remove a finished run's lock files in this machine's temporary folder (holders keep open copies).
+
+    Runs where the workers are: :func:`run_partitions` calls it on every Dask
+    worker, and in the caller for local processes.
+    """
+    import glob
+
+    for path in glob.glob(_lock_path(glob.escape(lock_dir or tempfile.gettempdir()), glob.escape(token), "*")):
         try:
             os.remove(path)
         except OSError:
             pass
+
+
+def worker_devices() -> list:
+    """This machine's GPUs (``cuda:i``), counted where the work runs; empty without CUDA."""
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return [f"cuda:{i}" for i in range(count)]
+
+
+def params_for_config(params: ExtractorParams, device: str, config: dict | None) -> ExtractorParams:
+    """``params`` on ``device``, computing there the numbers ``config`` records.
+
+    The caller's configuration was made for its own device type; a worker
+    with another one (a GPU worker of a GPU-less client) runs the precision
+    and decoder that configuration names, or refuses when it cannot.
+    """
+    params = replace(params, device=str(device))
+    kind = torch.device(device).type
+    if config is None:
+        return replace(params, gpu_decode=params.gpu_decode and kind == "cuda")
+    wanted = config.get("precision", precision_label(params, kind))
+    if precision_label(params, kind) != wanted:
+        matching = [replace(params, precision=p, amp=False) for p in PRECISIONS
+                    if precision_label(replace(params, precision=p, amp=False), kind) == wanted]
+        if not matching:
+            raise RuntimeError(
+                f"this worker's device is {device}, which cannot compute features in {wanted} (the caller's "
+                "configuration, made for its own device): run the workers on CUDA devices, or choose "
+                "precision='float32' or 'bfloat16', which every device computes alike."
+            )
+        params = matching[0]
+    decoder = "decoder" in config
+    if decoder and kind != "cuda":
+        raise RuntimeError(
+            f"this worker's device is {device}, but the caller's configuration decodes JPEGs with nvJPEG "
+            "(gpu_decode=True on CUDA): run the workers on CUDA devices, or pass gpu_decode=False."
+        )
+    return replace(params, gpu_decode=decoder)
+
+
+def _partition_decoders(device: str, threads: int | None) -> int:
+    """Decoding processes of a partition: a GPU worker's forward would wait for serial decoding."""
+    import multiprocessing
+
+    if torch.device(device).type != "cuda" or multiprocessing.current_process().daemon:
+        return 0  # a CPU worker's cores run the network; a daemonic worker (Dask) cannot start processes
+    return max(1, min(4, (threads or os.cpu_count() or 2) // 2))
 
 
 def extract_partition(params: ExtractorParams, items, positions, decode_args, store_path=None,
@@ -736,41 +882,57 @@ def extract_partition(params: ExtractorParams, items, positions, decode_args, st
     cancelled job keeps every committed image; otherwise they are returned.
     With ``devices``, the worker runs on the device it claimed for the run
     ``claim_token`` (:func:`claim_device`): one worker per GPU.
+    ``devices="auto"`` counts the GPUs here, on the worker (the caller's
+    own count says nothing about a cluster's machines), and runs the
+    precision and decoder ``config`` records (:func:`params_for_config`).
+    A worker on a GPU decodes in DataLoader processes, as a single process
+    does, and lets its networks go after :data:`WORKER_IDLE_SECONDS` idle.
     """
     started = time.perf_counter()
     if caller_pid is not None and os.getpid() != caller_pid and os.getppid() == caller_pid:
         die_with_parent()  # a worker process of the caller's: it must not outlive it (as decoders do not)
     if torch_threads:
         torch.set_num_threads(torch_threads)
+    if devices == "auto":
+        devices = worker_devices() or ["cpu"]
     if devices:
-        params = replace(params, device=claim_device(devices, claim_token))
+        device = devices[0] if len(devices) == 1 else claim_device(devices, claim_token)
+        params = params_for_config(params, device, config)
+        _drop_extractors(keep_device=params.device)  # networks on one GPU at a time, not one per run
+    _partition_started()
+    try:
+        return _run_partition(params, items, positions, decode_args, store_path, config, torch_threads, started)
+    finally:
+        _partition_finished()
+
+
+class _NoProgress:
+    def update(self, n):
+        pass
+
+
+def _run_partition(params, items, positions, decode_args, store_path, config, threads, started) -> PartitionResult:
     extractor = extractor_for(params)
-    augment, min_size, max_pixels, crop_fraction = decode_args
     store = FeatureStore(store_path) if store_path and os.path.isdir(store_path) else None
     sink = StoreSink(store, config, [None] * len(items)) if store is not None else None
+    index_of = {pos: i for i, pos in enumerate(positions)}
     done, keys, feats, failures = [], [], [], []
+
+    class Collect:
+        def commit(self, pos, key, out):
+            done.append(pos)
+            keys.append(key)
+            if sink is not None:
+                sink.commit(index_of[pos], key, out)
+            else:
+                feats.append(out)
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            def decoded():
-                for i, (item, pos) in enumerate(zip(items, positions)):
-                    yield i, item, decode_views(item, pos, augment, min_size, max_pixels, crop_fraction,
-                                                extractor.params.gpu_decode)
-
-            def views_of(entry):
-                _, item, loaded = entry
-                return _views_of(loaded, item, extractor, decode_args)
-
-            for (i, _, loaded), out in extractor.stream(decoded(), views_of):
-                if out is None:
-                    failures.append((loaded.position, loaded.error))
-                    continue
-                done.append(loaded.position)
-                keys.append(loaded.key)
-                if sink is not None:
-                    sink.commit(i, loaded.key, out)
-                else:
-                    feats.append(out)
+            run_local(dict(zip(positions, items)), positions, extractor, Collect(),
+                      lambda pos, message: failures.append((pos, message)), _NoProgress(), decode_args,
+                      _partition_decoders(params.device, threads))
         finally:
             if sink is not None:
                 sink.close()
@@ -792,7 +954,11 @@ def partitions(positions: list, n_workers: int, max_size: int = 64) -> list:
 
 def run_partitions(items, positions, params, sink, on_failure, progress, decode_args, n_jobs,
                    store_path=None, config=None, devices=None):
-    """Compute ``positions`` as joblib tasks (processes, or Dask under its backend)."""
+    """Compute ``positions`` as joblib tasks (processes, or Dask under its backend).
+
+    ``devices``: None runs every task on ``params.device``; a list or
+    "auto" (each worker's own GPUs) makes each worker claim one device.
+    """
     from joblib import Parallel, delayed, effective_n_jobs
 
     workers = effective_n_jobs(n_jobs)
@@ -813,7 +979,21 @@ def run_partitions(items, positions, params, sink, on_failure, progress, decode_
         return _collect_partitions(results, sink, on_failure, progress)
     finally:
         if devices:
-            release_claims(token, len(devices))
+            _release_everywhere(token)
+
+
+def _release_everywhere(token: str) -> None:
+    """The run's lock files go on every machine that holds some: Dask workers' and this one."""
+    from joblib.parallel import get_active_backend
+
+    client = getattr(get_active_backend()[0], "client", None)  # joblib's Dask backend
+    if client is not None:
+        try:
+            client.run(release_claims, token)
+        except Exception as exc:  # noqa: BLE001 -- a lost worker: its lock files are a few empty files
+            warnings.warn(f"could not remove the device lock files on the Dask workers ({exc}).", UserWarning,
+                          stacklevel=3)
+    release_claims(token)
 
 
 def _collect_partitions(results, sink, on_failure, progress) -> dict:

@@ -585,6 +585,27 @@ class _Reader:
     def fail(self, message):
         return ModelFileError(f"{self.path}: {message}")
 
+    def _device_here(self, saved, what):
+        """The caller's device; else the saved one where this machine has it; else the GPU or CPU it has."""
+        import torch
+
+        if self.device is not None:
+            return self.device
+        try:
+            wanted = torch.device(saved) if saved != "auto" else None
+        except (RuntimeError, TypeError):
+            return saved  # the estimator's own validation names it
+        if wanted is None or wanted.type != "cuda":
+            return saved
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count and (wanted.index is None or wanted.index < count):
+            return saved
+        here = "cuda" if count else "cpu"
+        has = f"only {count} CUDA device(s)" if count else "no CUDA device"
+        warnings.warn(f"{self.path}: the {what} was saved with device={str(saved)!r}, but this machine has {has}; "
+                      f"it is loaded on {here!r} (load_model(..., device=...) chooses).", UserWarning, stacklevel=5)
+        return here
+
     def tensor(self, key, where):
         if not isinstance(key, str) or key not in self.keys:
             raise self.fail(f"{where} refers to the array {key!r}, which the file does not hold (corrupt file).")
@@ -704,17 +725,10 @@ class _Reader:
             ) from None
 
     def _transformer(self, cls, params, state, where):
-        import torch
-
         from .backbones import WeightsUnavailableError
 
         params["cache"] = self.cache
-        if self.device is not None:
-            params["device"] = self.device
-        elif str(params.get("device")).startswith("cuda") and not torch.cuda.is_available():
-            warnings.warn(f"{self.path}: the transformer was saved with device={params['device']!r}, but no "
-                          "CUDA device is available; it is loaded on the CPU.", UserWarning, stacklevel=4)
-            params["device"] = "cpu"
+        params["device"] = self._device_here(params.get("device", "auto"), "transformer")
         saved = state.get("config_id_")
         if not isinstance(saved, str):
             raise self.fail(
@@ -729,6 +743,23 @@ class _Reader:
                 f"the feature configuration cannot be rebuilt here (backbone {params.get('backbone')!r}): {exc}"
             ) from None
         # Recomputed from the loaded parameters: an edited parameter changes it.
+        changes = est._options_giving(saved) if saved != est.config_id_ else None
+        if changes:  # options ignored where the features were computed (float16 on a CPU): set as they ran
+            warnings.warn(
+                f"{self.path}: the training features were computed with "
+                f"{', '.join(f'{k}={params.get(k)!r}' for k in changes)} on another kind of device; to compute "
+                f"the same features on {est.device_}, the transformer is loaded with "
+                f"{', '.join(f'{k}={v!r}' for k, v in changes.items())}.", UserWarning, stacklevel=4)
+            est.set_params(**changes).fit()
+        device_only = est._device_only_options(saved) if saved != est.config_id_ else []
+        if device_only:
+            raise self.fail(
+                f"{where}: the model was trained on features computed on CUDA with {' and '.join(device_only)}; "
+                f"{est.device_} cannot compute them, and a head given other features would predict other "
+                "numbers. Load it where CUDA is available (load_model(..., device='cuda')), or train the head "
+                "on features that every device computes alike (precision='float32' or 'bfloat16', "
+                "gpu_decode=False)."
+            )
         if saved != est.config_id_:
             raise self.fail(
                 f"{where}.config_id_: the feature configuration differs from the one the model was trained "
@@ -744,16 +775,7 @@ class _Reader:
 
         from .model_checks import check_module_weights
 
-        device = self.device if self.device is not None else params.get("device", "cpu")
-        if str(device).startswith("cuda") and not torch.cuda.is_available():
-            warnings.warn(
-                f"{self.path}: the model was trained with device={device!r}, but no CUDA device is "
-                "available; it is loaded on the CPU.",
-                UserWarning,
-                stacklevel=4,
-            )
-            device = "cpu"
-        params["device"] = device
+        params["device"] = self._device_here(params.get("device", "cpu"), "head")
         est = self._construct(cls, params, where)
         for key, value in state.items():
             setattr(est, key, value)

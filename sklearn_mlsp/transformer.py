@@ -203,7 +203,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         ``device="auto"`` on a machine with GPUs one process per GPU (with
         several GPUs each worker claims its own GPU for the whole run,
         whichever partitions it is given; workers beyond the GPUs share
-        them). Under
+        them; each worker counts the GPUs of its own machine). Under
         ``joblib.parallel_config(backend="dask")`` the partitions run on a
         Dask cluster; with a cache that the workers can see, each commits its
         results to the store itself (so a lost worker or Ctrl-C keeps what
@@ -233,8 +233,10 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         (fast on GPUs and CPUs with bfloat16 units, slow elsewhere). Both
         are faster on tensor-core GPUs and change the features slightly
         (bfloat16 more: 8 bits of mantissa), so each is cached as its own
-        configuration. None: "float16" with the deprecated ``amp=True``,
-        else "float32".
+        configuration. "float32" is IEEE float32 on every device (on CUDA,
+        TF32 is turned off during the network pass), so CPU and GPU share
+        its features, cache configuration and models. None: "float16" with
+        the deprecated ``amp=True``, else "float32".
     channels_last : bool, default=False
         Run the network in channels-last memory layout (faster
         convolutions on tensor-core GPUs; on the CPU it can be slower). The
@@ -454,19 +456,67 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         self.view_names_ = view_names(bool(self.augment))
         self.device_ = device
         self.backbone_spec_ = get_backbone(members[0].backbone)
-        if several:
-            self.config_ = {
-                "members": self.member_configs_,
-                "labels": [m.label for m in members],
-                "weights": [c["weights"] for c in self.member_configs_],
-                "grid_size": k,
-                "views": list(self.view_names_),
-            }
-        else:
-            self.config_ = self.member_configs_[0]
+        self.config_ = self._whole_config(self.member_configs_)
         self.config_id_ = config_id(self.config_)
         self._extractors = {}
         return self
+
+    def _whole_config(self, member_configs) -> dict:
+        """The configuration of all members (the cache's, for one member)."""
+        if len(member_configs) == 1:
+            return member_configs[0]
+        return {
+            "members": member_configs,
+            "labels": [m.label for m in self.members_],
+            "weights": [c["weights"] for c in member_configs],
+            "grid_size": self._grid_size(),
+            "views": list(view_names(bool(self.augment))),
+        }
+
+    def _config_id_with(self, device, **options) -> str:
+        """The configuration id of the fitted members on ``device`` with ``options`` changed (nothing is set)."""
+        saved = {name: getattr(self, name) for name in options}
+        try:
+            for name, value in options.items():
+                setattr(self, name, value)
+            configs = [self._with_device_fields(dict(config), member, torch.device(device))
+                       for config, member in zip(self.member_configs_, self.members_)]
+        finally:
+            for name, value in saved.items():
+                setattr(self, name, value)
+        return config_id(self._whole_config(configs))
+
+    def _options_giving(self, cid) -> dict | None:
+        """Options that make this device compute the features of configuration ``cid``, or None.
+
+        Only precision and the JPEG decoder differ between devices (float16
+        runs on CUDA only, nvJPEG too): a model whose features were computed
+        with ``precision="float16"`` on a CPU, where it is ignored, gets
+        the CPU's float32 features on a GPU with ``precision="float32"``.
+        """
+        for precision in (self.precision, "float32", "bfloat16", "float16"):
+            for gpu_decode in (self.gpu_decode, False):
+                options = {"precision": precision, "gpu_decode": gpu_decode}
+                if precision != self.precision:
+                    options["amp"] = False
+                if self._config_id_with(self.device_, **options) == cid:
+                    return {k: v for k, v in options.items() if v != getattr(self, k)}
+        return None
+
+    def _device_only_options(self, cid) -> list:
+        """The options that make configuration ``cid`` a CUDA one that this device cannot compute."""
+        cuda = [self._with_device_fields(dict(c), m, torch.device("cuda"))
+                for c, m in zip(self.member_configs_, self.members_)]
+        if config_id(self._whole_config(cuda)) != cid:
+            return []
+        here = self.member_configs_[0]
+        found = []
+        if cuda[0]["precision"] != here["precision"]:
+            found.append(f"precision={self.precision or 'float16'!r} ({cuda[0]['precision']} runs on CUDA "
+                         f"only; on {self.device_.type} the features are {here['precision']})")
+        if cuda[0].get("decoder") != here.get("decoder"):
+            found.append("gpu_decode=True (JPEGs decoded by nvJPEG on CUDA; PIL's pixels differ by a level)")
+        return found
 
     def _describe_member(self, member, k, device):
         """Taps, channels and cache configuration of one member, from its architecture alone."""
@@ -493,15 +543,20 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
                 "version": PREPROCESSING_VERSION,
             },
         }
-        params = self._member_params(member, spec, device)
-        config["precision"] = precision_label(params, device.type)
-        if params.gpu_decode:  # nvJPEG's pixels are not libjpeg's to the last level
-            config["decoder"] = "torchvision.io.decode_jpeg(cuda)"
         if member.scale != 1.0:
             # Only then: configurations at full scale keep the ids of earlier versions.
             config["scale"] = member.scale
             config["preprocessing"]["resize"] = "views resized by scale, bilinear with antialiasing"
-        return list(names), [int(c) for c in channels], config
+        return list(names), [int(c) for c in channels], self._with_device_fields(config, member, device)
+
+    def _with_device_fields(self, config, member, device) -> dict:
+        """``config`` with what differs by device: the precision used, the JPEG decoder."""
+        params = self._member_params(member, get_backbone(member.backbone), device)
+        config.pop("decoder", None)
+        config["precision"] = precision_label(params, device.type)
+        if params.gpu_decode:  # nvJPEG's pixels are not libjpeg's to the last level
+            config["decoder"] = "torchvision.io.decode_jpeg(cuda)"
+        return config
 
     # ---------------------------------------------------------------- extracting
 
@@ -676,9 +731,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
                 if store is not None:
                     store.prepare(config)  # the folder workers commit into
                     store_path = os.path.abspath(self.cache)
-                devices = None
-                if self.device == "auto" and torch.cuda.device_count() > 1:
-                    devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+                # "auto": each worker counts its own GPUs (a Dask client's say nothing about its workers).
+                devices = "auto" if self.device == "auto" else None
                 per_worker = run_partitions(items, todo, self._extractor_params(member=member), sink, on_failure,
                                             progress, decode_args, n_jobs, store_path, config, devices)
             elif todo:

@@ -239,6 +239,20 @@ def test_n_jobs_processes_give_the_single_process_features(tmp_path, backbone_lo
     assert again.transform_stats_["cached"] == 8 and len(backbone_loads) == loads
 
 
+def test_workers_count_their_own_gpus_not_the_callers(tmp_path, monkeypatch):
+    # A caller with 2 GPUs (faked) and workers with none (this machine): each worker runs on its CPU
+    # instead of being sent to cuda:0 / cuda:1, which it does not have.
+    import torch
+
+    paths = write_images(tmp_path / "img", 4, 40, 56)
+    single = np.asarray(tiny_transformer(device="auto").fit().transform(paths))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    t = tiny_transformer(device="auto", n_jobs=2).fit()
+    assert t.device_.type == "cuda"
+    np.testing.assert_array_equal(np.asarray(t.transform(paths)), single)
+
+
 # ---------------------------------------------------------------------- Dask
 
 
@@ -278,6 +292,61 @@ def test_dask_features_equal_a_single_process(tmp_path, dask_client):
     assert np.isnan(out[5]).all() and t.failures_["position"].tolist() == [5]
     np.testing.assert_array_equal(memory, single)
     assert FeatureStore(tmp_path / "cache").summary()["images"].sum() == 10
+
+
+def _fake_two_gpus(tmp):
+    """On a Dask worker: 2 CUDA devices to count (networks still built on the CPU), lock files in ``tmp``."""
+    import tempfile
+    from dataclasses import replace
+
+    import torch
+
+    from sklearn_mlsp import extraction
+
+    extraction._test_restore = (torch.cuda.is_available, torch.cuda.device_count, tempfile.tempdir,
+                                extraction.extractor_for)
+    extraction._test_seen = seen = []
+    real = extraction.extractor_for
+    torch.cuda.is_available, torch.cuda.device_count = (lambda: True), (lambda: 2)
+    tempfile.tempdir = tmp
+    extraction.extractor_for = lambda p: seen.append(p.device) or real(replace(p, device="cpu"))
+
+
+def _undo_fake_gpus():
+    import tempfile
+
+    import torch
+
+    from sklearn_mlsp import extraction
+
+    torch.cuda.is_available, torch.cuda.device_count, tempfile.tempdir, extraction.extractor_for = \
+        extraction._test_restore
+    return sorted(set(extraction._test_seen))
+
+
+def test_dask_workers_count_their_own_gpus_and_release_their_claims(tmp_path, dask_client):
+    # A client without GPUs, workers with 2 each (faked on the workers only).
+    from joblib import parallel_config
+
+    paths = write_images(tmp_path / "img", 10, 40, 56)
+    single = np.asarray(tiny_transformer().fit().transform(paths))
+    worker_tmp = tmp_path / "worker-tmp"
+    worker_tmp.mkdir()
+    dask_client.run(_fake_two_gpus, str(worker_tmp))
+    try:
+        with parallel_config(backend="dask"):
+            t = tiny_transformer(device="auto", n_jobs=2).fit()
+            out = np.asarray(t.transform(paths))
+    finally:
+        seen = dask_client.run(_undo_fake_gpus)
+    assert t.device_.type == "cpu"  # the client's own device
+    np.testing.assert_array_equal(out, single)
+    used = [devices for devices in seen.values() if devices]
+    assert all(len(devices) == 1 for devices in used)  # each worker kept one GPU for the run
+    assert {d for devices in used for d in devices} <= {"cuda:0", "cuda:1"}
+    if len(used) == 2:
+        assert used[0] != used[1]
+    assert not list(worker_tmp.glob("sklearn-mlsp-*.lock"))  # removed on the workers, not the client
 
 
 def test_dask_worker_killed_mid_run(tmp_path, dask_client):

@@ -248,7 +248,7 @@ def test_each_worker_claims_its_own_gpu_for_the_whole_run(tmp_path):
     # ... and a later run claims afresh, letting the old claim go.
     assert extraction.claim_device(devices, "run3", str(tmp_path)) == "cuda:0"
     assert extraction._lock_first_free(2, "run2", str(tmp_path))[0] == 0
-    extraction.release_claims("run3", 2, str(tmp_path))
+    extraction.release_claims("run3", str(tmp_path))
     assert not list(tmp_path.glob("*run3*"))
 
 

@@ -310,6 +310,8 @@ class _MLSPHead(NeuralNetRegressor):
         if kwargs["batch_size"] == -1:
             kwargs["batch_size"] = len(dataset)
         kwargs.setdefault("collate_fn", collate_batch)
+        # Page-locked batches: infer's copy to the GPU is then asynchronous.
+        kwargs.setdefault("pin_memory", str(self.device).startswith("cuda"))
         if training:
             kwargs.setdefault("shuffle", True)
             # A last batch of one image would break batch normalisation.
@@ -327,7 +329,10 @@ class _MLSPHead(NeuralNetRegressor):
         Inside :meth:`predict` with ``return_std=True`` the result has a second
         column, the standard deviation over the views.
         """
-        x = to_tensor(x, device=self.device)
+        if torch.is_tensor(x) and x.is_pinned():  # from the loader (get_iterator): the copy overlaps
+            x = x.to(self.device, non_blocking=True)
+        else:
+            x = to_tensor(x, device=self.device)
         m, v = x.shape[:2]
         out = self.module_(x.flatten(0, 1), **fit_params).view(m, v, -1)
         mean = out.mean(dim=1)
@@ -361,7 +366,10 @@ class _MLSPHead(NeuralNetRegressor):
         if self.random_state is None:
             return contextlib.nullcontext()
         stack = contextlib.ExitStack()
-        devices = [torch.cuda.current_device()] if str(self.device).startswith("cuda") else []
+        devices = []
+        if str(self.device).startswith("cuda"):  # the head's GPU, which need not be the current one
+            device = torch.device(self.device)
+            devices = [device.index if device.index is not None else torch.cuda.current_device()]
         stack.enter_context(torch.random.fork_rng(devices=devices))
         torch.manual_seed(int(self._seeds_[0]))
         return stack
