@@ -376,3 +376,22 @@ def test_nvjpeg_views_are_close_to_pils(tmp_path):
                                   device="cuda").cpu().numpy()
         assert views.shape == pil.views.shape
         assert np.abs(views.astype(int) - pil.views).mean() < 1.0  # decoders differ by a level at most, mostly
+
+
+# ------------------------------------------------------- device hygiene (issue 18)
+
+
+def test_a_dropped_extractor_frees_its_network_without_the_garbage_collector():
+    import gc
+    import weakref
+
+    ex = FeatureExtractor(_params())
+    ex.features(np.zeros((1, 40, 48, 3), np.uint8))
+    model = weakref.ref(ex._taps.model)
+    gc.collect()
+    gc.disable()
+    try:
+        del ex  # no cycle model -> hooks -> TapExtractor -> model: reference counting frees it (and its GPU memory)
+        assert model() is None
+    finally:
+        gc.enable()
