@@ -28,6 +28,7 @@ from .extraction import (
     run_partitions,
 )
 from .images import DEFAULT_MAX_PIXELS, ImageError, describe
+from .loading import usable_device_decoder
 from .members import ChannelConcatView, members_of
 from .store import FeatureStore, config_id
 from .taps import TapExtractor
@@ -510,7 +511,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
                                precision=self.precision,
                                channels_last=bool(self.channels_last),
                                cudnn_benchmark=benchmark if benchmark == "auto" else ("on" if benchmark else "off"),
-                               gpu_decode=bool(self.gpu_decode) and device.type == "cuda",
+                               gpu_decode=bool(self.gpu_decode) and device.type == "cuda"
+                               and usable_device_decoder(device),  # else PIL, recorded as such
                                scale=member.scale)
 
     def _extractor_params(self, device=None, member=None) -> ExtractorParams:
