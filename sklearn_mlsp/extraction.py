@@ -358,6 +358,7 @@ class FeatureExtractor:
     def _submit(self, group, inflight, depth):
         """Queue one group's forward call, yielding what is finished; on out of memory, run it split."""
         shape = tuple(group[0][1].shape)
+        retry_whole = True
         if shape not in self._by_view:
             batch = self._try_launch(group)
             if batch is not None:
@@ -367,10 +368,13 @@ class FeatureExtractor:
                 return
             if len(group) > 1:
                 self._cap[shape] = 1  # later images of this size: one per call
+            # One image that failed with nothing queued: alone again it would fail again
+            # (CUDA's allocator already frees its cache and retries before it raises).
+            retry_whole = len(group) > 1 or bool(inflight)
         while inflight:  # what is finished is handed out first: an out-of-memory error never loses it
             yield from self._collect(inflight.popleft())
         for entry, views in group:
-            yield entry, self._run_split(views, shape)
+            yield entry, self._run_split(views, shape, retry_whole)
 
     def _try_launch(self, group):
         """:meth:`_launch`, or None when the device (or the host) is out of memory."""
@@ -386,9 +390,13 @@ class FeatureExtractor:
         batch = self._try_launch(group)
         return None if batch is None else next(self._collect(batch))[1]
 
-    def _run_split(self, views, shape):
+    def _run_split(self, views, shape, retry_whole: bool = True):
         """One image alone, else one view per call; :class:`OutOfMemory` when one view does not fit."""
         self._free_memory()
+        if shape not in self._by_view and not retry_whole:
+            self._by_view.add(shape)
+            if views.shape[0] == 1:
+                return OutOfMemory(tuple(views.shape[:3]), str(self.device), self._last_oom)
         if shape not in self._by_view:
             feats = self._run_now([(None, views)])
             if feats is not None:

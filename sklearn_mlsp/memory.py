@@ -139,12 +139,17 @@ def _address_space_left() -> int | None:
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     if soft == resource.RLIM_INFINITY:
         return None
+    used = _vm_size()
+    return None if used is None else max(0, soft - used)
+
+
+def _vm_size() -> int | None:
+    """This process's address space in use (``VmSize``), in bytes; None where /proc has no figure."""
     try:
         with open(f"/proc/{os.getpid()}/status") as fh:
-            used = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
+            return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
     except (OSError, StopIteration):
         return None
-    return max(0, soft - used)
 
 
 def available_bytes(device) -> int | None:
