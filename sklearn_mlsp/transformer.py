@@ -209,6 +209,9 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         was finished), otherwise results stream back to the caller.
     max_pixels : int or None, default=64_000_000
         Larger images are refused (decompression-bomb guard); None: no limit.
+        Images within it whose forward pass would not fit in the memory
+        available, even one view at a time, are refused too, from their
+        header (see "Memory and large images" in the install guide).
     verbose : int, default=1
         0: silent; 1: a progress bar during extraction.
     max_batch_pixels : int or "auto", default="auto"
@@ -242,10 +245,12 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         cuDNN's auto-tuner on CUDA (ignored on the CPU). True tunes every
         new input shape (worth it when all images share a size; with
         thousands of distinct sizes the tuning costs more than it saves);
-        False never tunes; "auto" tunes a shape once it has come
-        3 times, so data sets of one size get tuned kernels and
-        mixed-size ones pay nothing. The kernels chosen change features
-        at float32 round-off only.
+        False never tunes; "auto" plans the forward calls from the image
+        headers and tunes a batch shape from its first call when it will
+        come at least 3 times (cuDNN keeps its first pick for a shape), so
+        data sets of one size get tuned kernels and mixed-size ones pay
+        nothing; a process-wide ``torch.backends.cudnn.benchmark=True`` is
+        kept. The kernels chosen change features at float32 round-off only.
     gpu_decode : bool, default=False
         Decode JPEG files on the GPU (torchvision's nvJPEG decoder), for
         machines with few CPU cores per GPU: the decoding processes then
@@ -255,7 +260,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         through PIL as usual. EXIF orientation and grey-to-RGB are applied
         as with PIL, but nvJPEG's pixels may differ from libjpeg's by a level
         or so, so its features are cached as their own configuration.
-        Ignored on the CPU.
+        Ignored on the CPU; a torchvision that cannot decode on the GPU
+        gives one warning, and the images are decoded (and cached) as PIL's.
 
     Attributes
     ----------
