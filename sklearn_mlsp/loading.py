@@ -136,11 +136,17 @@ def _header_size(item, pos, data=None) -> tuple | None:
     return None
 
 
-def _view_shape(width: int, height: int, augment: bool, min_size: int, crop_fraction: float) -> tuple:
-    """``(V, h, w)`` of the views an image of ``width`` x ``height`` gives (after the small-image rule)."""
+def _enlarged(width: int, height: int, augment: bool, min_size: int, crop_fraction: float) -> tuple:
+    """``(width, height)`` after the small-image rule (:func:`upscale_for`), as :func:`decode_views` applies it."""
     factor = upscale_for(height, width, min_size, crop_fraction if augment else 1.0)
     if factor > 1.0:
         width, height = max(1, int(np.ceil(width * factor))), max(1, int(np.ceil(height * factor)))
+    return width, height
+
+
+def _view_shape(width: int, height: int, augment: bool, min_size: int, crop_fraction: float) -> tuple:
+    """``(V, h, w)`` of the views an image of ``width`` x ``height`` gives (after the small-image rule)."""
+    width, height = _enlarged(width, height, augment, min_size, crop_fraction)
     views = make_views(height, width, augment, crop_fraction)
     return len(views), views[0].height, views[0].width
 
@@ -164,6 +170,9 @@ def _refuse_if_it_cannot_fit(item, pos, data, memory, max_pixels, augment, min_s
     size = _header_size(item, pos, data)
     if size is None or size[0] < 1 or size[1] < 1:
         return
+    width, height = _enlarged(*size, augment, min_size, crop_fraction)
+    if max_pixels is not None and max(size[0] * size[1], width * height) > max_pixels:
+        return  # max_pixels refuses it, in its own words
     n, h, w = _view_shape(*size, augment, min_size, crop_fraction)
     if memory.fits(1, h, w):
         return  # whole, or one view per call (FeatureExtractor.stream splits it)
