@@ -256,10 +256,14 @@ def decode_views(item, pos, augment, min_size, max_pixels, crop_fraction=CROP_FR
                 f"Cannot read image {describe(item, pos)}: it is {h}x{w}; enlarged to the "
                 f"backbone's minimum size it would be {size[1]}x{size[0]} = {size[0] * size[1]} "
                 f"pixels, over max_pixels={max_pixels}."))
-        rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.BICUBIC))
         upscaled = (h, w)
-    views = make_views(rgb.shape[0], rgb.shape[1], augment, crop_fraction)
-    return LoadedImage(pos, cut_views(rgb, views), None, upscaled, key, size=(rgb.shape[0], rgb.shape[1]))
+    try:
+        if upscaled is not None:
+            rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.BICUBIC))
+        views = cut_views(rgb, make_views(rgb.shape[0], rgb.shape[1], augment, crop_fraction))
+    except MemoryError:
+        return LoadedImage(pos, None, out_of_memory_message(item, pos, "cutting its views"))
+    return LoadedImage(pos, views, None, upscaled, key, size=(rgb.shape[0], rgb.shape[1]))
 
 
 def orient(image: torch.Tensor, orientation: int) -> torch.Tensor:

@@ -222,4 +222,8 @@ def memory_check(backbone: str, device, dtype=torch.float32, scale: float = 1.0)
     available = available_bytes(device)
     if available is None:
         return None
-    return MemoryCheck(backbone, bytes_per_pixel(backbone, dtype), int(available), str(device), float(scale))
+    try:
+        per_pixel = bytes_per_pixel(backbone, dtype)
+    except Exception:  # noqa: BLE001 -- a network the meta device cannot run: no estimate, no refusals
+        return None
+    return MemoryCheck(backbone, per_pixel, int(available), str(device), float(scale))

@@ -230,3 +230,17 @@ def test_features_batch_names_the_image_that_does_not_fit(monkeypatch):
         warnings.simplefilter("ignore")
         with pytest.raises(torch.OutOfMemoryError, match="image 1 of views_list: out of memory"):
             ex.features_batch([np.zeros((1, 48, 64, 3), np.uint8), np.zeros((1, 96, 64, 3), np.uint8)])
+
+
+@pytest.mark.parametrize("error", [MemoryError, lambda *a, **k: RuntimeError(CPU_OOM)], ids=["MemoryError", "allocator"])
+def test_a_decode_that_runs_out_of_memory_names_it_and_its_size(tmp_path, monkeypatch, error):
+    from sklearn_mlsp import loading
+
+    path = write_images(tmp_path, 1, 48, 64)[0]
+
+    def decode(*args, **kwargs):
+        raise error()
+
+    monkeypatch.setattr(loading, "load_rgb", decode)
+    loaded = loading.decode_views(path, 0, False, 32, None)
+    assert "out of memory while decoding it (64x48 pixels)" in loaded.error and path in loaded.error, loaded.error
