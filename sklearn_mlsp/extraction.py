@@ -819,7 +819,7 @@ def _failure_of(loaded, item, feats) -> str:
     return loaded.error
 
 
-def _prepare(extractor, items, positions, decode_args):
+def _prepare(extractor, todo, decode_args):
     """Set up a run: the memory check (also handed to the decoders) and, with "auto" cudnn tuning on CUDA, the plan.
 
     The plan reads the image headers (about 0.1 ms each) only where it
@@ -831,7 +831,7 @@ def _prepare(extractor, items, positions, decode_args):
     extractor.memory = memory_check(params.backbone, extractor.device, dtype, params.scale)
     planned = None
     if extractor.device.type == "cuda" and params.cudnn_benchmark == "auto":
-        planned = planned_view_shapes([items[p] for p in positions], augment, min_size, crop_fraction)
+        planned = planned_view_shapes(todo, augment, min_size, crop_fraction)
     return extractor.memory, planned
 
 
@@ -844,7 +844,7 @@ def run_local(items, positions, extractor, sink, on_failure, progress, decode_ar
     has been committed.
     """
     augment, min_size, max_pixels, crop_fraction = decode_args
-    memory, planned = _prepare(extractor, items, positions, decode_args)
+    memory, planned = _prepare(extractor, [items[p] for p in positions], decode_args)
     dataset = ViewsDataset(items, positions, augment, min_size, max_pixels, crop_fraction, extractor.params.gpu_decode,
                            memory=memory)
 
@@ -972,7 +972,7 @@ def extract_partition(params: ExtractorParams, items, positions, decode_args, st
         params = replace(params, device=claim_device(devices, claim_token))
     extractor = extractor_for(params)
     augment, min_size, max_pixels, crop_fraction = decode_args
-    memory, planned = _prepare(extractor, items, positions, decode_args)
+    memory, planned = _prepare(extractor, items, decode_args)  # this partition's items
     store = FeatureStore(store_path) if store_path and os.path.isdir(store_path) else None
     sink = StoreSink(store, config, [None] * len(items)) if store is not None else None
     done, keys, feats, failures = [], [], [], []

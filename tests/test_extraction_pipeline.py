@@ -531,3 +531,17 @@ def test_worker_warnings_keep_their_category(tmp_path, monkeypatch):
         warnings.simplefilter("always")
         extraction._collect_partitions([result], sink, lambda p, m: None, progress)
     assert [w.category for w in caught if "per-call" in str(w.message)] == [DeprecationWarning]
+
+
+def test_cudnn_auto_plans_the_run_from_the_image_headers(tmp_path, monkeypatch):
+    from sklearn_mlsp import memory
+    from sklearn_mlsp.loading import decode_views
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device: None)
+    paths = write_images(tmp_path, 2, 48, 64) + write_images(tmp_path, 1, 20, 30, start=5)  # the last is enlarged
+    ex = FeatureExtractor(ExtractorParams(**{**_params().__dict__, "device": "cuda"}))
+    _, planned = extraction._prepare(ex, paths, (True, 32, None, 0.875))
+    decoded = [decode_views(p, 0, True, 32, None).views.shape[:3] for p in paths]
+    assert planned == [tuple(d) for d in decoded]
+    cpu = FeatureExtractor(_params())
+    assert extraction._prepare(cpu, paths, (True, 32, None, 0.875))[1] is None  # no header reads on the CPU
