@@ -232,7 +232,8 @@ def test_features_batch_names_the_image_that_does_not_fit(monkeypatch):
             ex.features_batch([np.zeros((1, 48, 64, 3), np.uint8), np.zeros((1, 96, 64, 3), np.uint8)])
 
 
-@pytest.mark.parametrize("error", [MemoryError, lambda *a, **k: RuntimeError(CPU_OOM)], ids=["MemoryError", "allocator"])
+@pytest.mark.parametrize("error", [MemoryError, lambda *a, **k: RuntimeError(CPU_OOM)],
+                         ids=["MemoryError", "allocator"])
 def test_a_decode_that_runs_out_of_memory_names_it_and_its_size(tmp_path, monkeypatch, error):
     from sklearn_mlsp import loading
 
