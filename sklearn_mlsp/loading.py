@@ -13,11 +13,13 @@ EXIF orientation there exactly as :func:`~sklearn_mlsp.images.load_rgb` does.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +29,7 @@ from PIL import Image
 from .identity import image_key, key_of_bytes
 from .images import (
     ImageError,
+    _error,
     _is_path,
     _open_header,
     _orientation,
@@ -42,8 +45,10 @@ __all__ = [
     "ViewsDataset",
     "decode_jpeg_views",
     "decode_views",
+    "device_decoder_problem",
     "make_loader",
     "orient",
+    "planned_view_shapes",
     "stop_loader",
     "upscale_for",
 ]
@@ -79,8 +84,9 @@ class ViewsDataset(torch.utils.data.Dataset):
     """The views of each image in ``items`` (only those at ``positions``)."""
 
     def __init__(self, items, positions, augment, min_size, max_pixels, crop_fraction=CROP_FRACTION,
-                 defer_jpeg=False):
+                 defer_jpeg=False, memory=None):
         self.items = items
+        self.memory = memory
         self.positions = list(positions)
         self.augment = augment
         self.min_size = min_size
@@ -94,7 +100,7 @@ class ViewsDataset(torch.utils.data.Dataset):
     def __getitem__(self, i) -> LoadedImage:
         pos = self.positions[i]
         return decode_views(self.items[pos], pos, self.augment, self.min_size, self.max_pixels,
-                            self.crop_fraction, self.defer_jpeg)
+                            self.crop_fraction, self.defer_jpeg, memory=self.memory)
 
 
 def _device_jpeg(item, pos, data, max_pixels, min_size, view_fraction):
@@ -113,6 +119,66 @@ def _device_jpeg(item, pos, data, max_pixels, min_size, view_fraction):
         return data, orientation, im.mode
     finally:
         im.close()
+
+
+def _header_size(item, pos, data=None) -> tuple | None:
+    """``(width, height)`` of an input, from its header alone (PIL's lazy open); None when unknown."""
+    if isinstance(item, np.ndarray):
+        return (int(item.shape[1]), int(item.shape[0])) if item.ndim >= 2 else None
+    if isinstance(item, Image.Image):
+        return tuple(int(d) for d in item.size)
+    if _is_path(item):
+        im = _open_header(item, pos, data)
+        try:
+            return tuple(int(d) for d in im.size)
+        finally:
+            im.close()
+    return None
+
+
+def _enlarged(width: int, height: int, augment: bool, min_size: int, crop_fraction: float) -> tuple:
+    """``(width, height)`` after the small-image rule (:func:`upscale_for`), as :func:`decode_views` applies it."""
+    factor = upscale_for(height, width, min_size, crop_fraction if augment else 1.0)
+    if factor > 1.0:
+        width, height = max(1, int(np.ceil(width * factor))), max(1, int(np.ceil(height * factor)))
+    return width, height
+
+
+def _view_shape(width: int, height: int, augment: bool, min_size: int, crop_fraction: float) -> tuple:
+    """``(V, h, w)`` of the views an image of ``width`` x ``height`` gives (after the small-image rule)."""
+    width, height = _enlarged(width, height, augment, min_size, crop_fraction)
+    views = make_views(height, width, augment, crop_fraction)
+    return len(views), views[0].height, views[0].width
+
+
+def planned_view_shapes(items, augment, min_size, crop_fraction=CROP_FRACTION) -> list:
+    """View shapes ``(V, h, w)`` of ``items``, from their headers (unreadable ones are left out)."""
+    shapes = []
+    for item in items:
+        try:
+            size = _header_size(item, None)
+        except Exception:  # noqa: BLE001 -- an unreadable image fails later, when it is decoded
+            continue
+        if size is not None and size[0] > 0 and size[1] > 0:
+            width, height = size
+            shapes.append(_view_shape(width, height, augment, min_size, crop_fraction))
+    return shapes
+
+
+def _refuse_if_it_cannot_fit(item, pos, data, memory, max_pixels, augment, min_size, crop_fraction) -> None:
+    """Refuse, before decoding, an image whose forward pass would not fit even one view at a time."""
+    size = _header_size(item, pos, data)
+    if size is None or size[0] < 1 or size[1] < 1:
+        return
+    width, height = _enlarged(*size, augment, min_size, crop_fraction)
+    if max_pixels is not None and max(size[0] * size[1], width * height) > max_pixels:
+        return  # max_pixels refuses it, in its own words
+    n, h, w = _view_shape(*size, augment, min_size, crop_fraction)
+    if memory.fits(1, h, w):
+        return  # whole, or one view per call (FeatureExtractor.stream splits it)
+    raise _error(item, pos, (
+        f"out of memory: it is {size[0]}x{size[1]} pixels; {memory.describe(n, h, w)}. Lower max_pixels "
+        f"(now {max_pixels}) to refuse such images, shrink it, or use a machine with more memory."))
 
 
 def _declared_size(item) -> str:
@@ -141,26 +207,33 @@ def out_of_memory_message(item, pos, during: str) -> str:
 
 
 def decode_views(item, pos, augment, min_size, max_pixels, crop_fraction=CROP_FRACTION,
-                 defer_jpeg=False) -> LoadedImage:
+                 defer_jpeg=False, memory=None) -> LoadedImage:
     """Decode one image and cut its views; failures come back as messages.
 
     A file is read once: its key is the hash of exactly the bytes decoded, so
     a file replaced during extraction can never lend its features to another
     picture's key. ``max_pixels`` applies to the pixels that enter the
     network, after the small-image enlargement. With ``defer_jpeg``, a JPEG
-    the device decoder takes comes back undecoded, in ``encoded``.
+    the device decoder takes comes back undecoded, in ``encoded``. With
+    ``memory`` (a :class:`~sklearn_mlsp.memory.MemoryCheck`), an image whose
+    forward pass would not fit even one view at a time is refused from its
+    header, before it is decoded.
     """
     key = None
     try:
         if _is_path(item):
             data = read_image_bytes(item, pos)
             key = key_of_bytes(data)
+            if memory is not None:
+                _refuse_if_it_cannot_fit(item, pos, data, memory, max_pixels, augment, min_size, crop_fraction)
             if defer_jpeg:
                 encoded = _device_jpeg(item, pos, data, max_pixels, min_size, crop_fraction if augment else 1.0)
                 if encoded is not None:
                     return LoadedImage(pos, None, None, None, key, encoded)
             rgb = load_rgb(item, index=pos, max_pixels=max_pixels, data=data)
         else:
+            if memory is not None:
+                _refuse_if_it_cannot_fit(item, pos, None, memory, max_pixels, augment, min_size, crop_fraction)
             rgb = load_rgb(item, index=pos, max_pixels=max_pixels)
             key = image_key(item)
     except ImageError as exc:
@@ -168,6 +241,8 @@ def decode_views(item, pos, augment, min_size, max_pixels, crop_fraction=CROP_FR
     except MemoryError:
         return LoadedImage(pos, None, out_of_memory_message(item, pos, "decoding it"))
     except Exception as exc:  # anything else a decoder throws is still about this image
+        if "can't allocate memory" in str(exc):  # torch's CPU allocator
+            return LoadedImage(pos, None, out_of_memory_message(item, pos, "decoding it"))
         reason = str(exc) or type(exc).__name__
         return LoadedImage(pos, None, f"Cannot read image {describe(item, pos)}: {reason}")
     h, w = rgb.shape[:2]
@@ -181,10 +256,14 @@ def decode_views(item, pos, augment, min_size, max_pixels, crop_fraction=CROP_FR
                 f"Cannot read image {describe(item, pos)}: it is {h}x{w}; enlarged to the "
                 f"backbone's minimum size it would be {size[1]}x{size[0]} = {size[0] * size[1]} "
                 f"pixels, over max_pixels={max_pixels}."))
-        rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.BICUBIC))
         upscaled = (h, w)
-    views = make_views(rgb.shape[0], rgb.shape[1], augment, crop_fraction)
-    return LoadedImage(pos, cut_views(rgb, views), None, upscaled, key, size=(rgb.shape[0], rgb.shape[1]))
+    try:
+        if upscaled is not None:
+            rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.BICUBIC))
+        views = cut_views(rgb, make_views(rgb.shape[0], rgb.shape[1], augment, crop_fraction))
+    except MemoryError:
+        return LoadedImage(pos, None, out_of_memory_message(item, pos, "cutting its views"))
+    return LoadedImage(pos, views, None, upscaled, key, size=(rgb.shape[0], rgb.shape[1]))
 
 
 def orient(image: torch.Tensor, orientation: int) -> torch.Tensor:
@@ -243,6 +322,38 @@ def decode_jpeg_views(encoded, augment, crop_fraction=CROP_FRACTION, device="cud
         crop = image[v.top:v.top + v.height, v.left:v.left + v.width]
         crops.append(crop.flip(1) if v.flip else crop)
     return torch.stack(crops).contiguous()
+
+
+@functools.lru_cache(maxsize=16)
+def device_decoder_problem(device: str) -> str | None:
+    """Why torchvision cannot decode JPEGs on ``device`` (None: it can), found by decoding a tiny one there.
+
+    A torchvision built without nvJPEG, or a device it cannot use, would
+    otherwise make every file fall back to PIL one by one, silently.
+    """
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (128, 64, 32)).save(buffer, format="JPEG")
+    try:
+        decode_jpeg_views((buffer.getvalue(), 1, "RGB"), False, 1.0, device)
+    except Exception as exc:  # noqa: BLE001 -- whatever it is, the device decoder is not usable
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return None
+
+
+_WARNED_DECODERS: set = set()  # (device, problem) already warned about in this process
+
+
+def usable_device_decoder(device) -> bool:
+    """Whether JPEGs can be decoded on ``device``; when not, one warning says why (once per device)."""
+    device = str(device)
+    problem = device_decoder_problem(device)
+    if problem is not None and (device, problem) not in _WARNED_DECODERS:
+        _WARNED_DECODERS.add((device, problem))
+        warnings.warn(f"gpu_decode=True, but torchvision cannot decode JPEGs on {device} ({problem}); "
+                      "images are decoded by PIL, and cached as such.", UserWarning, stacklevel=3)
+    return problem is None
 
 
 def stop_loader(batches) -> None:

@@ -25,6 +25,7 @@ means of the wide (``k = 5``) ones.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import numpy as np
@@ -79,8 +80,25 @@ def _weights_tensor(
     n_in: int, n_out: int, device: torch.device, dtype: torch.dtype
 ) -> torch.Tensor:
     # Feature maps take only a handful of distinct sizes per backbone, so the
-    # weight matrices are built (and moved to the device) once per size.
-    return torch.as_tensor(area_weights(n_in, n_out), dtype=dtype, device=device)
+    # weight matrices are built once per size. They are built on the device
+    # itself (the integer overlaps of area_weights, then one division), so a
+    # miss inside a forward hook queues a few small kernels instead of a
+    # blocking copy from pageable host memory; and outside inference mode, so
+    # that the cached tensors can serve a later forward pass with autograd.
+    with torch.inference_mode(False), torch.no_grad():
+        exact = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+        out_lo = torch.arange(n_out, dtype=torch.int64, device=device)[:, None] * n_in
+        in_lo = torch.arange(n_in, dtype=torch.int64, device=device)[None, :] * n_out
+        overlap = torch.minimum(out_lo + n_in, in_lo + n_out) - torch.maximum(out_lo, in_lo)
+        return (overlap.clamp_(min=0).to(exact) / n_in).to(dtype)
+
+
+def _no_autocast(device_type: str):
+    """Autocast switched off on ``device_type`` (a no-op where autocast does not exist: meta)."""
+    try:
+        return torch.autocast(device_type, enabled=False)
+    except RuntimeError:
+        return contextlib.nullcontext()
 
 
 @validate_params({"x": [torch.Tensor], "k": [POSITIVE_INT]}, prefer_skip_nested_validation=True)
@@ -118,10 +136,20 @@ def area_pool(x: torch.Tensor, k: int) -> torch.Tensor:
     if height < 1 or width < 1:
         raise ValueError(f"x has an empty spatial axis: shape {tuple(x.shape)}.")
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    x = x.to(dtype)
-    rows = _weights_tensor(height, k, x.device, dtype)  # (k, H)
-    cols = _weights_tensor(width, k, x.device, dtype)  # (k, W)
-    # Columns first: (B, C, H, W) @ (W, k) -> (B, C, H, k); then rows:
-    # (k, H) @ (B, C, H, k) -> (B, C, k, k).
-    return torch.matmul(rows, torch.matmul(x, cols.T))
+    # Under autocast (float16 / bfloat16 forward passes) matmul would run in
+    # half precision: pooling stays float32, as documented.
+    with _no_autocast(x.device.type):
+        x = x.to(dtype)
+        rows = _weights_tensor(height, k, x.device, dtype)  # (k, H)
+        cols = _weights_tensor(width, k, x.device, dtype)  # (k, W)
+        if x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+            # Columns first: (B, C, H, W) @ (W, k) -> (B, C, H, k); then rows:
+            # (k, H) @ (B, C, H, k) -> (B, C, k, k).
+            return torch.matmul(rows, torch.matmul(x, cols.T))
+        # A channels-last map (channels_last=True): the same two products on
+        # its (B, H, W, C) layout, which matmul on the NCHW view would copy.
+        b, c = int(x.shape[0]), int(x.shape[1])
+        nhwc = x.permute(0, 2, 3, 1).reshape(b * height, width, c)
+        by_cols = torch.matmul(cols, nhwc).reshape(b, height, k * c)  # (B, H, k, C)
+        return torch.matmul(rows, by_cols).reshape(b, k, k, c).permute(0, 3, 1, 2)
 

@@ -6,6 +6,8 @@ are freed as the forward pass goes on and memory stays flat for large images.
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import nn
 
@@ -67,15 +69,27 @@ class TapExtractor(nn.Module):
         self._last_raw = tensor
         self._pooled.append((name, tensor if self.k is None else area_pool(tensor, self.k)))
 
+    # The hooks live on the model, which this extractor holds: they reach the
+    # extractor through a weak reference, so that model -> hook -> extractor ->
+    # model is no cycle and a dropped extractor (and its device memory) is freed
+    # at once, not at the garbage collector's next pass.
     def _make_hook(self, name):
+        ref = weakref.ref(self)
+
         def hook(module, args, output):
-            self._record(name, output)
+            extractor = ref()
+            if extractor is not None:
+                extractor._record(name, output)
 
         return hook
 
     def _make_pre_hook(self, name):
+        ref = weakref.ref(self)
+
         def hook(module, args):
-            self._record(name, args[0])
+            extractor = ref()
+            if extractor is not None:
+                extractor._record(name, args[0])
 
         return hook
 

@@ -28,6 +28,7 @@ from .extraction import (
     run_partitions,
 )
 from .images import DEFAULT_MAX_PIXELS, ImageError, describe
+from .loading import usable_device_decoder
 from .members import ChannelConcatView, members_of
 from .store import FeatureStore, config_id
 from .taps import TapExtractor
@@ -210,6 +211,9 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         was finished), otherwise results stream back to the caller.
     max_pixels : int or None, default=64_000_000
         Larger images are refused (decompression-bomb guard); None: no limit.
+        Images within it whose forward pass would not fit in the memory
+        available, even one view at a time, are refused too, from their
+        header (see "Memory and large images" in the install guide).
     verbose : int, default=1
         0: silent; 1: a progress bar during extraction.
     max_batch_pixels : int or "auto", default="auto"
@@ -246,10 +250,12 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         cuDNN's auto-tuner on CUDA (ignored on the CPU). True tunes every
         new input shape (worth it when all images share a size; with
         thousands of distinct sizes the tuning costs more than it saves);
-        False never tunes; "auto" tunes a shape once it has come
-        3 times, so data sets of one size get tuned kernels and
-        mixed-size ones pay nothing. The kernels chosen change features
-        at float32 round-off only.
+        False never tunes; "auto" plans the forward calls from the image
+        headers and tunes a batch shape from its first call when it will
+        come at least 3 times (cuDNN keeps its first pick for a shape), so
+        data sets of one size get tuned kernels and mixed-size ones pay
+        nothing; a process-wide ``torch.backends.cudnn.benchmark=True`` is
+        kept. The kernels chosen change features at float32 round-off only.
     gpu_decode : bool, default=False
         Decode JPEG files on the GPU (torchvision's nvJPEG decoder), for
         machines with few CPU cores per GPU: the decoding processes then
@@ -259,7 +265,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         through PIL as usual. EXIF orientation and grey-to-RGB are applied
         as with PIL, but nvJPEG's pixels may differ from libjpeg's by a level
         or so, so its features are cached as their own configuration.
-        Ignored on the CPU.
+        Ignored on the CPU; a torchvision that cannot decode on the GPU
+        gives one warning, and the images are decoded (and cached) as PIL's.
 
     Attributes
     ----------
@@ -479,7 +486,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         try:
             for name, value in options.items():
                 setattr(self, name, value)
-            configs = [self._with_device_fields(dict(config), member, torch.device(device))
+            configs = [self._with_device_fields(dict(config), member, torch.device(device), elsewhere=True)
                        for config, member in zip(self.member_configs_, self.members_)]
         finally:
             for name, value in saved.items():
@@ -505,7 +512,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
 
     def _device_only_options(self, cid) -> list:
         """The options that make configuration ``cid`` a CUDA one that this device cannot compute."""
-        cuda = [self._with_device_fields(dict(c), m, torch.device("cuda"))
+        cuda = [self._with_device_fields(dict(c), m, torch.device("cuda"), elsewhere=True)
                 for c, m in zip(self.member_configs_, self.members_)]
         if config_id(self._whole_config(cuda)) != cid:
             return []
@@ -549,9 +556,13 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
             config["preprocessing"]["resize"] = "views resized by scale, bilinear with antialiasing"
         return list(names), [int(c) for c in channels], self._with_device_fields(config, member, device)
 
-    def _with_device_fields(self, config, member, device) -> dict:
-        """``config`` with what differs by device: the precision used, the JPEG decoder."""
-        params = self._member_params(member, get_backbone(member.backbone), device)
+    def _with_device_fields(self, config, member, device, elsewhere=False) -> dict:
+        """``config`` with what differs by device: the precision used, the JPEG decoder.
+
+        ``elsewhere``: the configuration ``device`` would have on a machine
+        that has it (its JPEG decoder taken as usable, not probed here).
+        """
+        params = self._member_params(member, get_backbone(member.backbone), device, probe_decoder=not elsewhere)
         config.pop("decoder", None)
         config["precision"] = precision_label(params, device.type)
         if params.gpu_decode:  # nvJPEG's pixels are not libjpeg's to the last level
@@ -560,7 +571,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
 
     # ---------------------------------------------------------------- extracting
 
-    def _member_params(self, member, spec, device) -> ExtractorParams:
+    def _member_params(self, member, spec, device, probe_decoder=True) -> ExtractorParams:
         mean, std = spec.preprocessing()
         weights = member.weights if member.weights is None else os.fspath(member.weights)
         benchmark = self.cudnn_benchmark
@@ -571,7 +582,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
                                precision=self.precision,
                                channels_last=bool(self.channels_last),
                                cudnn_benchmark=benchmark if benchmark == "auto" else ("on" if benchmark else "off"),
-                               gpu_decode=bool(self.gpu_decode) and device.type == "cuda",
+                               gpu_decode=bool(self.gpu_decode) and device.type == "cuda"
+                               and (not probe_decoder or usable_device_decoder(device)),  # else PIL, recorded so
                                scale=member.scale)
 
     def _extractor_params(self, device=None, member=None) -> ExtractorParams:

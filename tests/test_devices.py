@@ -14,6 +14,7 @@ from helpers import tiny_transformer, write_images
 from sklearn.pipeline import make_pipeline
 
 from sklearn_mlsp import ModelFileError, Single1FCRegressor, load_model, save_model
+from sklearn_mlsp import loading
 from sklearn_mlsp.extraction import ExtractorParams, FeatureExtractor
 
 
@@ -21,6 +22,8 @@ def fake_cuda(monkeypatch, count=1):
     """Configuration code sees ``count`` CUDA devices (nothing can run on them)."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    # and nvJPEG as usable: fit() probes the device decoder and would fall back to PIL
+    monkeypatch.setattr(loading, "device_decoder_problem", lambda device: None)
 
 
 def _config_ids(monkeypatch, **options):

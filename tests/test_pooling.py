@@ -126,3 +126,63 @@ def test_area_pool_rejects_bad_input():
         area_pool(torch.zeros(1, 1, 0, 4), 2)
     with pytest.raises(TypeError):
         area_pool(np.zeros((1, 1, 4, 4)), 2)
+
+
+# ------------------------------------------------------- on devices (issue 18)
+
+
+def test_pooling_stays_float32_under_autocast():
+    x = (torch.randn(2, 8, 13, 11) * 3 + 1).to(torch.bfloat16)
+    want = area_pool(x, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # what a bfloat16 / float16 forward pass runs under
+        got = area_pool(x, 5)
+        got32 = area_pool(x.float(), 5)
+    assert got.dtype == got32.dtype == torch.float32
+    assert torch.equal(got, want) and torch.equal(got32, want)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_pooling_copies_no_map_in_either_layout(layout):
+    from torch.profiler import ProfilerActivity, profile
+
+    x = torch.randn(2, 16, 23, 19)
+    want = area_pool(x, 5)
+    x = x.contiguous(memory_format=layout)
+    area_pool(x, 5)  # the weights are cached
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        got = area_pool(x, 5)
+    ops = {e.key for e in prof.key_averages()}
+    assert not ops & {"aten::clone", "aten::contiguous", "aten::copy_"}, ops
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_pooling_weights_are_built_on_the_device_without_a_host_copy():
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from sklearn_mlsp.pooling import _weights_tensor
+
+    class Devices(TorchDispatchMode):
+        seen = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in (*args, *(kwargs or {}).values(), out):
+                if torch.is_tensor(t):
+                    self.seen.add(t.device.type)
+            return out
+
+    _weights_tensor.cache_clear()
+    with Devices():
+        w = _weights_tensor(13, 5, torch.device("meta"), torch.float32)
+    assert w.device.type == "meta" and Devices.seen == {"meta"}, Devices.seen
+    _weights_tensor.cache_clear()
+    cpu = _weights_tensor(13, 5, torch.device("cpu"), torch.float64)
+    np.testing.assert_array_equal(cpu.numpy(), area_weights(13, 5))  # the same exact weights as before
+
+
+def test_autograd_through_pooling_after_an_inference_pass():
+    with torch.inference_mode():  # what the tap hooks do: the weights are cached in there
+        area_pool(torch.randn(1, 2, 7, 9), 5)
+    x = torch.randn(1, 2, 7, 9, requires_grad=True)
+    area_pool(x, 5).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
