@@ -13,6 +13,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, RegressorMixin, clone
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from .._validation import POSITIVE_INT, validate_parameter_constraints
@@ -25,6 +26,11 @@ def _mean_prediction(estimators, X, return_std):
     if not return_std:
         return np.mean([np.asarray(est.predict(X), dtype=np.float64) for est in estimators], axis=0)
     return _pooled_mean_std(estimators, X)
+
+
+def _mean_map(estimators, X):
+    """The mean of fitted regressors' quality maps (their ``predict_map``)."""
+    return np.mean([np.asarray(est.predict_map(X), dtype=np.float64) for est in estimators], axis=0)
 
 
 def _copy_feature_count(ensemble):
@@ -143,6 +149,22 @@ class SeedEnsembleRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         check_is_fitted(self, "estimators_")
         return _mean_prediction(self.estimators_, X, return_std)
 
+    @available_if(lambda self: hasattr(self.estimator, "predict_map"))
+    def predict_map(self, X):
+        """The mean of the copies' quality maps (narrow heads only; see :mod:`sklearn_mlsp.maps`).
+
+        Parameters
+        ----------
+        X : array-like or lazy array of shape (n_images, n_views, C, k, k)
+            Wide features.
+
+        Returns
+        -------
+        maps : ndarray of shape (n_images, k, k)
+        """
+        check_is_fitted(self, "estimators_")
+        return _mean_map(self.estimators_, X)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         try:
@@ -226,3 +248,19 @@ class AverageRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self, "estimators_")
         return _mean_prediction(self.estimators_, X, return_std)
+
+    @available_if(lambda self: all(hasattr(est, "predict_map") for _, est in self.estimators))
+    def predict_map(self, X):
+        """The mean of the regressors' quality maps (when every one has ``predict_map``).
+
+        Parameters
+        ----------
+        X : array-like or lazy array of shape (n_images, n_views, C, k, k)
+            Wide features.
+
+        Returns
+        -------
+        maps : ndarray of shape (n_images, k, k)
+        """
+        check_is_fitted(self, "estimators_")
+        return _mean_map(self.estimators_, X)
