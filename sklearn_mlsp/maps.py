@@ -25,7 +25,7 @@ import numpy as np
 
 from .views import CROP_FRACTION, VIEW_NAMES_AUGMENTED, VIEW_NAMES_SINGLE, view_names
 
-__all__ = ["cells_to_image"]
+__all__ = ["cells_to_image", "predict_map"]
 
 
 def _view_names_of(X, n_views):
@@ -102,3 +102,54 @@ def cells_to_image(cells, names, crop_fraction=CROP_FRACTION):
     total = np.einsum("vri,vcj,nvij->nrc", rows, cols, cells)
     weight = np.einsum("vri,vcj->rc", rows, cols)
     return total / weight
+
+
+def predict_map(model, X, grid=5):
+    """Quality maps of images from a fitted pipeline of an MLSPTransformer and a narrow head.
+
+    The pipeline's transformer is copied with ``pooling=grid`` and otherwise
+    the same configuration (backbones, scales, views, weights, cache), and its
+    wide features go to the head's ``predict_map``: the cells are read from
+    the same features whose ``k x k`` mean the model scores. Extracting them
+    runs the backbone again (cached like any features).
+
+    Parameters
+    ----------
+    model : Pipeline or MLSPPipeline
+        Two steps: a fitted :class:`~sklearn_mlsp.MLSPTransformer`, then a
+        regressor with ``predict_map`` (a narrow head, an ensemble of them, or
+        a :class:`~sklearn_mlsp.ConformalRegressor` around one), e.g. a loaded
+        model file or :func:`sklearn_mlsp.pretrained.load_pretrained`.
+    X : sequence of images
+        What the transformer takes (paths, arrays, PIL images).
+    grid : int, default=5
+        Side ``k`` of the maps (5 is ``pooling="wide"``).
+
+    Returns
+    -------
+    maps : ndarray of shape (n_images, grid, grid)
+        Cell ``(r, c)`` covers rows ``[r / k, (r + 1) / k)`` and columns
+        ``[c / k, (c + 1) / k)`` of the image.
+
+    Raises
+    ------
+    ValueError
+        If ``model`` is not such a pipeline, or its head has no ``predict_map``
+        (heads on wide features, such as Pool-3FC, read the grid themselves).
+    """
+    from sklearn.base import clone
+
+    from .transformer import MLSPTransformer
+
+    steps = getattr(model, "steps", None)
+    if not steps or len(steps) != 2 or not isinstance(steps[0][1], MLSPTransformer):
+        names = [name for name, _ in steps] if steps else type(model).__name__
+        raise ValueError(f"quality maps need a pipeline of an MLSPTransformer and a head (two steps); got {names}.")
+    head = steps[-1][1]
+    if not hasattr(head, "predict_map"):
+        raise ValueError(
+            f"{type(head).__name__} has no predict_map: quality maps need a head on narrow features "
+            "(Single1FC, Single3FC, Multi3FC, or an ensemble or ConformalRegressor of them)."
+        )
+    wide = clone(steps[0][1]).set_params(pooling=int(grid), output="views").fit()
+    return head.predict_map(wide.transform(X))

@@ -1,6 +1,5 @@
 """A scikit-learn Pipeline that also passes ``predict_interval`` and ``predict_map`` to its last step."""
 
-from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from sklearn.utils.metaestimators import available_if
 
@@ -62,13 +61,6 @@ class MLSPPipeline(Pipeline):
         -------
         maps : ndarray of shape (n_images, grid, grid)
         """
-        from .transformer import MLSPTransformer
+        from .maps import predict_map
 
-        first = self.steps[0][1]
-        if not isinstance(first, MLSPTransformer) or len(self.steps) != 2:
-            raise ValueError(
-                "predict_map needs a pipeline of an MLSPTransformer and a head (two steps); this one has "
-                f"{[name for name, _ in self.steps]}."
-            )
-        wide = clone(first).set_params(pooling=int(grid), output="views").fit()
-        return self.steps[-1][1].predict_map(wide.transform(X))
+        return predict_map(self, X, grid=grid)

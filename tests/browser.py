@@ -58,7 +58,8 @@ class Chromium:
             os.dup2(a, 3)
             os.dup2(b, 4)
 
-        args = [executable, "--headless", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
+        args = [executable, "--headless", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                "--no-default-browser-check",
                 "--remote-debugging-pipe", f"--user-data-dir={self.profile}", f"--window-size={width},{height}",
                 "--hide-scrollbars", "about:blank"]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
@@ -158,3 +159,26 @@ class Chromium:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def main(argv=None):
+    """``python tests/browser.py PAGE.html SHOT.png [WIDTH HEIGHT]``: a screenshot of a page (for the docs)."""
+    import sys
+    from pathlib import Path
+
+    args = sys.argv[1:] if argv is None else argv
+    page, shot = Path(args[0]).resolve(), args[1]
+    width, height = (int(a) for a in args[2:4]) if len(args) >= 4 else (1200, 900)
+    executable = find_browser()
+    if executable is None:
+        raise SystemExit("no Chromium on PATH (Debian: apt-get install chromium)")
+    with Chromium(executable, width, height) as browser:
+        browser.open(page.as_uri())
+        # Lazy thumbnails: wait until those on screen have loaded.
+        browser.evaluate("Promise.all([...document.images].filter(i => i.getBoundingClientRect().top < innerHeight)"
+                         ".map(i => i.decode().catch(() => null)))")
+        browser.screenshot(shot)
+
+
+if __name__ == "__main__":
+    main()
