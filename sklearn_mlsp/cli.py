@@ -368,12 +368,13 @@ def _report_failures(out, failures, n):
         out.warn(f"  ... and {len(failures) - 10} more")
 
 
-def _predict(model, paths, out, *, errors="nan", jobs=None, spread=False, max_pixels=None):
+def _predict(model, paths, out, *, errors="nan", jobs=None, spread=False, max_pixels=None, with_features=False):
     """Scores of ``paths`` (NaN where an image failed), and the failures.
 
     With ``spread``, ``std`` / ``low`` / ``high`` columns too where the model's
     last step gives them (``predict(X, return_std=True)``, ``predict_interval``).
     ``max_pixels`` is the user's (``--max-pixels``), never the model file's.
+    ``with_features`` adds a fourth value: the transformer's features of ``paths``.
     """
     import numpy as np
 
@@ -415,6 +416,8 @@ def _predict(model, paths, out, *, errors="nan", jobs=None, spread=False, max_pi
                 columns["low"][ok], columns["high"][ok] = last.predict_interval(Xt)
         else:
             columns["score"][ok] = last.predict(Xt)
+    if with_features:
+        return columns, failures, transformer.transform_stats_, features
     return columns, failures, transformer.transform_stats_
 
 
@@ -756,6 +759,93 @@ def contact_sheet(frame, path, n_show=6, title=None):
     plt.close(fig)
 
 
+def _curation_options(f):
+    """``mlsp score``'s options for the HTML report and the kept / rejected lists, gathered in ``curation``."""
+    options = [
+        click.option("--report", type=click.Path(dir_okay=False), default=None,
+                     help="HTML report: photos by score with quality maps, histogram, threshold; thumbnails "
+                          "in REPORT_files/ beside it."),
+        click.option("--keep-top", type=click.FloatRange(0, 1, min_open=True), default=None, metavar="FRACTION",
+                     help="Keep the best FRACTION (e.g. 0.2) of the photos: writes kept.txt and rejected.txt."),
+        click.option("--min-score", type=float, default=None,
+                     help="Keep photos scoring at least this (at most, if lower is better): kept.txt, rejected.txt."),
+        click.option("--group-near-duplicates", is_flag=True,
+                     help="Group near-identical photos (cosine similarity of their features) and keep the best "
+                          "of each group."),
+        click.option("--similarity", type=click.FloatRange(-1, 1), default=None,
+                     help="Cosine similarity that makes two photos near-duplicates (default 0.7)."),
+        click.option("--lists", type=click.Path(file_okay=False), default=".", show_default=True,
+                     help="Folder for kept.txt and rejected.txt."),
+    ]
+    names = ("report", "keep_top", "min_score", "group_near_duplicates", "similarity", "lists")
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        return f(*args, curation={name: kwargs.pop(name) for name in names}, **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def _check_curation(curation):
+    """Refuse unwritable --report / --lists before the work is done."""
+    check_output_path(curation["report"], "--report")
+    if _curating(curation):
+        check_output_path(os.path.join(curation["lists"], "kept.txt"), "--lists")
+
+
+def _curating(curation) -> bool:
+    return curation["keep_top"] is not None or curation["min_score"] is not None or curation["group_near_duplicates"]
+
+
+def _curate(out, curation, model, frame, features, positions, higher_is_better, title, notes) -> dict:
+    """``--report``, ``--keep-top``, ``--min-score``, ``--group-near-duplicates``: what they wrote, for the summary."""
+    import numpy as np
+
+    from .curation import DUPLICATE_SIMILARITY, near_duplicate_groups, select
+
+    done, groups, threshold = {}, None, None
+    ok = frame["score"].notna().to_numpy()
+    if curation["group_near_duplicates"]:
+        narrow = np.full((len(frame), int(np.prod(features.shape[2:]))), np.nan)
+        if ok.any():
+            narrow[ok] = np.asarray(features[np.sort(positions[ok])]).mean(axis=1).reshape(int(ok.sum()), -1)[
+                np.argsort(np.argsort(positions[ok]))]
+        similarity = DUPLICATE_SIMILARITY if curation["similarity"] is None else curation["similarity"]
+        groups = near_duplicate_groups(narrow, similarity)
+        done["near_duplicate_groups"] = int(sum(np.bincount(groups[ok]) > 1)) if ok.any() else 0
+    if _curating(curation):
+        kept, _ = select(frame["score"], keep_top=curation["keep_top"], min_score=curation["min_score"],
+                         groups=groups, higher_is_better=higher_is_better)
+        lists = {"kept": frame["path"][kept], "rejected": frame["path"][~kept]}
+        for name, part in lists.items():
+            target = os.path.join(curation["lists"], f"{name}.txt")
+            _write(target, "--lists", lambda t=target, p=part: Path(t).write_text(
+                "".join(f"{line}\n" for line in p), encoding="utf-8"))
+            done[f"{name}_list"] = target
+        done.update(kept=int(kept.sum()), rejected=int((~kept).sum()))
+        out.say(f"{done['kept']} kept ({done['kept_list']}), {done['rejected']} rejected ({done['rejected_list']})")
+        if kept.any():  # the report's slider starts at the worst photo kept
+            threshold = float(frame["score"][kept].min() if higher_is_better else frame["score"][kept].max())
+    if curation["report"]:
+        from .maps import predict_map
+        from .report import write_report
+
+        maps = [None] * len(frame)
+        head = model.steps[-1][1]
+        if ok.any() and hasattr(head, "predict_map") and len(model.steps) == 2:  # else a report without maps
+            for i, cells in zip(np.flatnonzero(ok), predict_map(model, list(frame["path"][ok]))):
+                maps[i] = cells
+        report = curation["report"]
+        _write(report, "--report", lambda: write_report(report, frame, maps, title=title, notes=notes,
+                                                        higher_is_better=higher_is_better, threshold=threshold,
+                                                        groups=groups))
+        done["report"] = report
+        out.say(f"report written to {report}")
+    return done
+
+
 @cli.command()
 @click.argument("images", nargs=-1, required=True)
 @click.option("--model", "model_name", default=None, metavar="NAME|FILE",
@@ -780,9 +870,10 @@ def contact_sheet(frame, path, n_show=6, title=None):
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
               help="Refuse images larger than this many pixels (decompression-bomb guard; default "
                    "64000000). The model file's own limit is never used.")
+@_curation_options
 @_run
 def score(out, images, model_name, out_csv, top, sheet, scale, coverage, cache, device, jobs, recursive, errors,
-          max_pixels):
+          max_pixels, curation):
     """Score IMAGES (files, folders, .txt lists of paths) and rank them, best first.
 
     With no --model, the shipped default model scores them (technical quality, BIQ2021's MOS on 0-1,
@@ -805,6 +896,7 @@ def score(out, images, model_name, out_csv, top, sheet, scale, coverage, cache, 
         model_name, images = images[0], images[1:]  # the older form: mlsp score MODEL IMAGES...
     check_output_path(out_csv, "--out")
     check_output_path(sheet, "--sheet")
+    _check_curation(curation)
     if sheet:
         _pyplot()  # fail before the work if matplotlib is missing
     paths = collect_images(images, recursive)
@@ -825,9 +917,9 @@ def score(out, images, model_name, out_csv, top, sheet, scale, coverage, cache, 
     if hasattr(final, "predict_interval"):
         final.set_params(coverage=coverage)
     higher_is_better = bool(meta.get("higher_is_better", True))
-    columns, failures, stats = _predict(model, paths, out, errors=errors, jobs=jobs, spread=True,
-                                        max_pixels=max_pixels)
-    frame = pd.DataFrame({"path": paths, **columns})
+    columns, failures, stats, features = _predict(model, paths, out, errors=errors, jobs=jobs, spread=True,
+                                                  max_pixels=max_pixels, with_features=True)
+    frame = pd.DataFrame({"path": paths, **columns, "position": np.arange(len(paths))})
     frame["error"] = ""
     for f in failures:
         frame.loc[f["position"], "error"] = f["error"]
@@ -838,6 +930,7 @@ def score(out, images, model_name, out_csv, top, sheet, scale, coverage, cache, 
     model_label = meta.get("name") or os.path.basename(model_path)
     frame["model"] = model_label
     frame["scale"] = scale_name
+    positions = frame["position"].to_numpy()  # where each row's image is in `features`
     frame = frame[["path", "score", "std", "low", "high", "rank", "error", "model", "scale"]]
     if out_csv:
         _write(out_csv, "--out", lambda: frame.to_csv(out_csv, index=False))
@@ -855,6 +948,8 @@ def score(out, images, model_name, out_csv, top, sheet, scale, coverage, cache, 
     if sheet:
         title = f"{model_label}: {n_ok} images"
         _write(sheet, "--sheet", lambda: contact_sheet(frame, sheet, title=title))
+    curated = _curate(out, curation, model, frame, features, positions, higher_is_better,
+                      title=f"{model_label}: {len(paths)} photographs", notes=f"scores on {scale_name}")
     seconds = time.perf_counter() - start
     out.say(f"{n_ok} of {len(paths)} images scored ({stats['cached']} cached, {stats['computed']} computed, "
             f"{len(failures)} failed) in {seconds:.1f} s"
@@ -869,7 +964,7 @@ def score(out, images, model_name, out_csv, top, sheet, scale, coverage, cache, 
         "ok": not failures, "model": model_path, "model_name": model_label, "scale": scale_name,
         "higher_is_better": higher_is_better, "images": len(paths), "scored": n_ok, "failed": len(failures),
         "cached": stats["cached"], "computed": stats["computed"], "out": out_csv, "sheet": sheet,
-        "seconds": seconds, "failures": failures,
+        "seconds": seconds, "failures": failures, **curated,
         "top": [{"rank": int(r.rank), "score": float(r.score), "std": number(r.std), "low": number(r.low),
                  "high": number(r.high), "path": r.path} for r in top_rows.itertuples()],
         "mean_score": float(np.nanmean(frame["score"])) if n_ok else None,

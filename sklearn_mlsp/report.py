@@ -13,7 +13,8 @@ no network: open it from disk. It shows
   where they score highest, relative to that photograph's own cells;
 - a histogram of the scores;
 - a threshold slider and a keep-top-N field that mark photographs as kept or
-  rejected, and a button that saves the kept paths as ``kept.txt``.
+  rejected (only the best of a group of near-duplicates is kept), and a
+  button that saves the kept paths as ``kept.txt``.
 
 The page is plain HTML, CSS and a little JavaScript from the template
 ``report_template.html`` (package data); there is no build step.
@@ -161,7 +162,8 @@ def write_report(path, frame, maps=None, *, title="Scored photographs", higher_i
         None starts with every photograph kept.
     groups : sequence of int or None, default=None
         Near-duplicate group of each row (see :func:`sklearn_mlsp.curation.near_duplicate_groups`),
-        shown on the photographs of groups with more than one member.
+        shown on the photographs of groups with more than one member; the page keeps only the best of
+        each group, as :func:`sklearn_mlsp.curation.select` does.
     notes : str, default=""
         A line of text under the title (e.g. the model and its scale).
 

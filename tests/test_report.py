@@ -25,12 +25,16 @@ def report(tmp_path_factory):
                           "low": [*(scores - 0.1), np.nan], "high": [*(scores + 0.1), np.nan],
                           "error": [""] * 7 + [f"{broken}: cannot identify image file"]})
     maps = [rng.uniform(size=(3, 3)) for _ in paths] + [None]
-    out = write_report(folder / "report.html", frame, maps, title="Test photos", notes="model test, 0-1")
-    return out, frame
+    groups = np.arange(8)
+    best, _, third = np.argsort(-scores)[:3]
+    groups[third] = groups[best]  # the third best is a near-duplicate of the best
+    out = write_report(folder / "report.html", frame, maps, title="Test photos", notes="model test, 0-1",
+                       groups=groups)
+    return out, frame, third
 
 
 def test_report_is_one_static_page_with_thumbnails_beside_it(report):
-    out, frame = report
+    out, frame, _ = report
     page = out.read_text(encoding="utf-8")
     assert page.count('<figure class="photo"') == 7 and page.count('class="photo failed"') == 1
     assert page.count('loading="lazy"') == 7
@@ -56,8 +60,9 @@ BROWSER = find_browser()
 
 @pytest.mark.skipif(BROWSER is None, reason="no Chromium on PATH (Debian: apt-get install chromium; .ci/run does)")
 def test_report_works_in_a_browser(report, tmp_path):
-    out, frame = report
+    out, frame, third = report
     scores = np.sort(frame["score"].dropna().to_numpy())[::-1]
+    ranked = frame.dropna(subset=["score"]).sort_values("score", ascending=False)["path"].tolist()
     with Chromium(BROWSER) as browser:
         browser.open(out.resolve().as_uri())
         shot = tmp_path / "report.png"
@@ -67,21 +72,22 @@ def test_report_works_in_a_browser(report, tmp_path):
         shown = browser.evaluate("[...document.querySelectorAll('figure.photo')].map(p => p.dataset.score ?? null)")
         assert [float(s) for s in shown[:-1]] == list(scores) and shown[-1] is None  # failed last
         count = "+document.getElementById('kept-count').textContent"
-        assert browser.evaluate(count) == 7  # the slider starts at the lowest score: all kept
+        # The slider starts at the lowest score: all kept but the near-duplicate of the best.
+        assert browser.evaluate(count) == 6
 
         def slide(value):
             browser.evaluate(f"(() => {{ const s = document.getElementById('threshold'); s.value = {value};"
                              " s.dispatchEvent(new Event('input')); })()")
             return browser.evaluate(count)
 
-        threshold = (scores[2] + scores[3]) / 2
-        assert slide(threshold) == 3
+        assert slide((scores[3] + scores[4]) / 2) == 3  # the best four, less the duplicate
         assert browser.evaluate("document.querySelectorAll('figure.photo.rejected').length") == 4
-        assert slide(scores[-1]) == 7
+        assert slide((scores[0] + scores[1]) / 2) == 1
+        assert slide(scores[-1]) == 6
 
-        browser.evaluate("(() => { const k = document.getElementById('keep-top'); k.value = 2;"
+        browser.evaluate("(() => { const k = document.getElementById('keep-top'); k.value = 3;"
                          " k.dispatchEvent(new Event('input')); })()")
-        assert browser.evaluate(count) == 2
+        assert browser.evaluate(count) == 3
 
         display = "getComputedStyle(document.querySelector('img.map')).display"
         assert browser.evaluate(display) != "none"
@@ -90,7 +96,7 @@ def test_report_works_in_a_browser(report, tmp_path):
         browser.evaluate("document.getElementById('show-maps').click()")
         assert browser.evaluate(display) != "none"
 
-        # Save kept.txt: the two best photos' paths, best first.
+        # Save kept.txt: the three best photos' paths, best first, without the near-duplicate.
         downloads = tmp_path / "downloads"
         downloads.mkdir()
         browser.send("Browser.setDownloadBehavior", behavior="allow", downloadPath=str(downloads))
@@ -99,6 +105,6 @@ def test_report_works_in_a_browser(report, tmp_path):
         deadline = time.monotonic() + 10
         while not kept.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        best = frame.dropna(subset=["score"]).sort_values("score", ascending=False)["path"].head(2)
-        assert kept.read_text().splitlines() == list(best)
+        assert kept.read_text().splitlines() == [ranked[0], ranked[1], ranked[3]]
+        assert ranked[2] == frame["path"][third]
     assert Path(out).exists()
