@@ -27,6 +27,18 @@ from .views import CROP_FRACTION, VIEW_NAMES_AUGMENTED, VIEW_NAMES_SINGLE, view_
 
 __all__ = ["cells_to_image", "predict_map"]
 
+#: Parameters and Returns of the regressors' ``predict_map`` methods (all take wide features).
+PREDICT_MAP_DOC = """
+        Parameters
+        ----------
+        X : array-like or lazy array of shape (n_images, n_views, C, k, k)
+            Wide features.
+
+        Returns
+        -------
+        maps : ndarray of shape (n_images, k, k)
+        """
+
 
 def _view_names_of(X, n_views):
     """The names of the views of features ``X``, from ``X.view_names`` or from their count."""
