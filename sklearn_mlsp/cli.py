@@ -808,10 +808,11 @@ def _curate(out, curation, model, frame, features, positions, higher_is_better, 
     done, groups, threshold = {}, None, None
     ok = frame["score"].notna().to_numpy()
     if curation["group_near_duplicates"]:
-        narrow = np.full((len(frame), int(np.prod(features.shape[2:]))), np.nan)
-        if ok.any():
-            narrow[ok] = np.asarray(features[np.sort(positions[ok])]).mean(axis=1).reshape(int(ok.sum()), -1)[
-                np.argsort(np.argsort(positions[ok]))]
+        narrow = np.full((len(frame), int(np.prod(features.shape[2:]))), np.nan)  # NaN: not scored
+        rows = positions[ok]  # the scored photos' rows in `features`, in the frame's order
+        order = np.argsort(rows)  # read in increasing order (the cache reads sorted rows)
+        if len(rows):
+            narrow[np.flatnonzero(ok)[order]] = np.asarray(features[rows[order]]).mean(axis=1).reshape(len(rows), -1)
         similarity = DUPLICATE_SIMILARITY if curation["similarity"] is None else curation["similarity"]
         groups = near_duplicate_groups(narrow, similarity)
         done["near_duplicate_groups"] = int(sum(np.bincount(groups[ok]) > 1)) if ok.any() else 0
