@@ -18,6 +18,7 @@ from ._min_dependencies import check_dependencies
 check_dependencies()
 
 # The check above must run before anything imports the dependencies.
+from ._version import __version__  # noqa: E402, F401 - the package version
 from .backbones import BACKBONES, WeightsUnavailableError  # noqa: E402
 from .heads import (  # noqa: E402
     AverageRegressor,
@@ -34,8 +35,6 @@ from .model_io import ModelFileError, UnsafeModelError, load_model, save_model  
 from .pipeline import MLSPPipeline  # noqa: E402
 from .store import FeatureView  # noqa: E402
 from .transformer import MLSPFeatures, MLSPTransformer  # noqa: E402
-
-__version__ = "0.1.0.dev0"
 
 __all__ = [
     "AverageRegressor",

@@ -37,6 +37,8 @@ from numbers import Integral, Real
 
 import numpy as np
 
+from .model_errors import ModelFileError
+
 __all__ = [
     "MAX_ARRAY_BYTES",
     "MAX_HEADER_BYTES",
@@ -78,8 +80,6 @@ _DTYPES = {
 
 
 def _error(path, message):
-    from .model_io import ModelFileError
-
     return ModelFileError(f"{path}: {message}")
 
 
@@ -388,7 +388,7 @@ def _is_array_node(node) -> bool:
     return isinstance(node, dict) and node.get("t") == "array"
 
 
-def check_state(path, name: str, state: dict, table: dict, where: str) -> None:
+def check_state(path, name: str, state: dict, table: dict, where: str, *, is_head: bool) -> None:
     """Check the fitted attributes of one estimator from the JSON and the header alone.
 
     Arrays are checked by their declared dtype and shape against
@@ -400,9 +400,7 @@ def check_state(path, name: str, state: dict, table: dict, where: str) -> None:
     ModelFileError
         Naming the attribute, what the file says and what was expected.
     """
-    from .model_io import _is_head
-
-    rules = _ARRAYS["head"] if _is_head(name) else _ARRAYS.get(name, {})
+    rules = _ARRAYS["head"] if is_head else _ARRAYS.get(name, {})
     bound = {}
     features = state.get("n_features_in_")
     if _is_int(features) and features >= 1:

@@ -39,6 +39,8 @@ from importlib import metadata as _metadata
 
 import numpy as np
 
+from .model_errors import ModelFileError, UnsafeModelError
+
 __all__ = [
     "ALLOWED_CLASS_PARAMETERS",
     "ALLOWED_ESTIMATORS",
@@ -55,14 +57,6 @@ __all__ = [
 FORMAT_NAME = "sklearn-mlsp.model"
 #: Version of the layout; files of a newer version are refused.
 FORMAT_VERSION = 1
-
-
-class ModelFileError(ValueError):
-    """A file is not a readable sklearn-mlsp model (truncated, corrupt, other format)."""
-
-
-class UnsafeModelError(ModelFileError):
-    """A model file names a type that is not on the allow-list; nothing was built."""
 
 
 # --------------------------------------------------------------------------- allow-lists
@@ -365,7 +359,7 @@ def _versions() -> dict:
         except _metadata.PackageNotFoundError:
             return None
 
-    from . import __version__
+    from ._version import __version__
 
     return {
         "sklearn_mlsp": __version__,
@@ -684,7 +678,7 @@ class _Reader:
                 raise self.fail(f"{where}: an unfitted estimator cannot carry fitted attributes.")
             return self._construct(cls, params, where)
         # Arrays are checked from the header before any is read; then the plain values.
-        checks.check_state(self.path, name, state, self.table, where)
+        checks.check_state(self.path, name, state, self.table, where, is_head=_is_head(name))
         state = {k: self.value(v, f"{where}.{k}") for k, v in state.items()}
         checks.check_values(self.path, state, where)
         if name == "sklearn_mlsp.MLSPTransformer":

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from helpers import write_images
 
 from sklearn_mlsp import load_model
-from sklearn_mlsp.cli import cli
+from sklearn_mlsp.cli import EXIT_CODES, cli
 
 BIN = Path(sys.executable).parent / "mlsp"
 MLSP = [str(BIN)] if BIN.is_file() else ([shutil.which("mlsp")] if shutil.which("mlsp") else
@@ -319,7 +319,7 @@ def test_score_applies_the_users_max_pixels_never_the_files(project, tmp_path):
 
 @pytest.mark.parametrize("option", ["--out", "--sheet"])
 def test_an_unwritable_output_exits_3_before_any_work(project, tmp_path, option, monkeypatch):
-    from sklearn_mlsp import cli as cli_module
+    from sklearn_mlsp.cli import score as cli_module
 
     root, _, _ = project
     calls = []
@@ -335,7 +335,7 @@ def test_an_unwritable_output_exits_3_before_any_work(project, tmp_path, option,
 
 
 def test_ctrl_c_exits_130_and_an_internal_error_4(project, monkeypatch):
-    from sklearn_mlsp import cli as cli_module
+    from sklearn_mlsp.cli import score as cli_module
 
     root, _, _ = project
 
@@ -352,7 +352,7 @@ def test_ctrl_c_exits_130_and_an_internal_error_4(project, monkeypatch):
     monkeypatch.setattr(cli_module, "_predict", broken)
     result = CliRunner().invoke(cli, ["score", str(root / "model.mlsp"), str(root / "photos"), "-q"])
     assert result.exit_code == 4 and "a bug" in result.output
-    assert set(cli_module.EXIT_CODES) == {0, 1, 2, 3, 4, 130}
+    assert set(EXIT_CODES) == {0, 1, 2, 3, 4, 130}
 
 
 def test_info_names_a_metadata_field_of_the_wrong_type(project, tmp_path):

@@ -488,10 +488,60 @@ class FeatureStore:
         index = index_for(self._folder(cid))
         index.refresh(force=force)
         codes = index.locate(keys)
-        return self._gather(cid, index, keys, codes, views, on_damage, final=force)
+        return self.read_located(cid, index, keys, codes, views, on_damage, final=force)
 
-    def _gather(self, cid, index, keys, codes, views, on_damage, final, wanted=None):
-        """Read located keys (codes from the index; -1 for absent, NaN for empty keys)."""
+    # The reading interface of FeatureView: config_index, then read_located.
+
+    def config_index(self, cid: str, fresh: bool = False):
+        """The process-wide index of configuration ``cid``, brought up to date.
+
+        Parameters
+        ----------
+        cid : str
+            Configuration id.
+        fresh : bool, default=False
+            List the folder again in full rather than follow what changed
+            (after a shard that was located has gone).
+
+        Returns
+        -------
+        ConfigIndex
+            Where each stored image is (``locate(keys)`` gives location codes).
+        """
+        if not fresh:
+            return self._index(cid)
+        index = index_for(self._folder(cid))
+        index.refresh(force=True)
+        return index
+
+    def read_located(self, cid, index, keys, codes, views=None, on_damage="raise", final=True, wanted=None):
+        """Features of keys already located in ``index``, as float32, checked against their checksums.
+
+        Parameters
+        ----------
+        cid : str
+            Configuration id.
+        index : ConfigIndex
+            From :meth:`config_index`.
+        keys : ndarray of bytes
+            Image keys; empty ones read as NaN.
+        codes : ndarray of int64
+            ``index.locate(keys)``: -1 for an absent key.
+        views : ndarray of int, default=None
+            One view index per key (pairwise), or None for all views.
+        on_damage : {"raise", "nan"}, default="raise"
+            See :meth:`read`.
+        final : bool, default=True
+            An absent key raises :class:`StoreChangedError`; with False,
+            FileNotFoundError, so that the caller looks again with a fresh
+            index.
+        wanted : ndarray of bool, default=None
+            Which keys are non-empty, when the caller knows it already.
+
+        Returns
+        -------
+        ndarray of float32
+        """
         if wanted is None:
             wanted = np.fromiter(map(len, keys), dtype=np.int64, count=len(keys)) > 0
         absent = wanted & (codes < 0)
@@ -654,7 +704,7 @@ class FeatureStore:
             raise StoreChangedError(
                 f"configuration {cid} has no features in '{self.path}' to view."
             )
-        return FeatureView(self.path, cid, keys, tail, tap_channels, view_names,
+        return FeatureView(self, cid, keys, tail, tap_channels, view_names,
                            store_id=self.store_id, on_damage=on_damage)
 
     # -------------------------------------------------------------- writing

@@ -179,6 +179,10 @@ class ConfigIndex:
         """Slots of shards that left after ``generation``."""
         return [slot for gen, slot in self.removed if gen > generation]
 
+    def points_into_removed(self, codes: np.ndarray, generation: int) -> np.ndarray:
+        """Whether each location code points into a shard that left after ``generation``."""
+        return np.isin(codes >> _ROW_BITS, self.removed_since(generation))
+
     # -------------------------------------------------------------- queries
 
     def __len__(self):

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 
 from .errors import StoreChangedError
-from .index import _ROW_BITS
 from .shard import encode_keys
 
 __all__ = ["FeatureView"]
@@ -34,8 +33,14 @@ class FeatureView:
     not be read (``errors="nan"``) read as NaN. Pickles as a reference to the
     store (its path, the configuration and the keys), never as the features.
 
+    The view reads through its store's public reading interface
+    (``path``, ``current_id``, ``config_index`` and ``read_located``), so
+    this module never imports the store's.
+
     Attributes
     ----------
+    path : pathlib.Path
+        The store's folder.
     tap_channels : tuple of int or None
         Channels of each tap, summing to C (Multi-3FC uses it).
     view_names : tuple of str or None
@@ -46,9 +51,10 @@ class FeatureView:
 
     dtype = np.dtype(np.float32)
 
-    def __init__(self, path, cid, keys, tail, tap_channels=None, view_names=None,
+    def __init__(self, store, cid, keys, tail, tap_channels=None, view_names=None,
                  store_id=None, on_damage="raise"):
-        self.path = Path(path)
+        self.path = Path(store.path)
+        self._store_obj = store
         self.config_id = cid
         keys = keys if isinstance(keys, np.ndarray) and keys.dtype.kind == "S" else encode_keys(
             [b"" if k is None else k for k in keys])
@@ -82,11 +88,7 @@ class FeatureView:
         return f"FeatureView(shape={self.shape}, dtype=float32, store='{self.path}')"
 
     def _store(self):
-        from .feature_store import FeatureStore
-
-        store = self.__dict__.get("_store_obj")
-        if store is None:
-            store = self._store_obj = FeatureStore(self.path)
+        store = self._store_obj
         current = store.current_id()
         if current is None:
             raise StoreChangedError(
@@ -102,8 +104,7 @@ class FeatureView:
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state.pop("_store_obj", None)  # a reference to the store, rebuilt on demand
-        state.pop("_located", None)
+        state.pop("_located", None)  # the store pickles as its path and settings, never its features
         return state
 
     def read(self, positions, views=None) -> np.ndarray:
@@ -112,18 +113,13 @@ class FeatureView:
         views = None if views is None else np.asarray(views, dtype=np.int64)
         store = self._store()
         for attempt in range(3):
-            index = store._index(self.config_id) if attempt == 0 else None
-            if index is None:
-                from .index import index_for
-
-                index = index_for(store._folder(self.config_id))
-                index.refresh(force=True)
+            index = store.config_index(self.config_id, fresh=attempt > 0)
             codes = self._codes(index)[positions]
             wanted = self._wanted()[positions]
             keys = self.keys[positions]
             try:
-                return store._gather(self.config_id, index, keys, codes, views, self.on_damage,
-                                     final=attempt == 2, wanted=wanted)
+                return store.read_located(self.config_id, index, keys, codes, views, self.on_damage,
+                                          final=attempt == 2, wanted=wanted)
             except FileNotFoundError:
                 self.__dict__.pop("_located", None)  # shards left: locate again
         raise AssertionError("unreachable")
@@ -152,7 +148,7 @@ class FeatureView:
             codes = located[1].copy()
             stale = codes < 0
             if located[0][2] != state[2]:
-                stale |= np.isin(codes >> _ROW_BITS, index.removed_since(located[0][2]))
+                stale |= index.points_into_removed(codes, located[0][2])
             where = np.flatnonzero(stale)
             if len(where):
                 codes[where] = index.locate(self.keys[where].tolist())

@@ -1,0 +1,5 @@
+"""``python -m sklearn_mlsp.cli``: the ``mlsp`` command."""
+
+from .app import main
+
+main()

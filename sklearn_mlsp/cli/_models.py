@@ -1,0 +1,140 @@
+"""What the commands share beyond their options: the transformer, models, predictions, metrics, plots."""
+
+from __future__ import annotations
+
+import os
+
+from ._options import _scales
+from ._running import ImagesFailed, InputError
+
+
+def _transformer(out, *, backbone, pooling, augment, weights, device, jobs, cache, output="views", errors="nan",
+                 scales="1"):
+    from ..transformer import MLSPTransformer
+
+    if weights not in (None, "random") and not os.path.isfile(weights):
+        raise InputError(f"--weights: file {weights!r} does not exist.")
+    names = [b.strip() for b in backbone.split(",") if b.strip()]
+    t = MLSPTransformer(
+        backbone=names[0] if len(names) == 1 else names, scales=_scales(scales), pooling=pooling,
+        augment=augment, weights=weights, cache=cache,
+        device=device, output=output, errors=errors, n_decoders=jobs, verbose=0 if out.quiet else 1,
+    )  # fmt: skip
+    try:
+        return t.fit()
+    except (ValueError, TypeError) as exc:
+        raise InputError(str(exc)) from None
+
+
+def _failures(transformer) -> list[dict]:
+    frame = getattr(transformer, "failures_", None)
+    if frame is None or not len(frame):
+        return []
+    return [
+        {"position": int(r.position), "image": str(r.image), "error": str(r.error)}
+        for r in frame.itertuples(index=False)
+    ]
+
+
+def _report_failures(out, failures, n):
+    if not failures:
+        return
+    out.warn(f"{len(failures)} of {n} images could not be read:")
+    for f in failures[:10]:
+        out.warn(f"  {f['error']}")
+    if len(failures) > 10:
+        out.warn(f"  ... and {len(failures) - 10} more")
+
+
+
+def _predict(model, paths, out, *, errors="nan", jobs=None, spread=False, max_pixels=None, with_features=False):
+    """Scores of ``paths`` (NaN where an image failed), and the failures.
+
+    With ``spread``, ``std`` / ``low`` / ``high`` columns too where the model's
+    last step gives them (``predict(X, return_std=True)``, ``predict_interval``).
+    ``max_pixels`` is the user's (``--max-pixels``), never the model file's.
+    ``with_features`` adds a fourth value: the transformer's features of ``paths``.
+    """
+    import numpy as np
+
+    from ..images import ImageError
+    from ..intervals import predict_with_std
+    from ..transformer import MLSPTransformer
+
+    steps = getattr(model, "steps", None)
+    if not steps or not isinstance(steps[0][1], MLSPTransformer):
+        raise InputError(
+            "the model does not start with an MLSPTransformer, so it cannot read images; "
+            "save the whole pipeline (MLSPTransformer + head)."
+        )
+    transformer = steps[0][1]
+    from ..images import DEFAULT_MAX_PIXELS
+
+    transformer.set_params(errors=errors, verbose=0 if out.quiet else 1,
+                           max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
+    if jobs is not None:
+        transformer.set_params(n_decoders=jobs)
+    try:
+        features = transformer.transform(paths)
+    except ImageError as exc:
+        raise ImagesFailed(str(exc)) from None
+    failures = _failures(transformer)
+    columns = {"score": np.full(len(paths), np.nan)}
+    if spread:
+        columns.update(std=np.full(len(paths), np.nan), low=np.full(len(paths), np.nan),
+                       high=np.full(len(paths), np.nan))
+    ok = np.setdiff1d(np.arange(len(paths)), [f["position"] for f in failures])
+    if len(ok):
+        Xt = features[ok] if failures else features
+        for _, step in steps[1:-1]:
+            Xt = step.transform(Xt)
+        last = steps[-1][1]
+        if spread:
+            columns["score"][ok], columns["std"][ok] = predict_with_std(last, Xt)
+            if hasattr(last, "predict_interval"):
+                columns["low"][ok], columns["high"][ok] = last.predict_interval(Xt)
+        else:
+            columns["score"][ok] = last.predict(Xt)
+    if with_features:
+        return columns, failures, transformer.transform_stats_, features
+    return columns, failures, transformer.transform_stats_
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InputError(
+            "plots need matplotlib, which is not installed: pip install matplotlib "
+            "(or pip install 'sklearn-mlsp[demo]')."
+        ) from None
+    return plt
+
+
+
+def _metrics(y, pred, threshold):
+    from ..metrics import binary_accuracy, plcc, srcc
+
+    return {"srcc": srcc(y, pred), "plcc": plcc(y, pred), "accuracy": binary_accuracy(y, pred, threshold)}
+
+
+def _model(out, path, cache, device):
+    from ..model_io import load_model
+
+    try:
+        return load_model(path, cache=cache, device=None if device == "auto" else device)
+    except (ValueError, FileNotFoundError) as exc:
+        raise InputError(str(exc)) from None
+
+
+def _model_file(name):
+    """A model file from a shipped model's name, a path, or None (the default shipped model)."""
+    from ..pretrained import model_path
+
+    try:
+        return model_path(name)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
