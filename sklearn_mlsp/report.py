@@ -28,6 +28,7 @@ import io
 import json
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 
@@ -188,14 +189,14 @@ def write_report(path, frame, maps=None, *, title="Scored photographs", higher_i
     for g in groups:
         if g is not None:
             sizes[g] = sizes.get(g, 0) + 1
+    # Decoding is most of the time, and PIL releases the GIL while it decodes: a few threads.
+    names = {i: f"{rank:06d}.jpg" for rank, i in enumerate(order, start=1) if ok[i]}
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        written = dict(zip(names, pool.map(lambda i: _thumbnail(frame["path"].iloc[i], files / names[i]), names)))
     cards = []
     for rank, i in enumerate(order, start=1):
         row = frame.iloc[i]
-        thumb = None
-        if ok[i]:
-            name = f"{rank:06d}.jpg"
-            if _thumbnail(row["path"], files / name):
-                thumb = f"{files.name}/{name}"
+        thumb = f"{files.name}/{names[i]}" if written.get(i) else None
         cells = None if maps[i] is None else np.asarray(maps[i], dtype=np.float64)
         group = groups[i] if groups[i] is not None and sizes[groups[i]] > 1 else None
         cards.append(_card(rank, row, thumb, cells, group))
