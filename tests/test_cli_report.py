@@ -58,3 +58,14 @@ def test_the_report_shows_every_photo_with_its_map(scored):
     assert "not an image file" in page
     intervals = re.findall(r'class="interval">\[([^,]+), ([^\]]+)\]', page)
     assert len(intervals) == 6  # the shipped model gives intervals
+
+
+def test_options_that_cannot_work_fail_before_any_work(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["score", str(tmp_path / "a.png"), "--similarity", "0.9"])
+    assert result.exit_code == 2 and "add that option" in result.output
+    result = runner.invoke(cli, ["score", str(tmp_path / "a.png"), "--report", str(tmp_path / "no" / "r.html")])
+    assert result.exit_code == 3 and "does not exist" in result.output
+    result = runner.invoke(cli, ["score", str(tmp_path / "a.png"), "--keep-top", "1.5"])
+    assert result.exit_code == 2 and "--keep-top" in result.output

@@ -41,7 +41,9 @@ def _curation_options(f):
 
 
 def _check_curation(curation):
-    """Refuse unwritable --report / --lists before the work is done."""
+    """Refuse unwritable --report / --lists, and --similarity alone, before the work is done."""
+    if curation["similarity"] is not None and not curation["group_near_duplicates"]:
+        raise click.UsageError("--similarity sets the threshold of --group-near-duplicates; add that option.")
     check_output_path(curation["report"], "--report")
     if _curating(curation):
         check_output_path(os.path.join(curation["lists"], "kept.txt"), "--lists")
