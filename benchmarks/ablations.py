@@ -59,7 +59,7 @@ HEADS = {
 
 def load_split(root: Path, limit=None, seed=0):
     data = load_csv_dataset(root / "labels.csv", root / "images", test_size=0.2, random_state=seed)
-    paths, y, split = np.asarray(data.paths), np.asarray(data.target, float), np.asarray(data.split)
+    paths, y, split = np.asarray(data.data), np.asarray(data.target, float), np.asarray(data.split)
     if limit:
         rng = np.random.default_rng(seed)
         keep = np.sort(rng.permutation(len(paths))[:limit])

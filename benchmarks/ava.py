@@ -154,7 +154,7 @@ def load_data(args):
         else:
             raise SystemExit(f"--dataset must start with 'csv:' or 'clive:', got {args.dataset!r}")
 
-    ids, paths, target = np.asarray(bunch.ids), np.asarray(bunch.paths), np.asarray(bunch.target, float)
+    ids, paths, target = np.asarray(bunch.image_ids), np.asarray(bunch.data), np.asarray(bunch.target, float)
     split = np.asarray(split, dtype=str)
     if args.limit is not None:
         rng = np.random.default_rng(args.seed)

@@ -9,8 +9,8 @@ times on the same features -- and thanks to the HDF5 feature cache of
 only once, however many folds and candidates the search runs.
 
 The search ranks candidates by SRCC, the paper's main metric, through
-``scoring=sklearn_mlsp.metrics.SCORERS`` (SRCC, PLCC and binary accuracy) and
-``refit="srcc"``. Folds are grouped by source photograph
+``scoring=sklearn_mlsp.metrics.get_scorers(score_range=(0, 1))`` (SRCC, PLCC
+and binary accuracy at the middle of the 0-1 target) and ``refit="srcc"``. Folds are grouped by source photograph
 (:class:`~sklearn.model_selection.GroupKFold`), so no content is shared
 between the training and validation sides of a fold.
 
@@ -30,7 +30,7 @@ from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.pipeline import make_pipeline
 
 from sklearn_mlsp import MLSPTransformer, Single3FCRegressor
-from sklearn_mlsp.metrics import SCORERS
+from sklearn_mlsp.metrics import get_scorers
 from sklearn_mlsp.synthetic import make_degraded_photos
 
 FAST = os.environ.get("SKLEARN_MLSP_EXAMPLE_FAST", "0") not in ("", "0")
@@ -80,7 +80,7 @@ param_grid = {
 search = GridSearchCV(
     model,
     param_grid,
-    scoring=SCORERS,
+    scoring=get_scorers(score_range=(0, 1)),  # accuracy: target above 0.5 or not
     refit="srcc",
     cv=GroupKFold(n_splits=2 if FAST else 3),
 )
@@ -89,9 +89,8 @@ search.fit(images, y, groups=groups)
 # %%
 # Results
 # -------
-# ``cv_results_`` holds every metric of :data:`~sklearn_mlsp.metrics.SCORERS`
-# (the accuracy's threshold, 5, is meant for AVA's 1-10 scale and is not
-# informative on this 0-1 target).
+# ``cv_results_`` holds every metric of :func:`~sklearn_mlsp.metrics.get_scorers`
+# (the accuracy at threshold 0.5, the middle of this 0-1 target).
 results = pd.DataFrame(search.cv_results_)
 columns = ["param_single3fcregressor__lr", "param_single3fcregressor__module__dropout",
            "mean_test_srcc", "std_test_srcc", "mean_test_plcc", "rank_test_srcc"]

@@ -552,6 +552,8 @@ _METADATA = {
     "target_mean": lambda v: _finite(v),
     "cv_scores": _score_table,
     "threshold": lambda v: v is None or _finite(v),
+    "higher_is_better": lambda v: isinstance(v, bool),  # "no" would read as True
+    "cv_split": lambda v: v is None or isinstance(v, str),
     "labels": lambda v: isinstance(v, str),
     "feature_config": lambda v: isinstance(v, dict),
 }

@@ -180,8 +180,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
     device : str, default="auto"
         "auto" uses CUDA when available, else the CPU; or any torch device.
     amp : bool, default=False
-        Half-precision autocast on CUDA, the same as ``precision="float16"``
-        (kept for compatibility). Ignored on the CPU.
+        Deprecated: ``amp=True`` is ``precision="float16"``, which it will
+        give way to (a ``FutureWarning`` in ``fit``). Ignored on the CPU.
     output : {"views", "flat"}, default="views"
         "views": ``(n_images, n_views, n_channels, k, k)`` (channels first).
         "flat": a 2-D ``(n_images, n_channels * k * k)`` matrix, the mean over
@@ -198,10 +198,12 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
     n_jobs : int or None, default=None
         Extraction processes, each with its own copy of the backbone, run
         through joblib: the images to compute are split into partitions.
-        None means 1 (or one per GPU with ``device="auto"`` and several
-        GPUs: each worker claims its own GPU for the whole run, whichever
-        partitions it is given; workers beyond the GPUs share them), -1 all
-        cores. Under
+        None means 1 unless a :func:`joblib.parallel_config` context says
+        otherwise (scikit-learn's convention); -1 all cores, or with
+        ``device="auto"`` on a machine with GPUs one process per GPU (with
+        several GPUs each worker claims its own GPU for the whole run,
+        whichever partitions it is given; workers beyond the GPUs share
+        them). Under
         ``joblib.parallel_config(backend="dask")`` the partitions run on a
         Dask cluster; with a cache that the workers can see, each commits its
         results to the store itself (so a lost worker or Ctrl-C keeps what
@@ -231,7 +233,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         (fast on GPUs and CPUs with bfloat16 units, slow elsewhere). Both
         are faster on tensor-core GPUs and change the features slightly
         (bfloat16 more: 8 bits of mantissa), so each is cached as its own
-        configuration. None: "float16" with ``amp=True``, else "float32".
+        configuration. None: "float16" with the deprecated ``amp=True``,
+        else "float32".
     channels_last : bool, default=False
         Run the network in channels-last memory layout (faster
         convolutions on tensor-core GPUs; on the CPU it can be slower). The
@@ -435,6 +438,9 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
                 f"amp=True asks for float16 but precision={self.precision!r}; pass precision alone "
                 "(amp=True is the same as precision='float16')."
             )
+        if self.amp:
+            warnings.warn("amp=True is deprecated and will be removed; pass precision='float16' instead "
+                          "(the same arithmetic and the same cache configuration).", FutureWarning, stacklevel=2)
         device = self._resolve_device()
         described = [self._describe_member(member, k, device) for member in members]
         several = len(members) > 1
@@ -535,12 +541,10 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         return max(0, min(4, (os.cpu_count() or 1) // 2))
 
     def _n_jobs(self):
-        """Extraction processes: ``n_jobs``, else one per GPU when there are several."""
-        if self.n_jobs is not None:
-            return self.n_jobs
-        if self.device == "auto" and torch.cuda.device_count() > 1:
+        """Extraction processes, for joblib: ``n_jobs`` (None: joblib's context, else 1); -1 on GPUs: one per GPU."""
+        if self.n_jobs == -1 and self.device == "auto" and torch.cuda.is_available():
             return torch.cuda.device_count()
-        return 1
+        return self.n_jobs
 
     def transform(self, X):
         """MLSP features of the images in ``X``.

@@ -25,7 +25,7 @@ from sklearn_mlsp.cli import EXIT_CODES, cli
 BIN = Path(sys.executable).parent / "mlsp"
 MLSP = [str(BIN)] if BIN.is_file() else ([shutil.which("mlsp")] if shutil.which("mlsp") else
                                             [sys.executable, "-m", "sklearn_mlsp.cli"])
-FEATURES = ["--backbone", "efficientnet_lite0", "--pooling", "narrow", "--no-augment", "--jobs", "0"]
+FEATURES = ["--backbone", "efficientnet_lite0", "--pooling", "narrow", "--no-augment", "--n-decoders", "0"]
 
 
 def mlsp(*args, cwd, check=None):
@@ -111,8 +111,8 @@ def test_evaluate_prints_the_metrics_and_plots(project):
 def test_info_describes_the_model_and_the_environment(project):
     root, _, _ = project
     proc = mlsp("info", "model.mlsp", cwd=root, check=0)
-    for text in ["efficientnet_lite0", "cfg_", "12 images from labels.csv", "[1.0, 9.0]", "2 folds: SRCC",
-                 "torch"]:
+    for text in ["efficientnet_lite0", "cfg_", "12 images from labels.csv", "[1.0, 9.0]",
+                 "2 folds (KFold, shuffled): SRCC", "torch"]:
         assert text in proc.stdout, text
     result = CliRunner().invoke(cli, ["info", "--json"])
     assert result.exit_code == 0, result.output
@@ -177,7 +177,7 @@ def test_fit_and_score_with_the_other_heads(head, tmp_path):
     # Multi-3FC also reads two backbones at two scales (one branch per tap of every member).
     backbone = ["--backbone", "efficientnet_lite0,resnet10t", "--scales", "1,0.5"] if head == "multi3fc" else \
         ["--backbone", "efficientnet_lite0"]
-    common = [*backbone, "--weights", "random", "--no-augment", "--jobs", "0",
+    common = [*backbone, "--weights", "random", "--no-augment", "--n-decoders", "0",
               "--device", "cpu", "--cache", str(tmp_path / "f.h5"), "--quiet"]
     result = runner.invoke(cli, ["fit", str(tmp_path / "labels.csv"), "--images", str(tmp_path / "photos"),
                                  "--model", str(tmp_path / "m.mlsp"), "--head", head, "--epochs", "1",
@@ -363,9 +363,137 @@ def test_info_names_a_metadata_field_of_the_wrong_type(project, tmp_path):
     with safe_open(str(root / "model.mlsp"), framework="np") as f:
         header = dict(f.metadata())
         arrays = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 -- safe_open is not iterable
-    for field, value in [("versions", ["torch"]), ("cv_scores", {"mean": "high"}), ("target_range", "1-9")]:
+    for field, value in [("versions", ["torch"]), ("cv_scores", {"mean": "high"}), ("target_range", "1-9"),
+                         ("higher_is_better", "no")]:
         meta = json.loads(header["metadata"])
         meta[field] = value
         save_file(arrays, str(tmp_path / "m.mlsp"), metadata={**header, "metadata": json.dumps(meta)})
         result = CliRunner().invoke(cli, ["info", str(tmp_path / "m.mlsp")])
         assert result.exit_code == 2 and "m.mlsp" in result.output and f"'{field}'" in result.output, result.output
+
+
+# ------------------------------------------------- conventions (issue 20): direction, groups, vocabulary, rows
+
+TINY = ["--backbone", "efficientnet_lite0", "--weights", "random", "--pooling", "narrow", "--no-augment",
+        "--n-decoders", "0", "--device", "cpu", "--head", "ridge", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def dmos_labels(tmp_path_factory):
+    """Six photos of three scenes, with a DMOS (lower is better) and the scene as a column."""
+    root = tmp_path_factory.mktemp("dmos")
+    paths = write_images(root / "photos", 6, 40, 40)
+    pd.DataFrame({"image": [Path(p).name for p in paths], "scene": ["a", "a", "b", "b", "c", "c"],
+                  "dmos": [10.0, 60.0, 30.0, 80.0, 20.0, 50.0]}).to_csv(root / "labels.csv", index=False)
+    return root
+
+
+def _fit(root, *args):
+    return CliRunner().invoke(cli, ["fit", str(root / "labels.csv"), "--images", str(root / "photos"), *TINY,
+                                    "--cache", str(root / "f.h5"), *map(str, args)])
+
+
+def test_a_dmos_file_needs_a_direction_and_is_ranked_both_ways(dmos_labels):
+    root = dmos_labels
+    refused = _fit(root, "--model", root / "m.mlsp")
+    assert refused.exit_code == 2 and "'dmos' is named like a DMOS" in refused.output
+    assert "--lower-is-better" in refused.output
+    best = {}
+    for direction in ["--lower-is-better", "--higher-is-better"]:
+        model = root / f"m{direction}.mlsp"
+        assert _fit(root, "--model", model, direction).exit_code == 0
+        result = CliRunner().invoke(cli, ["score", "--model", str(model), str(root / "photos"), "--format", "jsonl",
+                                          "--cache", str(root / "f.h5")])
+        assert result.exit_code == 0, result.output
+        rows = [json.loads(line) for line in result.stdout.splitlines()]  # stdout: the rows alone
+        assert [r["rank"] for r in rows] == list(range(1, 7))
+        best[direction] = Path(rows[0]["path"]).name
+        assert f"{direction.split('-')[2]} is better" in result.stderr  # the text, on stderr
+    # Ridge fits six images closely: the best image is the lowest DMOS one way, the highest the other.
+    assert best == {"--lower-is-better": "img_000.png", "--higher-is-better": "img_003.png"}
+    # evaluate takes the direction the model was trained with; the accuracy split follows it.
+    result = CliRunner().invoke(cli, ["evaluate", str(root / "m--lower-is-better.mlsp"), str(root / "labels.csv"),
+                                      "--images", str(root / "photos"), "--cache", str(root / "f.h5"), "--json",
+                                      "--quiet"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["higher_is_better"] is False and summary["srcc"] > 0.9
+    from sklearn_mlsp.model_io import read_model_metadata  # the model files record the direction
+
+    assert read_model_metadata(root / "m--lower-is-better.mlsp")["higher_is_better"] is False
+    assert read_model_metadata(root / "m--higher-is-better.mlsp")["higher_is_better"] is True
+
+
+def test_fit_cv_with_a_group_column_keeps_each_group_in_one_fold(dmos_labels, monkeypatch):
+    from sklearn.model_selection import GroupKFold
+
+    root = dmos_labels
+    test_folds = []
+    split = GroupKFold.split
+
+    def recording(self, X, y=None, groups=None):
+        for train, test in split(self, X, y, groups):
+            test_folds.append(sorted(np.asarray(groups)[test].tolist()))
+            yield train, test
+
+    monkeypatch.setattr(GroupKFold, "split", recording)
+    result = _fit(root, "--model", root / "g.mlsp", "--lower-is-better", "--cv", "3", "--group-col", "scene",
+                  "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["cv_split"] == "GroupKFold by 'scene'"
+    assert sorted(test_folds) == [["a", "a"], ["b", "b"], ["c", "c"]]  # no scene on both sides of a fold
+    too_many = _fit(root, "--model", root / "g.mlsp", "--lower-is-better", "--cv", "4", "--group-col", "scene")
+    assert too_many.exit_code == 2 and "3 groups" in too_many.output
+    no_cv = _fit(root, "--model", root / "g.mlsp", "--lower-is-better", "--group-col", "scene")
+    assert no_cv.exit_code == 2 and "--cv" in no_cv.output
+
+
+def test_cli_options_are_the_parameters_names(dmos_labels, monkeypatch):
+    from sklearn_mlsp import MLSPTransformer
+
+    for command in ["extract", "fit", "score", "evaluate"]:
+        text = CliRunner().invoke(cli, [command, "--help"]).output
+        assert "--n-jobs" in text and "--n-decoders" in text and "--jobs" not in text, command
+    assert "the API's wide" in CliRunner().invoke(cli, ["extract", "--help"]).output
+    seen = []
+
+    def stop(self, X):
+        seen.append(self.get_params())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(MLSPTransformer, "transform", stop)
+    root = dmos_labels
+    result = CliRunner().invoke(cli, ["extract", str(root / "photos"), "--cache", str(root / "x.h5"), "--n-jobs", "2",
+                                      "--jobs", "3", "--backbone", "efficientnet_lite0", "--weights", "random"])
+    assert result.exit_code == 130
+    assert seen[0]["n_jobs"] == 2 and seen[0]["n_decoders"] == 3  # --jobs: the deprecated --n-decoders
+    assert "--jobs is deprecated; use --n-decoders" in result.stderr
+    zero = CliRunner().invoke(cli, ["extract", str(root / "photos"), "--cache", str(root / "x.h5"), "--n-jobs", "0"])
+    assert zero.exit_code == 2 and "--n-jobs" in zero.output
+
+
+def test_score_and_evaluate_write_every_image_as_csv_json_or_jsonl(dmos_labels, tmp_path):
+    root = dmos_labels
+    model = root / "m--lower-is-better.mlsp"
+    if not model.exists():
+        assert _fit(root, "--model", model, "--lower-is-better").exit_code == 0
+    (tmp_path / "broken.png").write_bytes(b"not a PNG")
+    images = [str(root / "photos"), str(tmp_path / "broken.png")]
+    common = ["--cache", str(root / "f.h5"), "--quiet"]
+    as_json = CliRunner().invoke(cli, ["score", "--model", str(model), *images, "--out", str(tmp_path / "s.json"),
+                                       *common])
+    assert as_json.exit_code == 1  # the broken image
+    rows = json.loads((tmp_path / "s.json").read_text())
+    assert len(rows) == 7 and set(rows[0]) == {"path", "score", "std", "low", "high", "rank", "error", "model",
+                                                "scale"}
+    assert rows[-1]["score"] is None and rows[-1]["rank"] is None and "broken.png" in rows[-1]["error"]
+    summary = CliRunner().invoke(cli, ["score", "--model", str(model), *images, "--format", "csv", "--json", *common])
+    assert summary.exit_code == 2 and "--out" in summary.output  # both would take stdout
+    (tmp_path / "labels.csv").write_text((root / "labels.csv").read_text() + "gone.png,c,40\n")
+    result = CliRunner().invoke(cli, ["evaluate", str(model), str(tmp_path / "labels.csv"), "--images",
+                                      str(root / "photos"), "--format", "csv", *common])
+    assert result.exit_code == 1, result.output  # gone.png is left out
+    table = pd.read_csv(__import__("io").StringIO(result.stdout))
+    assert table.columns.tolist() == ["image", "path", "target", "score", "error"] and len(table) == 7
+    assert table["score"].iloc[:6].notna().all() and table["image"].iloc[6] == "gone.png"
+    assert table["target"].iloc[:6].tolist() == [10.0, 60.0, 30.0, 80.0, 20.0, 50.0]

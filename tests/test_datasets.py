@@ -77,8 +77,8 @@ def test_ava_mos_distribution_and_fields(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing is missing: no warning
         data = load_ava(tmp_path)
-    assert data.ids.dtype == np.int64
-    np.testing.assert_array_equal(data.ids, ids)
+    assert data.image_ids.dtype == np.int64
+    np.testing.assert_array_equal(data.image_ids, ids)
     assert data.target[0] == pytest.approx(6.0)
     assert data.target[1] == pytest.approx(5.5)
     assert data.n_votes[0] == 4 and data.n_votes[1] == 2 and data.n_votes[2] == 5
@@ -91,8 +91,8 @@ def test_ava_mos_distribution_and_fields(tmp_path):
     assert data.tags.shape == (len(ids), 2)
     assert data.tags[5].tolist() == [5, 0]
     assert data.challenge[4] == 901
-    assert data.paths[0] == str(tmp_path / "images" / "1000.jpg")
-    assert data.paths.dtype.kind == "U"
+    assert data.data[0] == str(tmp_path / "images" / "1000.jpg")
+    assert data.data.dtype.kind == "U"
     assert data.frame is None
     assert len(data.missing) == 0
     assert list(data.missing.columns) == ["id", "path", "reason"]
@@ -102,7 +102,7 @@ def test_ava_mos_distribution_and_fields(tmp_path):
 def test_ava_split_sizes_and_test_ids(tmp_path):
     _, test_ids = _write_ava(tmp_path, n=60, n_test=12)
     data = load_ava(tmp_path, validation_fraction=0.1, random_state=3)
-    assert sorted(data.ids[data.split == "test"].tolist()) == test_ids
+    assert sorted(data.image_ids[data.split == "test"].tolist()) == test_ids
     assert (data.split == "validation").sum() == math.ceil(0.1 * 48)
     assert (data.split == "train").sum() == 48 - 5
     assert set(data.split) == {"train", "validation", "test"}
@@ -110,8 +110,8 @@ def test_ava_split_sizes_and_test_ids(tmp_path):
     again = load_ava(tmp_path, validation_fraction=0.1, random_state=3)
     np.testing.assert_array_equal(again.split, data.split)
     other = load_ava(tmp_path, validation_fraction=0.1, random_state=4)
-    assert set(other.ids[other.split == "validation"]) != set(
-        data.ids[data.split == "validation"]
+    assert set(other.image_ids[other.split == "validation"]) != set(
+        data.image_ids[data.split == "validation"]
     )
     # Default fraction 0.05 of 48 -> 3 validation images.
     assert (load_ava(tmp_path).split == "validation").sum() == 3
@@ -126,8 +126,8 @@ def test_ava_missing_unreadable_and_zero_votes_reported_and_dropped(tmp_path):
     message = str(record[0].message)
     assert "2 file not found" in message and "1 unreadable image" in message
     assert "1 no votes" in message and "1003" in message
-    assert len(data.ids) == 56
-    assert not np.isin([1003, 1010, 1020, 1059], data.ids).any()
+    assert len(data.image_ids) == 56
+    assert not np.isin([1003, 1010, 1020, 1059], data.image_ids).any()
     reasons = dict(zip(data.missing["id"], data.missing["reason"]))
     assert set(reasons) == {1003, 1010, 1020, 1059}
     assert reasons[1003] == "file not found"
@@ -144,16 +144,16 @@ def test_ava_split_does_not_depend_on_missing_images(tmp_path):
     with pytest.warns(UserWarning):
         checked = load_ava(tmp_path, validation_fraction=0.2)
     labels_only = load_ava(tmp_path, validation_fraction=0.2, check_images=False)
-    assert len(labels_only.ids) == 60 and len(labels_only.missing) == 0
-    kept = np.isin(labels_only.ids, checked.ids)
+    assert len(labels_only.image_ids) == 60 and len(labels_only.missing) == 0
+    kept = np.isin(labels_only.image_ids, checked.image_ids)
     np.testing.assert_array_equal(labels_only.split[kept], checked.split)
 
 
 def test_ava_check_images_false_needs_no_images(tmp_path):
     _write_ava(tmp_path)
     data = load_ava(tmp_path, image_dir=tmp_path / "nowhere", check_images=False)
-    assert len(data.ids) == 60
-    assert data.paths[0] == str(tmp_path / "nowhere" / "1000.jpg")
+    assert len(data.image_ids) == 60
+    assert data.data[0] == str(tmp_path / "nowhere" / "1000.jpg")
     with pytest.raises(FileNotFoundError, match="image directory not found"):
         load_ava(tmp_path, image_dir=tmp_path / "nowhere")
 
@@ -168,7 +168,7 @@ def test_ava_image_dir_test_ids_and_frame(tmp_path):
             test_list=[1000, 1001, 5],
             as_frame=True,
         )
-    assert data.ids[data.split == "test"].tolist() == [1000, 1001]
+    assert data.image_ids[data.split == "test"].tolist() == [1000, 1001]
     frame = data.frame
     assert isinstance(frame, pd.DataFrame) and len(frame) == 60
     expected = ["id", "path", "mos", "split", "n_votes"]
@@ -246,10 +246,10 @@ def test_csv_basic_names_with_spaces_and_parentheses(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         data = load_csv_dataset(csv, tmp_path / "images", as_frame=True)
-    assert data.ids.tolist() == names
+    assert data.image_ids.tolist() == names
     np.testing.assert_allclose(data.target, [0.25, 0.5, 0.1])
     assert data.target.dtype == np.float64
-    assert data.paths[0] == str(tmp_path / "images" / "ss03 (7805).jpg")
+    assert data.data[0] == str(tmp_path / "images" / "ss03 (7805).jpg")
     assert data.split is None
     assert len(data.missing) == 0
     assert list(data.frame.columns) == ["image", "mos", "path"]
@@ -273,7 +273,7 @@ def test_csv_quoted_names_with_commas(tmp_path):
     csv = tmp_path / "labels.csv"
     csv.write_text('image,mos\n"a, b.jpg",2\nc.jpg,3\n')
     data = load_csv_dataset(csv, tmp_path / "img")
-    assert data.ids.tolist() == ["a, b.jpg", "c.jpg"]
+    assert data.image_ids.tolist() == ["a, b.jpg", "c.jpg"]
 
 
 def test_csv_missing_and_case_mismatch_reported(tmp_path):
@@ -288,7 +288,7 @@ def test_csv_missing_and_case_mismatch_reported(tmp_path):
         data = load_csv_dataset(csv, image_dir)
     assert "3 file not found" in str(record[0].message)
     assert "1 unreadable image" in str(record[0].message)
-    assert data.ids.tolist() == ["a.jpg", "d.jpg"]
+    assert data.image_ids.tolist() == ["a.jpg", "d.jpg"]
     np.testing.assert_array_equal(data.target, [1.0, 4.0])
     reasons = dict(zip(data.missing["id"], data.missing["reason"]))
     assert reasons["b.jpg"] == "file not found (did you mean 'B.JPG'?)"
@@ -300,14 +300,14 @@ def test_csv_missing_and_case_mismatch_reported(tmp_path):
     # Opt-in: a unique case variant is accepted and its on-disk name used.
     with pytest.warns(UserWarning, match="3 of 6 images left out"):
         loose = load_csv_dataset(csv, image_dir, case_insensitive=True)
-    assert loose.ids.tolist() == ["a.jpg", "b.jpg", "d.jpg"]
-    assert loose.paths[1] == str(image_dir / "B.JPG")
+    assert loose.image_ids.tolist() == ["a.jpg", "b.jpg", "d.jpg"]
+    assert loose.data[1] == str(image_dir / "B.JPG")
     with pytest.raises(ValueError, match="needs check_images=True"):
         load_csv_dataset(csv, image_dir, case_insensitive=True, check_images=False)
 
     # Without checks, every row is returned with its listed path.
     unchecked = load_csv_dataset(csv, image_dir, check_images=False)
-    assert len(unchecked.ids) == 6 and len(unchecked.missing) == 0
+    assert len(unchecked.image_ids) == 6 and len(unchecked.missing) == 0
 
 
 def test_csv_random_split_and_split_column(tmp_path):
@@ -395,9 +395,9 @@ def test_csv_real_biq2021_labels(biq_dir):
         data = load_csv_dataset(
             biq_dir / "labels.csv", biq_dir / "images", test_size=0.2
         )
-    assert len(data.ids) == 3000 and len(data.missing) == 0
+    assert len(data.image_ids) == 3000 and len(data.missing) == 0
     assert data.target.min() >= 0 and data.target.max() <= 1
-    assert any(" (" in name for name in data.ids)
+    assert any(" (" in name for name in data.image_ids)
     assert (data.split == "test").sum() == 600
 
 
@@ -440,10 +440,10 @@ def test_clive_drops_training_images_by_name(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         data = load_clive(tmp_path, as_frame=True)
-    assert data.ids.tolist() == ["3.bmp", "10.bmp", "22.bmp", "5.bmp"]
+    assert data.image_ids.tolist() == ["3.bmp", "10.bmp", "22.bmp", "5.bmp"]
     np.testing.assert_array_equal(data.target, [63.5, 20.25, 71.0, 44.0])
     np.testing.assert_array_equal(data.std, [7, 8, 9, 10])
-    assert data.paths[1] == str(tmp_path / "Images" / "10.bmp")
+    assert data.data[1] == str(tmp_path / "Images" / "10.bmp")
     assert list(data.frame.columns) == ["image", "path", "mos", "std"]
     assert "t1.bmp" in data.DESCR and "4 images kept" in data.DESCR
 
@@ -456,7 +456,7 @@ def test_clive_missing_image_reported(tmp_path):
         r"first: 22.bmp",
     ):
         data = load_clive(tmp_path)
-    assert data.ids.tolist() == ["3.bmp", "10.bmp", "5.bmp"]
+    assert data.image_ids.tolist() == ["3.bmp", "10.bmp", "5.bmp"]
     np.testing.assert_array_equal(data.target, [63.5, 20.25, 44.0])
     assert data.std is None
     assert data.missing["id"].tolist() == ["22.bmp"]
@@ -475,3 +475,37 @@ def test_clive_errors(tmp_path):
         ValueError, match=r"no variable 'AllMOS_release'; it holds \['mos'\]"
     ):
         load_clive(tmp_path)
+
+
+def test_loaders_return_a_scikit_learn_bunch_with_the_old_names_deprecated(tmp_path):
+    image_dir = tmp_path / "images"
+    _write_images(image_dir, ["a.jpg", "b.jpg", "c.jpg"])
+    (tmp_path / "labels.csv").write_text("image,mos\na.jpg,0.2\nb.jpg,0.9\nc.jpg,0.5\n")
+    data = load_csv_dataset(tmp_path / "labels.csv", image_dir, score_range=(0, 1))
+    assert data.data.tolist() == [str(image_dir / n) for n in ("a.jpg", "b.jpg", "c.jpg")]
+    assert data.image_ids.tolist() == ["a.jpg", "b.jpg", "c.jpg"] and "DESCR" in data
+    assert data.score_range == (0.0, 1.0) and data.higher_is_better is True and data.groups is None
+    with pytest.warns(FutureWarning, match="'paths' is deprecated.*use 'data'"):
+        assert data.paths.tolist() == data.data.tolist()
+    with pytest.warns(FutureWarning, match="'ids' is deprecated.*use 'image_ids'"):
+        assert data["ids"].tolist() == data.image_ids.tolist()
+    X, y = load_csv_dataset(tmp_path / "labels.csv", image_dir, return_X_y=True)
+    assert X.tolist() == data.data.tolist() and y.tolist() == [0.2, 0.9, 0.5]
+    clive_root = tmp_path / "clive"
+    _write_clive(clive_root, ["1.bmp", "2.bmp"], [30.0, 60.0])
+    X, y = load_clive(clive_root, return_X_y=True)
+    assert len(X) == 2 and y.tolist() == [30.0, 60.0]
+    assert load_clive(clive_root).score_range == (0.0, 100.0)
+
+
+def test_csv_groups_and_the_direction_of_a_dmos_column(tmp_path):
+    (tmp_path / "labels.csv").write_text("image,ref,dmos\na.jpg,r1,10\nb.jpg,r1,40\nc.jpg,r2,25\n")
+    with pytest.raises(ValueError, match=r"'dmos' is named like a DMOS.*higher_is_better=False"):
+        load_csv_dataset(tmp_path / "labels.csv", tmp_path, score_col="dmos", check_images=False)
+    data = load_csv_dataset(tmp_path / "labels.csv", tmp_path, score_col="dmos", group_col="ref",
+                            higher_is_better=False, check_images=False, as_frame=True)
+    assert data.higher_is_better is False and data.groups.tolist() == ["r1", "r1", "r2"]
+    assert data.frame["ref"].tolist() == ["r1", "r1", "r2"]
+    with pytest.raises(ValueError, match="no column 'photographer'"):
+        load_csv_dataset(tmp_path / "labels.csv", tmp_path, score_col="dmos", group_col="photographer",
+                         higher_is_better=False, check_images=False)

@@ -33,14 +33,14 @@ def test_koniq10k_reads_scores_and_distributions(tmp_path):
         "\n".join([KONIQ_HEADER, *KONIQ_ROWS]) + "\n"
     )
     data = load_koniq10k(tmp_path, as_frame=True)
-    assert data.ids.tolist() == ["10004473376.jpg", "10007357496.jpg", "10007903636.jpg"]
+    assert data.image_ids.tolist() == ["10004473376.jpg", "10007357496.jpg", "10007903636.jpg"]
     np.testing.assert_allclose(data.target, [3.7, 3.37, 3.73])
     np.testing.assert_allclose(data.std, [0.52, 0.55, 0.53])
     np.testing.assert_allclose(data.mos_zscore, [77.38, 68.06, 78.97])
     np.testing.assert_array_equal(data.n_votes, [100, 101, 100])
     np.testing.assert_allclose(data.distribution[1], np.array([0, 3, 58, 40, 0]) / 101)
     assert data.split is None and len(data.missing) == 0
-    assert data.paths[0] == str(tmp_path / "1024x768" / "10004473376.jpg")
+    assert data.data[0] == str(tmp_path / "1024x768" / "10004473376.jpg")
     assert list(data.frame.columns[:3]) == ["image", "path", "mos"]
     assert "distribution_5" in data.frame.columns
     assert "KonIQ-10k" in data.DESCR and "3 images kept" in data.DESCR
@@ -99,11 +99,23 @@ def test_kadid10k_reads_dmos_csv_with_references(tmp_path):
         "I02_03_05.png,I02.png,1.73,0.562\n"
     )
     data = load_kadid10k(tmp_path, as_frame=True)
-    assert data.ids.tolist() == names
+    assert data.image_ids.tolist() == names
     np.testing.assert_allclose(data.target, [4.57, 4.33, 1.73])
     np.testing.assert_allclose(data.var, [0.496, 0.869, 0.562])
     assert data.reference.tolist() == ["I01.png", "I01.png", "I02.png"]
     assert data.frame["reference"].tolist() == ["I01.png", "I01.png", "I02.png"]
+    # Groups by reference content for GroupKFold; the scale and its direction despite the column's name.
+    assert data.groups.tolist() == ["I01.png", "I01.png", "I02.png"]
+    assert data.score_range == (1.0, 5.0) and data.higher_is_better is True
+
+
+def test_release_loaders_record_the_scale_and_return_x_y(tmp_path):
+    (tmp_path / "labels_image.csv").write_text("name_image,mos_image,set\na.jpg,50.5,train\nb.jpg,20,test\n")
+    data = load_paq2piq(tmp_path, check_images=False)
+    assert data.score_range == (0.0, 100.0) and data.higher_is_better and data.groups is None
+    assert data.split.tolist() == ["train", "test"]  # the official split
+    paths, target = load_paq2piq(tmp_path, check_images=False, return_X_y=True)
+    assert paths.tolist() == data.data.tolist() and target.tolist() == [50.5, 20.0]
 
 
 def test_paq2piq_reads_labels_image_with_subfolders_and_set(tmp_path):
@@ -114,10 +126,10 @@ def test_paq2piq_reads_labels_image_with_subfolders_and_set(tmp_path):
         f"{names[0]},56.82,train\n{names[1]},71.1,validation\n{names[2]},22.4,test\n"
     )
     data = load_paq2piq(tmp_path)
-    assert data.ids.tolist() == names
+    assert data.image_ids.tolist() == names
     np.testing.assert_allclose(data.target, [56.82, 71.1, 22.4])
     assert data.split.tolist() == ["train", "validation", "test"]
-    assert data.paths[1] == str(tmp_path / "voc_emotic_ava" / "2008_000007.jpg")
+    assert data.data[1] == str(tmp_path / "voc_emotic_ava" / "2008_000007.jpg")
 
 
 def test_paq2piq_accepts_the_name_mos_variant(tmp_path):
@@ -139,4 +151,4 @@ def test_release_loaders_name_what_is_wrong(tmp_path):
     (tmp_path / "dmos.csv").write_text("dist_img,ref_img,dmos,var\na.png,r.png,3.5,0.1\n")
     with pytest.raises(FileNotFoundError, match="image directory not found"):
         load_kadid10k(tmp_path)
-    assert load_kadid10k(tmp_path, check_images=False).ids.tolist() == ["a.png"]
+    assert load_kadid10k(tmp_path, check_images=False).image_ids.tolist() == ["a.png"]

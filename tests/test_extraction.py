@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from helpers import random_image, tiny_transformer, write_images
 from PIL import Image
 
@@ -196,6 +197,30 @@ def test_decoding_workers_die_with_their_parent(tmp_path):
 
 
 # ----------------------------------------------------------- joblib processes
+
+
+def test_n_jobs_none_is_one_process_unless_a_joblib_context_says_otherwise(tmp_path, monkeypatch):
+    from joblib import effective_n_jobs, parallel_config
+
+    paths = write_images(tmp_path / "img", 4, 40, 48)
+    t = tiny_transformer().fit()
+    t.transform(paths)
+    assert "workers" not in t.transform_stats_  # one process: no partitions
+    with parallel_config(backend="threading", n_jobs=2):
+        t.transform(paths)
+    assert sum(t.transform_stats_["workers"].values()) == 4  # the context's two workers
+    # Several GPUs: None is still one process; one per GPU is n_jobs=-1 with device="auto".
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    assert effective_n_jobs(tiny_transformer(device="auto")._n_jobs()) == 1
+    assert tiny_transformer(device="auto", n_jobs=-1)._n_jobs() == 3
+    assert tiny_transformer(device="cpu", n_jobs=-1)._n_jobs() == -1  # all cores
+
+
+def test_amp_is_deprecated_in_favour_of_precision():
+    with pytest.warns(FutureWarning, match="amp=True is deprecated.*precision='float16'"):
+        amp = tiny_transformer(amp=True).fit()
+    assert amp.config_ == tiny_transformer(precision="float16").fit().config_
 
 
 def test_n_jobs_processes_give_the_single_process_features(tmp_path, backbone_loads):

@@ -203,7 +203,8 @@ def test_precision_and_amp_are_validated_by_name():
         tiny_transformer(max_batch_pixels=-1).fit()
     with pytest.raises(ValueError, match="cudnn_benchmark"):
         tiny_transformer(cudnn_benchmark="sometimes").fit()
-    assert tiny_transformer(amp=True, precision="float16").fit().config_["precision"] == "float32"  # CPU
+    with pytest.warns(FutureWarning, match="amp=True is deprecated"):
+        assert tiny_transformer(amp=True, precision="float16").fit().config_["precision"] == "float32"  # CPU
 
 
 def test_channels_last_and_bfloat16_on_the_cpu():

@@ -89,7 +89,7 @@ def test_ctrl_c_ends_mlsp_extract_within_2_s_and_keeps_what_was_stored(tmp_path,
     cache = tmp_path / "features.h5"
     proc = subprocess.Popen([*MLSP, "extract", str(listing), "--cache", str(cache), "--backbone",
                              "efficientnet_lite0", "--weights", "random", "--pooling", "narrow", "--no-augment",
-                             "--jobs", "2", "--quiet"],
+                             "--n-decoders", "2", "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
                             start_new_session=True)
     try:

@@ -16,7 +16,7 @@ from sklearn_mlsp import (
     Pool3FCRegressor,
     Single3FCRegressor,
 )
-from sklearn_mlsp.metrics import SCORERS, srcc_scorer
+from sklearn_mlsp.metrics import get_scorers, srcc_scorer
 
 TINY_3FC = {"module__hidden": (8, 4), "max_epochs": 3, "batch_size": 8, "random_state": 0}
 
@@ -70,7 +70,7 @@ def test_grid_search_extracts_each_image_once(photos, tmp_path, backbone_loads):
             "single3fcregressor__lr": [1e-3, 1e-2],
             "single3fcregressor__module__dropout": [(0.1, 0.1, 0.1), (0.5, 0.5, 0.5)],
         },
-        cv=KFold(2), scoring=SCORERS, refit="srcc", n_jobs=2,
+        cv=KFold(2), scoring=get_scorers(score_range=(1, 5)), refit="srcc", n_jobs=2,
     )
     with parallel_backend("threading", n_jobs=2):  # threads share the load counter
         grid.fit(paths, y)

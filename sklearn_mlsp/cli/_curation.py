@@ -16,7 +16,7 @@ def _curation_options(f):
     options = [
         click.option("--report", type=click.Path(dir_okay=False), default=None,
                      help="HTML report: photos by score with quality maps, histogram, threshold; thumbnails "
-                          "in REPORT_files/ beside it."),
+                          "beside it (report.html: report_files/)."),
         click.option("--keep-top", type=click.FloatRange(0, 1, min_open=True), default=None, metavar="FRACTION",
                      help="Keep the best FRACTION (e.g. 0.2) of the photos: writes kept.txt and rejected.txt."),
         click.option("--min-score", type=float, default=None,

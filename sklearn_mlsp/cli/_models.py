@@ -8,8 +8,8 @@ from ._options import _scales
 from ._running import ImagesFailed, InputError
 
 
-def _transformer(out, *, backbone, pooling, augment, weights, device, jobs, cache, output="views", errors="nan",
-                 scales="1"):
+def _transformer(out, *, backbone, pooling, augment, weights, device, n_decoders, n_jobs, cache, output="views",
+                 errors="nan", scales="1"):
     from ..transformer import MLSPTransformer
 
     if weights not in (None, "random") and not os.path.isfile(weights):
@@ -18,7 +18,8 @@ def _transformer(out, *, backbone, pooling, augment, weights, device, jobs, cach
     t = MLSPTransformer(
         backbone=names[0] if len(names) == 1 else names, scales=_scales(scales), pooling=pooling,
         augment=augment, weights=weights, cache=cache,
-        device=device, output=output, errors=errors, n_decoders=jobs, verbose=0 if out.quiet else 1,
+        device=device, output=output, errors=errors, n_decoders=n_decoders, n_jobs=n_jobs,
+        verbose=0 if out.quiet else 1,
     )  # fmt: skip
     try:
         return t.fit()
@@ -47,7 +48,8 @@ def _report_failures(out, failures, n):
 
 
 
-def _predict(model, paths, out, *, errors="nan", jobs=None, spread=False, max_pixels=None, with_features=False):
+def _predict(model, paths, out, *, errors="nan", n_decoders=None, n_jobs=None, spread=False, max_pixels=None,
+             with_features=False):
     """Scores of ``paths`` (NaN where an image failed), and the failures.
 
     With ``spread``, ``std`` / ``low`` / ``high`` columns too where the model's
@@ -72,8 +74,10 @@ def _predict(model, paths, out, *, errors="nan", jobs=None, spread=False, max_pi
 
     transformer.set_params(errors=errors, verbose=0 if out.quiet else 1,
                            max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
-    if jobs is not None:
-        transformer.set_params(n_decoders=jobs)
+    if n_decoders is not None:
+        transformer.set_params(n_decoders=n_decoders)
+    if n_jobs is not None:
+        transformer.set_params(n_jobs=n_jobs)
     try:
         features = transformer.transform(paths)
     except ImageError as exc:
@@ -115,10 +119,11 @@ def _pyplot():
 
 
 
-def _metrics(y, pred, threshold):
+def _metrics(y, pred, threshold, higher_is_better=True):
     from ..metrics import binary_accuracy, plcc, srcc
 
-    return {"srcc": srcc(y, pred), "plcc": plcc(y, pred), "accuracy": binary_accuracy(y, pred, threshold)}
+    accuracy = binary_accuracy(y, pred, threshold, higher_is_better=higher_is_better)
+    return {"srcc": srcc(y, pred), "plcc": plcc(y, pred), "accuracy": accuracy}
 
 
 def _model(out, path, cache, device):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ._running import InputError
+from ._running import InputError, _write
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".jfif"}
@@ -105,6 +105,80 @@ def _pooling(value: str):
     return k
 
 
+def _jobs_alias(ctx, param, value):
+    """--jobs, the former name of --n-decoders: still read, with a warning."""
+    if value is not None:
+        click.echo("warning: --jobs is deprecated; use --n-decoders (the same decoding processes).", err=True)
+        if ctx.params.get("n_decoders") is None:
+            ctx.params["n_decoders"] = value
+    return value
+
+
+def _n_decoders(ctx, param, value):
+    return ctx.params.get("n_decoders") if value is None else value  # --jobs may have set it
+
+
+def _n_jobs(ctx, param, value):
+    if value == 0:
+        raise click.BadParameter("0 processes cannot run anything; give 1, 2, ... or -1 (all).", ctx, param)
+    return value
+
+
+def _parallel_options(f):
+    """--n-decoders and --n-jobs: the transformer's n_decoders and n_jobs (and the hidden --jobs)."""
+    options = [
+        click.option("--n-decoders", type=click.IntRange(min=0), default=None, callback=_n_decoders,
+                     help="Processes decoding images beside the backbone (n_decoders; default: up to 4)."),
+        click.option("--n-jobs", type=int, default=None, callback=_n_jobs,
+                     help="Extraction processes, each with its own backbone (n_jobs; default 1; -1: all cores, "
+                          "or one per GPU with --device auto)."),
+        click.option("--jobs", type=click.IntRange(min=0), default=None, hidden=True, expose_value=False,
+                     callback=_jobs_alias),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+#: Where the rows of `mlsp score` and `mlsp evaluate` go (--format, --out).
+ROW_FORMATS = ("csv", "json", "jsonl")
+_FORMAT_OPTION = click.option(
+    "--format", "row_format", type=click.Choice(ROW_FORMATS), default=None,
+    help="Every image with every column, as CSV, a JSON array or JSON lines: to --out, or to stdout without "
+         "it (text then goes to stderr). Default: from --out's suffix, else csv.")
+_DIRECTION_OPTION = click.option(
+    "--higher-is-better/--lower-is-better", "higher_is_better", default=None,
+    help="Direction of the scores in LABELS. Default: higher is better; a column named like a DMOS needs one "
+         "of the two.")
+
+
+def _rows_format(out, row_format, path):
+    """The rows' format (None: no rows asked for); without ``path`` they take stdout."""
+    if row_format is None and path is None:
+        return None
+    if path is None:
+        if out.as_json:
+            raise click.UsageError("--json and --format without --out both write to stdout; give --out FILE.")
+        out.rows_on_stdout = True
+    if row_format is None:
+        suffix = Path(path).suffix.lower().lstrip(".")
+        row_format = suffix if suffix in ROW_FORMATS else "csv"
+    return row_format
+
+
+def _write_rows(frame, row_format, path):
+    """Every row of ``frame`` as CSV, a JSON array or JSON lines (NaN as null), to ``path`` or stdout."""
+    if row_format == "csv":
+        text = frame.to_csv(index=False)
+    else:
+        text = frame.to_json(orient="records", lines=row_format == "jsonl", double_precision=15)
+        text = text if text.endswith("\n") else text + "\n"
+    if path is None:
+        click.echo(text, nl=False)
+    else:
+        _write(path, "--out", lambda: Path(path).write_text(text, encoding="utf-8"))
+
+
 def _feature_options(pooling_default="narrow"):
     def decorate(f):
         options = [
@@ -115,15 +189,17 @@ def _feature_options(pooling_default="narrow"):
                          help="Comma-separated scales each backbone reads the images at, e.g. 1,0.5."),
             click.option("--pooling", default=pooling_default, show_default=True,
                          help="narrow (1x1), wide (5x5) or an int k"
-                              + ("; auto: wide for pool3fc, else narrow." if pooling_default == "auto" else ".")),
+                              + ("; auto: wide for pool3fc, else narrow (the features each head reads; the "
+                                 "API's default is wide)." if pooling_default == "auto" else
+                                 ". Narrow here, not the API's wide: the features of mlsp fit's default head, "
+                                 "single3fc.")),
             click.option("--augment/--no-augment", default=True, show_default=True,
                          help="8 crop/flip views per image, or the whole image once."),
             click.option("--weights", default=None,
                          help="Backbone weights: a state dict file, or 'random'. Default: pretrained."),
             click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ..."),
-            click.option("--jobs", type=click.IntRange(min=0), default=None,
-                         help="Processes decoding images (default: up to 4)."),
         ]
+        f = _parallel_options(f)  # listed after --device
         for option in reversed(options):
             f = option(f)
         return f
@@ -178,14 +254,22 @@ def _columns(labels, image_col, score_col):
     )
 
 
-def _load_labels(out, labels, image_dir, image_col, score_col):
+def _load_labels(out, labels, image_dir, image_col, score_col, higher_is_better=None, group_col=None):
     from ..datasets import load_csv_dataset
+    from ..datasets._common import _named_like_dmos
 
     image_col, score_col = _columns(labels, image_col, score_col)
+    if higher_is_better is None and _named_like_dmos(score_col):
+        raise InputError(
+            f"{labels}: the score column {score_col!r} is named like a DMOS, where lower is better in most "
+            "releases (not in KADID-10k); say which with --lower-is-better or --higher-is-better.")
+    if group_col is not None and group_col not in _read_columns(labels):
+        raise InputError(f"{labels}: no column {group_col!r} (--group-col); the columns are {_read_columns(labels)}.")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the left-out images are reported below
         try:
-            data = load_csv_dataset(labels, image_dir, image_col=image_col, score_col=score_col)
+            data = load_csv_dataset(labels, image_dir, image_col=image_col, score_col=score_col, group_col=group_col,
+                                    higher_is_better=True if higher_is_better is None else higher_is_better)
         except (ValueError, FileNotFoundError) as exc:
             raise InputError(str(exc)) from None
     missing = [

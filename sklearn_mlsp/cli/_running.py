@@ -72,11 +72,12 @@ class Output:
         self.command = command
         self.quiet = quiet
         self.as_json = as_json
+        self.rows_on_stdout = False  # --format without --out: stdout holds the rows
 
     def say(self, text: str = "") -> None:
-        """Human-readable text: stdout, or stderr under ``--json``; nothing under ``--quiet``."""
+        """Human-readable text: stdout, or stderr under ``--json`` or rows on stdout; nothing under ``--quiet``."""
         if not self.quiet:
-            click.echo(text, err=self.as_json)
+            click.echo(text, err=self.as_json or self.rows_on_stdout)
 
     def warn(self, text: str) -> None:
         if not self.quiet:

@@ -7,7 +7,7 @@ import os
 import click
 
 from ._models import _metrics, _model, _predict, _pyplot, _report_failures
-from ._options import _cache_path, _load_labels
+from ._options import _FORMAT_OPTION, _cache_path, _load_labels, _parallel_options, _rows_format, _write_rows
 from ._running import _run, _write, check_output_path
 
 
@@ -22,14 +22,20 @@ from ._running import _run, _write, check_output_path
 @click.option("--score-col", default=None, help="Column of scores (default: detected).")
 @click.option("--threshold", type=float, default=None,
               help="High/low split of 'accuracy' (AVA: 5). Default: the one recorded in the model.")
+@click.option("--higher-is-better/--lower-is-better", "higher_is_better", default=None,
+              help="Direction of the scores in LABELS. Default: the model's; a column named like a DMOS needs one "
+                   "of the two unless the model was trained lower-is-better.")
+@click.option("--out", "out_rows", type=click.Path(dir_okay=False), default=None,
+              help="File for every image: image, path, target, score, error.")
+@_FORMAT_OPTION
 @click.option("--device", default="auto", show_default=True, help="auto (the model's), cpu, cuda, ...")
-@click.option("--jobs", type=click.IntRange(min=0), default=None, help="Processes decoding images.")
+@_parallel_options
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
               help="Refuse images larger than this many pixels (decompression-bomb guard; default "
                    "64000000). The model file's own limit is never used.")
 @_run
-def evaluate(out, model_path, labels, image_dir, plot, cache, image_col, score_col, threshold, device, jobs,
-             max_pixels):
+def evaluate(out, model_path, labels, image_dir, plot, cache, image_col, score_col, threshold, higher_is_better,
+             out_rows, row_format, device, n_decoders, n_jobs, max_pixels):
     """Compare MODEL's predictions with the scores in LABELS: SRCC, PLCC, accuracy.
 
     \b
@@ -41,23 +47,42 @@ def evaluate(out, model_path, labels, image_dir, plot, cache, image_col, score_c
     from ..model_io import read_model_metadata
 
     check_output_path(plot, "--plot")
+    check_output_path(out_rows, "--out")
+    row_format = _rows_format(out, row_format, out_rows)
     if plot:
         _pyplot()
-    data, missing = _load_labels(out, labels, image_dir, image_col, score_col)
+    meta = read_model_metadata(model_path)
+    model_direction = bool(meta.get("higher_is_better", True))
+    if higher_is_better is None and not model_direction:
+        higher_is_better = False  # the model was trained on lower-is-better scores
+    data, missing = _load_labels(out, labels, image_dir, image_col, score_col, higher_is_better)
+    if data.higher_is_better != model_direction:
+        out.warn(f"{model_path} was trained on {'higher' if model_direction else 'lower'}-is-better scores, "
+                 f"{labels} holds {'higher' if data.higher_is_better else 'lower'}-is-better ones: expect "
+                 "negative correlations.")
     model = _model(out, model_path, cache, device)
     if threshold is None:
-        meta = read_model_metadata(model_path)
         threshold = meta.get("threshold")
         if threshold is None:
             threshold = float((data.target.min() + data.target.max()) / 2)
-    paths = [str(p) for p in data.paths]
-    columns, failures, _ = _predict(model, paths, out, jobs=jobs, max_pixels=max_pixels)
+    paths = [str(p) for p in data.data]
+    columns, failures, _ = _predict(model, paths, out, n_decoders=n_decoders, n_jobs=n_jobs, max_pixels=max_pixels)
+    if row_format:
+        import pandas as pd
+
+        rows = pd.DataFrame({"image": data.image_ids, "path": paths, "target": data.target, "score": columns["score"],
+                             "error": ""})
+        for f in failures:
+            rows.loc[f["position"], "error"] = f["error"]
+        left_out = pd.DataFrame({"image": data.missing["id"].astype(str), "path": data.missing["path"],
+                                 "target": np.nan, "score": np.nan, "error": data.missing["reason"]})
+        _write_rows(pd.concat([rows, left_out], ignore_index=True) if len(left_out) else rows, row_format, out_rows)
     pred = columns["score"]
     ok = np.isfinite(pred)
     y, pred = np.asarray(data.target)[ok], pred[ok]
     failures = missing + failures
     _report_failures(out, failures, len(paths) + len(missing))
-    scores = _metrics(y, pred, threshold)
+    scores = _metrics(y, pred, threshold, data.higher_is_better)
     out.say(f"{len(y)} images   SRCC {scores['srcc']:.3f}   PLCC {scores['plcc']:.3f}   "
             f"accuracy {scores['accuracy']:.3f} (threshold {threshold:g})")
     if plot:
@@ -75,5 +100,6 @@ def evaluate(out, model_path, labels, image_dir, plot, cache, image_col, score_c
         plt.close(fig)
         out.say(f"scatter plot saved to {plot}")
     out.summary({"ok": not failures, "model": model_path, "labels": labels, "n": len(y),
-                 **scores, "threshold": threshold, "failed": len(failures), "failures": failures, "plot": plot})
+                 **scores, "threshold": threshold, "higher_is_better": data.higher_is_better,
+                 "failed": len(failures), "failures": failures, "plot": plot, "out": out_rows})
     return 1 if failures else 0

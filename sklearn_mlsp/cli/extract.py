@@ -18,7 +18,8 @@ from ._running import ImagesFailed, _run
 @click.option("--errors", type=click.Choice(["nan", "raise"]), default="nan", show_default=True,
               help="nan: carry on past unreadable images (exit code 1); raise: stop at the first.")
 @_run
-def extract(out, images, cache, backbone, scales, pooling, augment, weights, device, jobs, recursive, errors):
+def extract(out, images, cache, backbone, scales, pooling, augment, weights, device, n_decoders, n_jobs, recursive,
+            errors):
     """Extract MLSP features of IMAGES (files, folders, .txt lists) into a cache.
 
     Images already in the cache (same content, same configuration) are not
@@ -32,7 +33,8 @@ def extract(out, images, cache, backbone, scales, pooling, augment, weights, dev
 
     paths = collect_images(images, recursive)
     t = _transformer(out, backbone=backbone, scales=scales, pooling=_pooling(pooling), augment=augment,
-                     weights=weights, device=device, jobs=jobs, cache=cache, errors=errors)
+                     weights=weights, device=device, n_decoders=n_decoders, n_jobs=n_jobs, cache=cache,
+                     errors=errors)
     try:
         t.transform(paths)
     except ImageError as exc:

@@ -8,7 +8,7 @@ import time
 import click
 
 from ._models import _failures, _metrics, _report_failures, _transformer
-from ._options import _cache_path, _feature_options, _load_labels, _pooling
+from ._options import _DIRECTION_OPTION, _cache_path, _feature_options, _load_labels, _pooling
 from ._running import InputError, _run, _write, check_output_path
 
 HEADS = {
@@ -53,6 +53,9 @@ def _make_head(head, *, epochs, lr, batch_size, seed, device, tap_channels):
 @click.option("--cache", type=click.Path(), default=None, callback=_cache_path, help="Feature cache folder (reused).")
 @click.option("--cv", type=click.IntRange(min=0), default=0, show_default=True,
               help="Cross-validate with this many folds first (0: no).")
+@click.option("--group-col", default=None,
+              help="Column of groups (e.g. the reference image, the photographer): --cv folds then share no group "
+                   "(GroupKFold). Default: shuffled KFold, for labels with one image per content.")
 @click.option("--image-col", default=None, help="Column of image names (default: detected).")
 @click.option("--score-col", default=None, help="Column of scores (default: detected).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Most epochs (paper: 60).")
@@ -61,9 +64,10 @@ def _make_head(head, *, epochs, lr, batch_size, seed, device, tap_channels):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of folds and training.")
 @click.option("--threshold", type=float, default=None,
               help="High/low split of 'accuracy' (AVA: 5). Default: middle of the score range.")
+@_DIRECTION_OPTION
 @_run
-def fit(out, labels, image_dir, model_path, head, backbone, scales, pooling, augment, weights, device, jobs, cache,
-        cv, image_col, score_col, epochs, lr, batch_size, seed, threshold):
+def fit(out, labels, image_dir, model_path, head, backbone, scales, pooling, augment, weights, device, n_decoders,
+        n_jobs, cache, cv, group_col, image_col, score_col, epochs, lr, batch_size, seed, threshold, higher_is_better):
     """Train a model on the scores in LABELS (a CSV) and write it to a model file.
 
     LABELS has a column of image names (relative to --images) and a column
@@ -79,7 +83,7 @@ def fit(out, labels, image_dir, model_path, head, backbone, scales, pooling, aug
     """
     import numpy as np
     from sklearn.base import clone
-    from sklearn.model_selection import KFold
+    from sklearn.model_selection import GroupKFold, KFold
     from sklearn.pipeline import Pipeline
 
     from ..model_io import save_model
@@ -89,16 +93,21 @@ def fit(out, labels, image_dir, model_path, head, backbone, scales, pooling, aug
     pooling = _pooling(pooling)
     if pooling == "auto":
         pooling = "wide" if head == "pool3fc" else "narrow"
-    data, missing = _load_labels(out, labels, image_dir, image_col, score_col)
-    paths = [str(p) for p in data.paths]
+    if group_col is not None and not cv:
+        raise InputError("--group-col sets the cross-validation folds: give --cv K too.")
+    data, missing = _load_labels(out, labels, image_dir, image_col, score_col, higher_is_better, group_col)
+    paths = [str(p) for p in data.data]
+    groups = data.groups
     t = _transformer(out, backbone=backbone, scales=scales, pooling=pooling, augment=augment, weights=weights,
-                     device=device, jobs=jobs, cache=cache, output="flat" if head == "ridge" else "views")
+                     device=device, n_decoders=n_decoders, n_jobs=n_jobs, cache=cache,
+                     output="flat" if head == "ridge" else "views")
     X = t.transform(paths)
     failures = _failures(t)
     y = np.asarray(data.target, dtype=np.float64)
     if failures:
         ok = np.setdiff1d(np.arange(len(paths)), [f["position"] for f in failures])
         X, y = X[ok], y[ok]
+        groups = None if groups is None else groups[ok]
     failures = missing + failures
     _report_failures(out, failures, len(paths) + len(missing))
     if len(y) < 4:
@@ -113,13 +122,20 @@ def fit(out, labels, image_dir, model_path, head, backbone, scales, pooling, aug
     if cv:
         if cv < 2 or cv > len(y):
             raise InputError(f"--cv must be between 2 and the number of images ({len(y)}), got {cv}.")
-        folds = KFold(n_splits=cv, shuffle=True, random_state=seed)
+        if groups is None:
+            folds, cv_split = KFold(n_splits=cv, shuffle=True, random_state=seed), "KFold, shuffled"
+        else:
+            n_groups = len(np.unique(groups))
+            if cv > n_groups:
+                raise InputError(f"--cv {cv}: the column {group_col!r} holds {n_groups} groups; give --cv at most "
+                                 f"{n_groups}.")
+            folds, cv_split = GroupKFold(n_splits=cv), f"GroupKFold by {group_col!r}"
         cv_scores = {"srcc": [], "plcc": [], "accuracy": [], "threshold": threshold}
-        out.say(f"{cv}-fold cross-validation of {head} on {len(y)} images:")
+        out.say(f"{cv}-fold cross-validation of {head} on {len(y)} images ({cv_split}):")
         out.say(f"{'fold':>6}{'SRCC':>9}{'PLCC':>9}{'accuracy':>10}")
-        for i, (train, test) in enumerate(folds.split(np.arange(len(y)))):
+        for i, (train, test) in enumerate(folds.split(np.arange(len(y)), groups=groups)):
             fold = clone(estimator).fit(X[np.sort(train)], y[np.sort(train)])
-            scores = _metrics(y[np.sort(test)], fold.predict(X[np.sort(test)]), threshold)
+            scores = _metrics(y[np.sort(test)], fold.predict(X[np.sort(test)]), threshold, data.higher_is_better)
             for key, value in scores.items():
                 cv_scores[key].append(value)
             out.say(f"{i + 1:>6}{scores['srcc']:>9.3f}{scores['plcc']:>9.3f}{scores['accuracy']:>10.3f}")
@@ -131,11 +147,13 @@ def fit(out, labels, image_dir, model_path, head, backbone, scales, pooling, aug
     model = Pipeline([("mlsptransformer", t), (head, estimator)])
     _write(model_path, "--model", lambda: save_model(
         model, model_path, y=y, cv_scores=cv_scores,
-        metadata={"labels": os.path.basename(labels), "threshold": threshold, "n_failed": len(failures)}))
+        metadata={"labels": os.path.basename(labels), "threshold": threshold, "n_failed": len(failures),
+                  "higher_is_better": data.higher_is_better, "cv_split": cv_split if cv else None}))
     seconds = time.perf_counter() - start
     out.say(f"model ({head} on {backbone}, {t.config_id_}, {len(y)} images) written to {model_path} "
             f"({os.path.getsize(model_path) / 1e6:.1f} MB, {seconds:.1f} s)")
     out.summary({"ok": not failures, "model": model_path, "head": head, "backbone": backbone,
                  "config_id": t.config_id_, "n_train": len(y), "failed": len(failures), "failures": failures,
-                 "cv_scores": cv_scores, "seconds": seconds})
+                 "cv_scores": cv_scores, "cv_split": cv_split if cv else None,
+                 "higher_is_better": data.higher_is_better, "seconds": seconds})
     return 1 if failures else 0

@@ -132,7 +132,8 @@ def info(out, model_path):
         cv = meta.get("cv_scores")
         if cv and "mean" in cv:
             m = cv["mean"]
-            rows.append(("cross-validation", (f"{len(cv['srcc'])} folds: SRCC {m['srcc']:.3f}, PLCC "
+            split = f" ({meta['cv_split']})" if meta.get("cv_split") else ""
+            rows.append(("cross-validation", (f"{len(cv['srcc'])} folds{split}: SRCC {m['srcc']:.3f}, PLCC "
                                               f"{m['plcc']:.3f}, accuracy {m['accuracy']:.3f}")))
         for key, value in rows:
             if value not in (None, "", "None images"):

@@ -9,7 +9,15 @@ import click
 
 from ._curation import _check_curation, _curate, _curation_options
 from ._models import _model, _model_file, _predict, _pyplot, _report_failures
-from ._options import _cache_path, _looks_like_model, collect_images
+from ._options import (
+    _FORMAT_OPTION,
+    _cache_path,
+    _looks_like_model,
+    _parallel_options,
+    _rows_format,
+    _write_rows,
+    collect_images,
+)
 from ._running import InputError, _run, _write, check_output_path
 
 
@@ -72,7 +80,8 @@ def contact_sheet(frame, path, n_show=6, title=None):
               help="A shipped model (see `mlsp models`) or a model file. Default: the shipped default model. "
                    "(`mlsp score MODEL.mlsp IMAGES...` works too.)")
 @click.option("--out", "out_csv", type=click.Path(dir_okay=False), default=None,
-              help="CSV to write: path, score, std, low, high, rank, error, model, scale; best first.")
+              help="File for every image: path, score, std, low, high, rank, error, model, scale; best first.")
+@_FORMAT_OPTION
 @click.option("--top", type=click.IntRange(min=0), default=10, show_default=True, help="Print the best N.")
 @click.option("--sheet", type=click.Path(dir_okay=False), default=None,
               help="PNG contact sheet: best and worst images with scores, and a histogram.")
@@ -83,7 +92,7 @@ def contact_sheet(frame, path, n_show=6, title=None):
               show_default=True, help="Coverage of the low-high intervals (models with intervals).")
 @click.option("--cache", type=click.Path(), default=None, callback=_cache_path, help="Feature cache folder (reused).")
 @click.option("--device", default="auto", show_default=True, help="auto (the model's), cpu, cuda, ...")
-@click.option("--jobs", type=click.IntRange(min=0), default=None, help="Processes decoding images.")
+@_parallel_options
 @click.option("-r", "--recursive", is_flag=True, help="Also take images in subfolders.")
 @click.option("--errors", type=click.Choice(["nan", "raise"]), default="nan", show_default=True,
               help="nan: unreadable images get no score and exit code 1; raise: stop at the first.")
@@ -92,8 +101,8 @@ def contact_sheet(frame, path, n_show=6, title=None):
                    "64000000). The model file's own limit is never used.")
 @_curation_options
 @_run
-def score(out, images, model_name, out_csv, top, sheet, scale, coverage, cache, device, jobs, recursive, errors,
-          max_pixels, curation):
+def score(out, images, model_name, out_csv, row_format, top, sheet, scale, coverage, cache, device, n_decoders,
+          n_jobs, recursive, errors, max_pixels, curation):
     """Score IMAGES (files, folders, .txt lists of paths) and rank them, best first.
 
     With no --model, the shipped default model scores them (technical quality, BIQ2021's MOS on 0-1,
@@ -115,6 +124,7 @@ def score(out, images, model_name, out_csv, top, sheet, scale, coverage, cache, 
     if model_name is None and len(images) >= 2 and _looks_like_model(images[0]):
         model_name, images = images[0], images[1:]  # the older form: mlsp score MODEL IMAGES...
     check_output_path(out_csv, "--out")
+    row_format = _rows_format(out, row_format, out_csv)
     check_output_path(sheet, "--sheet")
     _check_curation(curation)
     if sheet:
@@ -137,8 +147,9 @@ def score(out, images, model_name, out_csv, top, sheet, scale, coverage, cache, 
     if hasattr(final, "predict_interval"):
         final.set_params(coverage=coverage)
     higher_is_better = bool(meta.get("higher_is_better", True))
-    columns, failures, stats, features = _predict(model, paths, out, errors=errors, jobs=jobs, spread=True,
-                                                  max_pixels=max_pixels, with_features=True)
+    columns, failures, stats, features = _predict(model, paths, out, errors=errors, n_decoders=n_decoders,
+                                                  n_jobs=n_jobs, spread=True, max_pixels=max_pixels,
+                                                  with_features=True)
     frame = pd.DataFrame({"path": paths, **columns, "position": np.arange(len(paths))})
     frame["error"] = ""
     for f in failures:
@@ -152,8 +163,8 @@ def score(out, images, model_name, out_csv, top, sheet, scale, coverage, cache, 
     frame["scale"] = scale_name
     positions = frame["position"].to_numpy()  # where each row's image is in `features`
     frame = frame[["path", "score", "std", "low", "high", "rank", "error", "model", "scale"]]
-    if out_csv:
-        _write(out_csv, "--out", lambda: frame.to_csv(out_csv, index=False))
+    if row_format:
+        _write_rows(frame, row_format, out_csv)
     _report_failures(out, failures, len(paths))
     has_interval = bool(frame["low"].notna().any())
     if top and n_ok:
@@ -166,7 +177,7 @@ def score(out, images, model_name, out_csv, top, sheet, scale, coverage, cache, 
             iv = f"  [{r.low:7.3f}, {r.high:7.3f}]" if has_interval else ""
             out.say(f"{int(r.rank):>5}  {r.score:>8.4f}{iv}  {r.path:<{width}}".rstrip())
     if sheet:
-        title = f"{model_label}: {n_ok} images"
+        title = f"{model_label}: {n_ok} images, {'higher' if higher_is_better else 'lower'} is better"
         _write(sheet, "--sheet", lambda: contact_sheet(frame, sheet, title=title))
     curated = _curate(out, curation, model, frame, features, positions, higher_is_better,
                       title=f"{model_label}: {len(paths)} photographs", notes=f"scores on {scale_name}")

@@ -152,10 +152,54 @@ def _check_and_report(
     return keep, paths, missing
 
 
-def _bunch(keep, missing, **fields):
-    """The Bunch every loader returns: each field's kept rows, ``missing`` and ``frame=None``."""
+#: The loaders' former field names, still read for a deprecation cycle (issue 20): old -> new.
+_RENAMED_FIELDS = {"paths": "data", "ids": "image_ids"}
+
+
+class _DatasetBunch(Bunch):
+    """A loader's Bunch, in which the former names ``paths`` and ``ids`` still read, with a FutureWarning."""
+
+    def __getitem__(self, key):
+        return self._field(key)
+
+    def __getattr__(self, key):
+        try:
+            return self._field(key)
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def _field(self, key):
+        if key in _RENAMED_FIELDS and not dict.__contains__(self, key):
+            new = _RENAMED_FIELDS[key]
+            warnings.warn(f"the dataset field {key!r} is deprecated and will be removed; use {new!r} "
+                          f"(scikit-learn's name).", FutureWarning, stacklevel=3)
+            key = new
+        return dict.__getitem__(self, key)
+
+
+def _bunch(keep, missing, *, score_range, higher_is_better, **fields):
+    """The Bunch every loader returns, in scikit-learn's shape.
+
+    Each field's kept rows (``paths`` as ``data``, ``ids`` as ``image_ids``;
+    ``groups`` None unless given), the rating scale's ``score_range`` and
+    ``higher_is_better``, ``missing`` and ``frame=None``.
+    """
     kept = {
         name: None if value is None else np.asarray(value)[keep]
         for name, value in fields.items()
     }
-    return Bunch(**kept, missing=missing, frame=None)
+    kept.setdefault("groups", None)
+    data, image_ids, target = kept.pop("paths"), kept.pop("ids"), kept.pop("target")
+    score_range = None if score_range is None else tuple(float(v) for v in score_range)
+    return _DatasetBunch(data=data, target=target, image_ids=image_ids, **kept, missing=missing, frame=None,
+                         score_range=score_range, higher_is_better=bool(higher_is_better))
+
+
+def _returned(bunch, return_X_y):
+    """What a loader returns: the Bunch, or ``(data, target)`` with ``return_X_y=True``."""
+    return (bunch.data, bunch.target) if return_X_y else bunch
+
+
+def _named_like_dmos(column) -> bool:
+    """Whether a score column's name says DMOS (a differential score: lower is better in most releases)."""
+    return "dmos" in str(column).lower()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ._common import _bunch, _check_and_report
+from ._common import _bunch, _check_and_report, _returned
 from ._label_files import _check_names, _label_header, _parse_scores, _read_label_file
 
 
@@ -39,6 +39,11 @@ class _LabelFileDataset:
     derive: Callable | None = None
     #: Description; ``{n}``, ``{n_missing}`` and ``{path}`` are filled in.
     descr: str = ""
+    #: The rating scale's documented range, and its direction.
+    score_range: tuple | None = None
+    higher_is_better: bool = True
+    #: The field returned as ``groups`` too (content shared by images), or None.
+    groups: str | None = None
 
     def find_label_file(self, root):
         candidates = [os.path.join(root, name) for name in self.label_files]
@@ -61,7 +66,7 @@ class _LabelFileDataset:
         )
 
 
-def _load_label_file_dataset(spec, root, image_dir, label_file, check_images, as_frame):
+def _load_label_file_dataset(spec, root, image_dir, label_file, check_images, as_frame, return_X_y):
     """The one path of the label-file loaders: read, check the images, build the Bunch."""
     root = os.fspath(root)
     path = os.fspath(label_file) if label_file is not None else spec.find_label_file(root)
@@ -96,10 +101,11 @@ def _load_label_file_dataset(spec, root, image_dir, label_file, check_images, as
     )
     bunch = _bunch(
         keep, missing, ids=names.astype(str), paths=np.asarray(paths, dtype=str),
-        target=scores, split=split, **fields,
+        target=scores, split=split, groups=fields[spec.groups] if spec.groups else None, **fields,
+        score_range=spec.score_range, higher_is_better=spec.higher_is_better,
     )
     if as_frame:
-        out = pd.DataFrame({"image": bunch.ids, "path": bunch.paths, "mos": bunch.target})
+        out = pd.DataFrame({"image": bunch.image_ids, "path": bunch.data, "mos": bunch.target})
         for field in fields:
             value = bunch[field]
             if value is None:
@@ -113,7 +119,7 @@ def _load_label_file_dataset(spec, root, image_dir, label_file, check_images, as
             out["split"] = bunch.split
         bunch.frame = out
     bunch.DESCR = spec.descr.format(n=len(bunch.target), n_missing=len(missing), path=path)
-    return bunch
+    return _returned(bunch, return_X_y)
 
 
 _LOADER_DOC = """Load the {name} dataset from its release layout.
@@ -137,27 +143,39 @@ _LOADER_DOC = """Load the {name} dataset from its release layout.
         Also return the data as a DataFrame in ``frame`` (columns ``image``,
         ``path``, ``mos`` and the further fields below; 2-D fields as
         ``<field>_1``, ``<field>_2``, ...).
+    return_X_y : bool, default=False
+        Return ``(data, target)`` instead of the Bunch.
 
     Returns
     -------
     data : :class:`~sklearn.utils.Bunch`
         Dictionary-like object with the following attributes, one row per
-        image kept, in the order of the label file.
+        image kept, in the order of the label file. The former names
+        ``paths`` (for ``data``) and ``ids`` (for ``image_ids``) still read,
+        with a ``FutureWarning``.
 
-        ids : ndarray of str, shape (n_images,)
-            Image names as listed.
-        paths : ndarray of str, shape (n_images,)
+        data : ndarray of str, shape (n_images,)
             Image paths.
         target : ndarray of float64, shape (n_images,)
             {target}
+        image_ids : ndarray of str, shape (n_images,)
+            Image names as listed.
         split : ndarray of str of shape (n_images,), or None
             {split}
+        groups : {groups}
+        score_range : tuple of float
+            ``{score_range}``, the rating scale.
+        higher_is_better : bool
+            {higher_is_better}.
 {fields}        missing : DataFrame
             Images left out, with columns ``id``, ``path`` and ``reason``.
         frame : DataFrame or None
             With ``as_frame=True``, see above.
         DESCR : str
             Description of the dataset.
+
+    (data, target) : tuple
+        With ``return_X_y=True``.
 
     Raises
     ------
@@ -177,9 +195,14 @@ _LOADER_DOC = """Load the {name} dataset from its release layout.
 
 def _loader_doc(spec, *, target, split, fields, also=""):
     image_dir = f"<root>/{spec.image_dir}" if spec.image_dir else "<root>"
+    groups = (f"ndarray of str of shape (n_images,)\n            The ``{spec.groups}`` field (content "
+              "shared by images), for :class:`~sklearn.model_selection.GroupKFold`."
+              if spec.groups else "None\n            The release defines no groups.")
+    low, high = spec.score_range
     return _LOADER_DOC.format(
         name=spec.name, label_file=spec.label_files[0], also=also,
         image_dir=image_dir, image_dir_default=f"``{image_dir}``", target=target,
+        groups=groups, score_range=f"({float(low)}, {float(high)})", higher_is_better=spec.higher_is_better,
         split=split, fields="".join(
             f"        {name} : {kind}\n            {text}\n" for name, kind, text in fields
         ),

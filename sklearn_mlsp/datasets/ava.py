@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ._common import _N_SHOWN, _bunch, _check_and_report, _random_split
+from ._common import _N_SHOWN, _bunch, _check_and_report, _random_split, _returned
 
 _AVA_N_COLUMNS = 15
 _AVA_TEST_LIST = os.path.join("aesthetics_image_lists", "generic_test.jpgl")
@@ -100,6 +100,7 @@ def load_ava(
     random_state=0,
     check_images=True,
     as_frame=False,
+    return_X_y=False,
 ):
     """Load the AVA aesthetics dataset from a local copy.
 
@@ -129,21 +130,33 @@ def load_ava(
         to read the labels without the images.
     as_frame : bool, default=False
         Also return the per-image data as a DataFrame in ``frame``.
+    return_X_y : bool, default=False
+        Return ``(data, target)`` instead of the Bunch.
 
     Returns
     -------
     data : :class:`~sklearn.utils.Bunch`
         Dictionary-like object with the following attributes, one row per
-        image kept, in the order of ``AVA.txt``.
+        image kept, in the order of ``AVA.txt``. The former names ``paths``
+        (for ``data``) and ``ids`` (for ``image_ids``) still read, with a
+        ``FutureWarning``.
 
-        ids : ndarray of int64, shape (n_images,)
-            AVA image ids.
-        paths : ndarray of str, shape (n_images,)
-            Image paths.
+        data : ndarray of str, shape (n_images,)
+            Image paths, the input of :class:`~sklearn_mlsp.MLSPTransformer`.
         target : ndarray of float64, shape (n_images,)
             Mean opinion score, in [1, 10].
+        image_ids : ndarray of int64, shape (n_images,)
+            AVA image ids.
         split : ndarray of str, shape (n_images,)
-            ``"train"``, ``"validation"`` or ``"test"``.
+            ``"train"``, ``"validation"`` or ``"test"``: the official test
+            list, and a seeded split of the rest.
+        groups : None
+            AVA defines no groups; its official split is ``split``.
+        score_range : tuple of float
+            ``(1.0, 10.0)``, the rating scale. (The paper's accuracy
+            threshold is 5, not its middle: :data:`~sklearn_mlsp.metrics.AVA_SCORERS`.)
+        higher_is_better : bool
+            True.
         distribution : ndarray of float64, shape (n_images, 10)
             Share of votes for scores 1 to 10.
         n_votes : ndarray of int64, shape (n_images,)
@@ -161,6 +174,9 @@ def load_ava(
             ``tag1``, ``tag2``, ``challenge``.
         DESCR : str
             Description of the dataset.
+
+    (data, target) : tuple
+        With ``return_X_y=True``.
 
     Raises
     ------
@@ -245,14 +261,14 @@ def load_ava(
         keep, missing, ids=ids, paths=np.asarray(paths, dtype=str),
         target=distribution @ np.arange(1, 11, dtype=np.float64), split=split,
         distribution=distribution, n_votes=n_votes, tags=values[:, 12:14],
-        challenge=values[:, 14],
+        challenge=values[:, 14], score_range=(1, 10), higher_is_better=True,
     )
     target, n_votes, distribution = bunch.target, bunch.n_votes, bunch.distribution
     if as_frame:
         frame = pd.DataFrame(
             {
-                "id": bunch.ids,
-                "path": bunch.paths,
+                "id": bunch.image_ids,
+                "path": bunch.data,
                 "mos": target,
                 "split": bunch.split,
                 "n_votes": n_votes,
@@ -270,4 +286,4 @@ def load_ava(
         n_test=int((bunch.split == "test").sum()),
         n_missing=len(missing),
     )
-    return bunch
+    return _returned(bunch, return_X_y)

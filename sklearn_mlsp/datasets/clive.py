@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from ._common import _bunch, _check_and_report
+from ._common import _bunch, _check_and_report, _returned
 
 _CLIVE_TRAINING_IMAGES = frozenset(f"t{i}.bmp" for i in range(1, 8))
 
@@ -48,7 +48,7 @@ This copy: {n} images kept, {n_missing} left out (see bunch.missing).
 """
 
 
-def load_clive(root, check_images=True, as_frame=False):
+def load_clive(root, check_images=True, as_frame=False, return_X_y=False):
     """Load the LIVE In the Wild (CLIVE) dataset from its release layout.
 
     Expects ``<root>/Data/AllImages_release.mat`` (variable
@@ -69,19 +69,29 @@ def load_clive(root, check_images=True, as_frame=False):
     as_frame : bool, default=False
         Also return the data as a DataFrame in ``frame`` (columns ``image``,
         ``path``, ``mos`` and ``std`` when available).
+    return_X_y : bool, default=False
+        Return ``(data, target)`` instead of the Bunch.
 
     Returns
     -------
     data : :class:`~sklearn.utils.Bunch`
         Dictionary-like object with the following attributes, one row per
-        image kept, in release order.
+        image kept, in release order. The former names ``paths`` (for
+        ``data``) and ``ids`` (for ``image_ids``) still read, with a
+        ``FutureWarning``.
 
-        ids : ndarray of str, shape (n_images,)
-            Image file names.
-        paths : ndarray of str, shape (n_images,)
+        data : ndarray of str, shape (n_images,)
             Image paths.
         target : ndarray of float64, shape (n_images,)
             MOS, 0 to 100.
+        image_ids : ndarray of str, shape (n_images,)
+            Image file names.
+        groups : None
+            CLIVE defines no groups and no official split.
+        score_range : tuple of float
+            ``(0.0, 100.0)``.
+        higher_is_better : bool
+            True.
         std : ndarray of float64 of shape (n_images,), or None
             Standard deviation of the ratings, when the release file is present.
         missing : DataFrame
@@ -90,6 +100,9 @@ def load_clive(root, check_images=True, as_frame=False):
             With ``as_frame=True``, see above.
         DESCR : str
             Description of the dataset.
+
+    (data, target) : tuple
+        With ``return_X_y=True``.
 
     Raises
     ------
@@ -142,14 +155,14 @@ def load_clive(root, check_images=True, as_frame=False):
     )
     bunch = _bunch(
         keep, missing, ids=names.astype(str), paths=np.asarray(paths, dtype=str),
-        target=mos, std=std,
+        target=mos, std=std, score_range=(0, 100), higher_is_better=True,
     )
     if as_frame:
         frame = pd.DataFrame(
-            {"image": bunch.ids, "path": bunch.paths, "mos": bunch.target}
+            {"image": bunch.image_ids, "path": bunch.data, "mos": bunch.target}
         )
         if bunch.std is not None:
             frame["std"] = bunch.std
         bunch.frame = frame
     bunch.DESCR = _CLIVE_DESCR.format(n=len(bunch.target), n_missing=len(missing))
-    return bunch
+    return _returned(bunch, return_X_y)

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from ._common import _bunch, _check_and_report, _random_split
+from ._common import _bunch, _check_and_report, _named_like_dmos, _random_split, _returned
 from ._label_files import _check_names, _parse_scores, _read_label_file
 
 
@@ -20,6 +20,10 @@ def load_csv_dataset(
     check_images=True,
     case_insensitive=False,
     as_frame=False,
+    group_col=None,
+    score_range=None,
+    higher_is_better=None,
+    return_X_y=False,
 ):
     """Load an image quality or aesthetics dataset from a label file.
 
@@ -65,27 +69,53 @@ def load_csv_dataset(
         Also return the label file as a DataFrame in ``frame``: all its
         columns (the score as float), plus ``path`` and, with ``test_size``,
         ``split`` (replacing columns of those names).
+    group_col : str, default=None
+        Column of groups, e.g. the reference image of each distorted one or
+        the photographer, returned as ``groups`` for
+        :class:`~sklearn.model_selection.GroupKFold` (folds that share no
+        content).
+    score_range : tuple of (float, float), default=None
+        The rating scale's documented range, recorded as ``score_range``
+        (e.g. ``(0, 1)`` for BIQ2021); None: not known.
+    higher_is_better : bool, default=None
+        Whether higher scores are better, recorded as ``higher_is_better``.
+        None: True, unless the score column is named like a DMOS (``dmos``,
+        a differential score where lower is usually better), which is an
+        error that asks for the direction.
+    return_X_y : bool, default=False
+        Return ``(data, target)`` instead of the Bunch.
 
     Returns
     -------
     data : :class:`~sklearn.utils.Bunch`
         Dictionary-like object with the following attributes, one row per
-        image kept, in the order of the file.
+        image kept, in the order of the file. The former names ``paths``
+        (for ``data``) and ``ids`` (for ``image_ids``) still read, with a
+        ``FutureWarning``.
 
-        ids : ndarray of str, shape (n_images,)
-            Image names as listed.
-        paths : ndarray of str, shape (n_images,)
+        data : ndarray of str, shape (n_images,)
             Image paths (names on disk with ``case_insensitive=True``).
         target : ndarray of float64, shape (n_images,)
             Scores.
+        image_ids : ndarray of str, shape (n_images,)
+            Image names as listed.
         split : ndarray of str of shape (n_images,), or None
             From ``split_col`` or ``test_size``; None without either.
+        groups : ndarray of str of shape (n_images,), or None
+            From ``group_col``; None without it.
+        score_range : tuple of float, or None
+            As given.
+        higher_is_better : bool
+            As given (True by default).
         missing : DataFrame
             Images left out, with columns ``id``, ``path`` and ``reason``.
         frame : DataFrame or None
             With ``as_frame=True``, see above.
         DESCR : str
             Description of what was loaded.
+
+    (data, target) : tuple
+        With ``return_X_y=True``.
 
     Raises
     ------
@@ -94,7 +124,8 @@ def load_csv_dataset(
     ValueError
         If the label file lacks a column (the message lists those it has),
         holds non-numeric scores, empty or duplicate names (the message
-        quotes the lines), or if none of the images can be used.
+        quotes the lines), if none of the images can be used, or if the
+        score column is named like a DMOS and ``higher_is_better`` is None.
 
     Warns
     -----
@@ -102,6 +133,14 @@ def load_csv_dataset(
         When images are left out, with their number and the first names.
     """
     path = os.fspath(csv)
+    if higher_is_better is None:
+        if _named_like_dmos(score_col):
+            raise ValueError(
+                f"{path}: the score column {score_col!r} is named like a DMOS, a differential score where "
+                "lower is better in most releases (not in KADID-10k); say which with higher_is_better=False "
+                "(lower is better) or higher_is_better=True."
+            )
+        higher_is_better = True
     image_dir = os.fspath(image_dir)
     if split_col is not None and test_size is not None:
         raise ValueError("give split_col or test_size, not both")
@@ -113,11 +152,13 @@ def load_csv_dataset(
     if test_size is not None and not is_count and not 0 < float(test_size) < 1:
         raise ValueError(f"a float test_size must be in (0, 1), got {test_size}")
 
-    frame, lines, sep = _read_label_file(path, image_col, score_col, split_col)
+    frame, lines, sep = _read_label_file(path, image_col, score_col, split_col,
+                                         extra_cols=() if group_col is None else (group_col,))
     if len(frame) == 0:
         raise ValueError(f"{path}: the label file has a header but no rows")
     scores = _parse_scores(frame, lines, path, image_col, score_col, sep)
     names = _check_names(frame, lines, path, image_col)
+    groups = None if group_col is None else frame[group_col].astype(str).str.strip().to_numpy(dtype=str)
 
     if split_col is not None:
         split = frame[split_col].astype(str).str.strip().to_numpy(dtype=str)
@@ -140,13 +181,13 @@ def load_csv_dataset(
 
     bunch = _bunch(
         keep, missing, ids=names.astype(str), paths=np.asarray(paths, dtype=str),
-        target=scores, split=split,
+        target=scores, split=split, groups=groups, score_range=score_range, higher_is_better=higher_is_better,
     )
     if as_frame:
         out = frame.loc[keep].reset_index(drop=True)
-        out[image_col] = bunch.ids
+        out[image_col] = bunch.image_ids
         out[score_col] = bunch.target
-        out["path"] = bunch.paths
+        out["path"] = bunch.data
         if test_size is not None:
             out["split"] = bunch.split
         bunch.frame = out
@@ -161,4 +202,4 @@ def load_csv_dataset(
         f"{len(bunch.target)} images kept, {len(missing)} left out "
         f"(see bunch.missing).{split_text}\n"
     )
-    return bunch
+    return _returned(bunch, return_X_y)

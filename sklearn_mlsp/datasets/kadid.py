@@ -10,6 +10,9 @@ _KADID10K = _LabelFileDataset(
     score_cols=("dmos",),
     numeric=(("var", "var"),),
     text=(("reference", "ref_img"),),
+    score_range=(1, 5),
+    higher_is_better=True,  # despite the column's name
+    groups="reference",
     descr="""\
 KADID-10k: Konstanz Artificially Distorted Image quality Database
 -----------------------------------------------------------------
@@ -21,7 +24,8 @@ reference (degradation category rating).
 - target: the score of column dmos, on a 1-5 scale where higher is better
   (5: imperceptible, 1: very annoying), despite the column's name.
 - var: the variance of the ratings; reference: the pristine image (ref_img),
-  in the same folder, e.g. for a split by reference content.
+  in the same folder, also returned as groups: folds by reference content
+  (GroupKFold) share no scene. The release defines no official split.
 
 Labels: {path}
 This copy: {n} images kept, {n_missing} left out (see bunch.missing).
@@ -29,8 +33,8 @@ This copy: {n} images kept, {n_missing} left out (see bunch.missing).
 )
 
 
-def load_kadid10k(root, image_dir=None, label_file=None, check_images=True, as_frame=False):
-    return _load_label_file_dataset(_KADID10K, root, image_dir, label_file, check_images, as_frame)
+def load_kadid10k(root, image_dir=None, label_file=None, check_images=True, as_frame=False, return_X_y=False):
+    return _load_label_file_dataset(_KADID10K, root, image_dir, label_file, check_images, as_frame, return_X_y)
 
 
 load_kadid10k.__doc__ = _loader_doc(

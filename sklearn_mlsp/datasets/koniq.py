@@ -28,6 +28,7 @@ _KONIQ10K = _LabelFileDataset(
     split_col="set",
     numeric=(("std", "SD"), ("mos_zscore", "MOS_zscore")),
     derive=_koniq_votes,
+    score_range=(1, 5),
     descr="""\
 KonIQ-10k Image Quality Assessment Database
 -------------------------------------------
@@ -48,8 +49,8 @@ This copy: {n} images kept, {n_missing} left out (see bunch.missing).
 )
 
 
-def load_koniq10k(root, image_dir=None, label_file=None, check_images=True, as_frame=False):
-    return _load_label_file_dataset(_KONIQ10K, root, image_dir, label_file, check_images, as_frame)
+def load_koniq10k(root, image_dir=None, label_file=None, check_images=True, as_frame=False, return_X_y=False):
+    return _load_label_file_dataset(_KONIQ10K, root, image_dir, label_file, check_images, as_frame, return_X_y)
 
 
 load_koniq10k.__doc__ = _loader_doc(

@@ -9,6 +9,7 @@ _PAQ2PIQ = _LabelFileDataset(
     image_cols=("name_image", "name"),
     score_cols=("mos_image", "mos"),
     split_col="set",
+    score_range=(0, 100),
     descr="""\
 PaQ-2-PiQ (the LIVE-FB Large-Scale Social Picture Quality Database)
 -------------------------------------------------------------------
@@ -27,8 +28,8 @@ This copy: {n} images kept, {n_missing} left out (see bunch.missing).
 )
 
 
-def load_paq2piq(root, image_dir=None, label_file=None, check_images=True, as_frame=False):
-    return _load_label_file_dataset(_PAQ2PIQ, root, image_dir, label_file, check_images, as_frame)
+def load_paq2piq(root, image_dir=None, label_file=None, check_images=True, as_frame=False, return_X_y=False):
+    return _load_label_file_dataset(_PAQ2PIQ, root, image_dir, label_file, check_images, as_frame, return_X_y)
 
 
 load_paq2piq.__doc__ = _loader_doc(

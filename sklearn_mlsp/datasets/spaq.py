@@ -20,6 +20,7 @@ _SPAQ = _LabelFileDataset(
         ("noisiness", "Noisiness"),
         ("sharpness", "Sharpness"),
     ),
+    score_range=(0, 100),
     descr="""\
 SPAQ: Smartphone Photography Attribute and Quality
 --------------------------------------------------
@@ -39,8 +40,8 @@ This copy: {n} images kept, {n_missing} left out (see bunch.missing).
 )
 
 
-def load_spaq(root, image_dir=None, label_file=None, check_images=True, as_frame=False):
-    return _load_label_file_dataset(_SPAQ, root, image_dir, label_file, check_images, as_frame)
+def load_spaq(root, image_dir=None, label_file=None, check_images=True, as_frame=False, return_X_y=False):
+    return _load_label_file_dataset(_SPAQ, root, image_dir, label_file, check_images, as_frame, return_X_y)
 
 
 load_spaq.__doc__ = _loader_doc(
