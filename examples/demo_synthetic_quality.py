@@ -196,12 +196,16 @@ print(f"\nscatter plot saved to {scatter_path}")
 # :func:`~sklearn_mlsp.save_model` writes one file that loads without running
 # any code from it (no pickle). The held-out photos
 # were written as PNG files above; the ``mlsp`` command scores that folder, as
-# a user would, reading their features from the cache.
+# a user would, reading their features from the cache, and writes an HTML
+# report: the photos by score, each with its quality map (where in the photo
+# the model finds it weakest), a histogram and a threshold to pick photos by.
 model_path = out / "quality.mlsp"
 save_model(model, model_path, y=y[train], metadata={"labels": "synthetic degradations (demo)"})
 print(f"\nmodel saved to {model_path} ({model_path.stat().st_size / 1e6:.1f} MB)")
+report = out / "report.html"
 arguments = ["score", str(folder), "--model", str(model_path), "--top", "5", "--out", str(out / "scores.csv"),
-             "--sheet", str(out / "contact_sheet.png"), "--cache", str(out / "features.h5")]
+             "--sheet", str(out / "contact_sheet.png"), "--cache", str(out / "features.h5"), "--report", str(report)]
 print("$ mlsp " + " ".join(arguments), flush=True)
 subprocess.run([*mlsp, *arguments], check=True)
 print(f"total time: {time.perf_counter() - start:.1f} s")
+print(f"report of the held-out photos: {report.resolve()} (open it in a browser)")

@@ -17,9 +17,11 @@ import numpy as np
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, RegressorMixin, clone
 from sklearn.model_selection import check_cv
 from sklearn.utils._param_validation import HasMethods
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from ._validation import Interval, validate_parameter_constraints
+from .maps import PREDICT_MAP_DOC
 
 __all__ = ["ConformalRegressor", "conformal_quantile", "predict_with_std"]
 
@@ -232,6 +234,22 @@ class ConformalRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         _, clipped, std = self._predict(X)
         scale = float(self.output_scale)
         return (clipped * scale, std * scale) if return_std else clipped * scale
+
+    def predict_map(self, X):
+        check_is_fitted(self, "regressor_")
+        intercept, slope = getattr(self, "calibration_", (0.0, 1.0))
+        maps = intercept + slope * np.asarray(self.regressor_.predict_map(X), dtype=np.float64)
+        bounds = self._check_bounds()
+        if bounds is not None:
+            maps = np.clip(maps, *bounds)
+        return maps * float(self.output_scale)
+
+    predict_map.__doc__ = (
+        "The regressor's quality map on the scale of :meth:`predict` (see :mod:`sklearn_mlsp.maps`).\n\n"
+        "        The calibration, ``bounds`` and ``output_scale`` act on every cell as\n"
+        "        they act on a score; cells have no intervals.\n" + PREDICT_MAP_DOC
+    )
+    predict_map = available_if(lambda self: hasattr(self.regressor, "predict_map"))(predict_map)
 
     def predict_interval(self, X, coverage=None):
         """Intervals that hold the true score with probability ``coverage``.

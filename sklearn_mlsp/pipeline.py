@@ -1,4 +1,4 @@
-"""A scikit-learn Pipeline that also passes ``predict_interval`` to its last step."""
+"""A scikit-learn Pipeline that also passes ``predict_interval`` and ``predict_map`` to its last step."""
 
 from sklearn.pipeline import Pipeline
 from sklearn.utils.metaestimators import available_if
@@ -11,7 +11,7 @@ def _final_has(name):
 
 
 class MLSPPipeline(Pipeline):
-    """:class:`sklearn.pipeline.Pipeline` with :meth:`predict_interval`.
+    """:class:`sklearn.pipeline.Pipeline` with :meth:`predict_interval` and :meth:`predict_map`.
 
     scikit-learn's Pipeline forwards a fixed set of methods to its final step;
     prediction intervals (:class:`~sklearn_mlsp.ConformalRegressor`) are not
@@ -38,3 +38,29 @@ class MLSPPipeline(Pipeline):
         for _, _, transform in self._iter(with_final=False):
             Xt = transform.transform(Xt)
         return self.steps[-1][1].predict_interval(Xt, coverage=coverage)
+
+    @available_if(_final_has("predict_map"))
+    def predict_map(self, X, grid=5):
+        """Quality maps of images: the final step's ``predict_map`` on wide features.
+
+        The first step (an :class:`~sklearn_mlsp.MLSPTransformer`) is copied
+        with ``pooling=grid`` and otherwise the same configuration (backbones,
+        scales, views, weights, cache), so the map's cells are read from the
+        same features whose ``k x k`` mean the model scores. Extracting them
+        runs the backbone again (cached like any features). See
+        :mod:`sklearn_mlsp.maps` for what a cell's number is.
+
+        Parameters
+        ----------
+        X : iterable
+            Images, as the first step takes them.
+        grid : int, default=5
+            Side ``k`` of the map (5 is ``pooling="wide"``).
+
+        Returns
+        -------
+        maps : ndarray of shape (n_images, grid, grid)
+        """
+        from .maps import predict_map
+
+        return predict_map(self, X, grid=grid)

@@ -48,12 +48,14 @@ def _report_failures(out, failures, n):
 
 
 
-def _predict(model, paths, out, *, errors="nan", n_decoders=None, n_jobs=None, spread=False, max_pixels=None):
+def _predict(model, paths, out, *, errors="nan", n_decoders=None, n_jobs=None, spread=False, max_pixels=None,
+             with_features=False):
     """Scores of ``paths`` (NaN where an image failed), and the failures.
 
     With ``spread``, ``std`` / ``low`` / ``high`` columns too where the model's
     last step gives them (``predict(X, return_std=True)``, ``predict_interval``).
     ``max_pixels`` is the user's (``--max-pixels``), never the model file's.
+    ``with_features`` adds a fourth value: the transformer's features of ``paths``.
     """
     import numpy as np
 
@@ -97,6 +99,8 @@ def _predict(model, paths, out, *, errors="nan", n_decoders=None, n_jobs=None, s
                 columns["low"][ok], columns["high"][ok] = last.predict_interval(Xt)
         else:
             columns["score"][ok] = last.predict(Xt)
+    if with_features:
+        return columns, failures, transformer.transform_stats_, features
     return columns, failures, transformer.transform_stats_
 
 

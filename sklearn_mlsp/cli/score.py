@@ -7,6 +7,7 @@ import time
 
 import click
 
+from ._curation import _check_curation, _curate, _curation_options
 from ._models import _model, _model_file, _predict, _pyplot, _report_failures
 from ._options import (
     _FORMAT_OPTION,
@@ -98,9 +99,10 @@ def contact_sheet(frame, path, n_show=6, title=None):
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
               help="Refuse images larger than this many pixels (decompression-bomb guard; default "
                    "64000000). The model file's own limit is never used.")
+@_curation_options
 @_run
 def score(out, images, model_name, out_csv, row_format, top, sheet, scale, coverage, cache, device, n_decoders,
-          n_jobs, recursive, errors, max_pixels):
+          n_jobs, recursive, errors, max_pixels, curation):
     """Score IMAGES (files, folders, .txt lists of paths) and rank them, best first.
 
     With no --model, the shipped default model scores them (technical quality, BIQ2021's MOS on 0-1,
@@ -124,6 +126,7 @@ def score(out, images, model_name, out_csv, row_format, top, sheet, scale, cover
     check_output_path(out_csv, "--out")
     row_format = _rows_format(out, row_format, out_csv)
     check_output_path(sheet, "--sheet")
+    _check_curation(curation)
     if sheet:
         _pyplot()  # fail before the work if matplotlib is missing
     paths = collect_images(images, recursive)
@@ -144,9 +147,10 @@ def score(out, images, model_name, out_csv, row_format, top, sheet, scale, cover
     if hasattr(final, "predict_interval"):
         final.set_params(coverage=coverage)
     higher_is_better = bool(meta.get("higher_is_better", True))
-    columns, failures, stats = _predict(model, paths, out, errors=errors, n_decoders=n_decoders, n_jobs=n_jobs,
-                                        spread=True, max_pixels=max_pixels)
-    frame = pd.DataFrame({"path": paths, **columns})
+    columns, failures, stats, features = _predict(model, paths, out, errors=errors, n_decoders=n_decoders,
+                                                  n_jobs=n_jobs, spread=True, max_pixels=max_pixels,
+                                                  with_features=True)
+    frame = pd.DataFrame({"path": paths, **columns, "position": np.arange(len(paths))})
     frame["error"] = ""
     for f in failures:
         frame.loc[f["position"], "error"] = f["error"]
@@ -157,6 +161,7 @@ def score(out, images, model_name, out_csv, row_format, top, sheet, scale, cover
     model_label = meta.get("name") or os.path.basename(model_path)
     frame["model"] = model_label
     frame["scale"] = scale_name
+    positions = frame["position"].to_numpy()  # where each row's image is in `features`
     frame = frame[["path", "score", "std", "low", "high", "rank", "error", "model", "scale"]]
     if row_format:
         _write_rows(frame, row_format, out_csv)
@@ -174,6 +179,8 @@ def score(out, images, model_name, out_csv, row_format, top, sheet, scale, cover
     if sheet:
         title = f"{model_label}: {n_ok} images, {'higher' if higher_is_better else 'lower'} is better"
         _write(sheet, "--sheet", lambda: contact_sheet(frame, sheet, title=title))
+    curated = _curate(out, curation, model, frame, features, positions, higher_is_better,
+                      title=f"{model_label}: {len(paths)} photographs", notes=f"scores on {scale_name}")
     seconds = time.perf_counter() - start
     out.say(f"{n_ok} of {len(paths)} images scored ({stats['cached']} cached, {stats['computed']} computed, "
             f"{len(failures)} failed) in {seconds:.1f} s"
@@ -188,7 +195,7 @@ def score(out, images, model_name, out_csv, row_format, top, sheet, scale, cover
         "ok": not failures, "model": model_path, "model_name": model_label, "scale": scale_name,
         "higher_is_better": higher_is_better, "images": len(paths), "scored": n_ok, "failed": len(failures),
         "cached": stats["cached"], "computed": stats["computed"], "out": out_csv, "sheet": sheet,
-        "seconds": seconds, "failures": failures,
+        "seconds": seconds, "failures": failures, **curated,
         "top": [{"rank": int(r.rank), "score": float(r.score), "std": number(r.std), "low": number(r.low),
                  "high": number(r.high), "path": r.path} for r in top_rows.itertuples()],
         "mean_score": float(np.nanmean(frame["score"])) if n_ok else None,

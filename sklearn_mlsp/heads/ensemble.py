@@ -13,9 +13,11 @@ import numpy as np
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, RegressorMixin, clone
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from .._validation import POSITIVE_INT, validate_parameter_constraints
+from ..maps import PREDICT_MAP_DOC
 
 __all__ = ["AverageRegressor", "SeedEnsembleRegressor"]
 
@@ -25,6 +27,17 @@ def _mean_prediction(estimators, X, return_std):
     if not return_std:
         return np.mean([np.asarray(est.predict(X), dtype=np.float64) for est in estimators], axis=0)
     return _pooled_mean_std(estimators, X)
+
+
+def _mean_map_method(summary, available):
+    """A ``predict_map`` method: the mean of the fitted ``estimators_``' maps, where ``available(self)``."""
+
+    def predict_map(self, X):
+        check_is_fitted(self, "estimators_")
+        return np.mean([np.asarray(est.predict_map(X), dtype=np.float64) for est in self.estimators_], axis=0)
+
+    predict_map.__doc__ = summary + "\n" + PREDICT_MAP_DOC
+    return available_if(available)(predict_map)
 
 
 def _copy_feature_count(ensemble):
@@ -143,6 +156,11 @@ class SeedEnsembleRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         check_is_fitted(self, "estimators_")
         return _mean_prediction(self.estimators_, X, return_std)
 
+    predict_map = _mean_map_method(
+        "The mean of the copies' quality maps (narrow heads only; see :mod:`sklearn_mlsp.maps`).",
+        lambda self: hasattr(self.estimator, "predict_map"),
+    )
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         try:
@@ -226,3 +244,8 @@ class AverageRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self, "estimators_")
         return _mean_prediction(self.estimators_, X, return_std)
+
+    predict_map = _mean_map_method(
+        "The mean of the regressors' quality maps (when every one has ``predict_map``).",
+        lambda self: all(hasattr(est, "predict_map") for _, est in self.estimators),
+    )

@@ -22,6 +22,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import (
     check_array,
     check_is_fitted,
@@ -33,6 +34,7 @@ from skorch.callbacks import EpochTimer, PassthroughScoring, PrintLog
 from skorch.utils import to_numpy, to_tensor
 
 from .._validation import NON_NEGATIVE_INT, POSITIVE_INT, Interval, StrOptions, validate_parameter_constraints
+from ..maps import _view_names_of, cells_to_image
 from .callbacks import PaperSchedule
 from .data import AllViewsDataset, Features, RandomViewDataset, collate_batch, is_lazy
 from .modules import Multi3FC, Pool3FC, Single1FC, Single3FC, Standardized, channel_statistics
@@ -607,6 +609,54 @@ class _MLSPHead(NeuralNetRegressor):
             return np.concatenate(out).reshape(-1).astype(np.float64)
         out = np.concatenate(out).reshape(-1, 2).astype(np.float64)
         return out[:, 0], out[:, 1]
+
+    @available_if(lambda self: self._narrow)
+    def predict_map(self, X):
+        """Predict a quality map of every image: the head applied to each cell of wide features.
+
+        A narrow head sees the mean of the ``k x k`` cells (the narrow
+        features); here it is applied to every cell's features on its own, and
+        each view's cells are put back where that view lies in the image
+        (mirrored views mirrored back), averaged where views overlap (see
+        :mod:`sklearn_mlsp.maps`). A cell's number is the head's prediction for
+        the features pooled over that region; it is not a share of the image's
+        score (the cells do not average to :meth:`predict`'s score, except for
+        a linear head within one view).
+
+        Parameters
+        ----------
+        X : array-like or lazy array of shape (n_images, n_views, C, k, k)
+            Wide features (``pooling="wide"`` or an int) with the channels
+            seen at fit, e.g. from :class:`~sklearn_mlsp.MLSPTransformer`
+            with the training configuration but a wider ``pooling``. Narrow
+            features give ``(n_images, 1, 1)`` maps equal to :meth:`predict`.
+
+        Returns
+        -------
+        maps : ndarray of shape (n_images, k, k)
+            Cell ``(r, c)`` covers rows ``[r / k, (r + 1) / k)`` and columns
+            ``[c / k, (c + 1) / k)`` of the image (fractions of its sides).
+        """
+        check_is_fitted(self)
+        features = self._validate_features(X, reset=False)
+        cells = Features(features.data, reduce_grid=False, check_finite=features.check_finite)
+        names = _view_names_of(X, cells.n_views)
+        nonlin = self._get_predict_nonlinearity()
+        per_batch = max(1, self.batch_size // cells.n_views)
+        out = []
+        with self._device_resolved(), torch.no_grad():
+            module = self.module_
+            training = module.training
+            module.eval()
+            try:
+                for start in range(0, len(cells), per_batch):
+                    x = cells.read(np.arange(start, min(start + per_batch, len(cells))))  # (m, V, C, k, k)
+                    m, v, c, k, _ = x.shape
+                    x = to_tensor(x.permute(0, 1, 3, 4, 2).reshape(-1, c), device=self.device)
+                    out.append(to_numpy(nonlin(module(x))).reshape(m, v, k, k))
+            finally:
+                module.train(training)
+        return cells_to_image(np.concatenate(out), names)
 
 
 def _doc(cls, module, module_params, summary):

@@ -1,0 +1,101 @@
+"""`mlsp score`'s HTML report and curation: --report, --keep-top, --min-score, --group-near-duplicates."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import click
+
+from ._running import _write, check_output_path
+
+
+def _curation_options(f):
+    """``mlsp score``'s options for the HTML report and the kept / rejected lists, gathered in ``curation``."""
+    options = [
+        click.option("--report", type=click.Path(dir_okay=False), default=None,
+                     help="HTML report: photos by score with quality maps, histogram, threshold; thumbnails "
+                          "beside it (report.html: report_files/)."),
+        click.option("--keep-top", type=click.FloatRange(0, 1, min_open=True), default=None, metavar="FRACTION",
+                     help="Keep the best FRACTION (e.g. 0.2) of the photos: writes kept.txt and rejected.txt."),
+        click.option("--min-score", type=float, default=None,
+                     help="Keep photos scoring at least this (at most, if lower is better): kept.txt, rejected.txt."),
+        click.option("--group-near-duplicates", is_flag=True,
+                     help="Group near-identical photos (cosine similarity of their features) and keep the best "
+                          "of each group."),
+        click.option("--similarity", type=click.FloatRange(-1, 1), default=None,
+                     help="Cosine similarity that makes two photos near-duplicates (default 0.7)."),
+        click.option("--lists", type=click.Path(file_okay=False), default=".", show_default=True,
+                     help="Folder for kept.txt and rejected.txt."),
+    ]
+    names = ("report", "keep_top", "min_score", "group_near_duplicates", "similarity", "lists")
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        return f(*args, curation={name: kwargs.pop(name) for name in names}, **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def _check_curation(curation):
+    """Refuse unwritable --report / --lists, and --similarity alone, before the work is done."""
+    if curation["similarity"] is not None and not curation["group_near_duplicates"]:
+        raise click.UsageError("--similarity sets the threshold of --group-near-duplicates; add that option.")
+    check_output_path(curation["report"], "--report")
+    if _curating(curation):
+        check_output_path(os.path.join(curation["lists"], "kept.txt"), "--lists")
+
+
+def _curating(curation) -> bool:
+    return curation["keep_top"] is not None or curation["min_score"] is not None or curation["group_near_duplicates"]
+
+
+def _curate(out, curation, model, frame, features, positions, higher_is_better, title, notes) -> dict:
+    """``--report``, ``--keep-top``, ``--min-score``, ``--group-near-duplicates``: what they wrote, for the summary."""
+    import numpy as np
+
+    from ..curation import DUPLICATE_SIMILARITY, near_duplicate_groups, select
+
+    done, groups, threshold = {}, None, None
+    ok = frame["score"].notna().to_numpy()
+    if curation["group_near_duplicates"]:
+        narrow = np.full((len(frame), int(np.prod(features.shape[2:]))), np.nan)  # NaN: not scored
+        rows = positions[ok]  # the scored photos' rows in `features`, in the frame's order
+        order = np.argsort(rows)  # read in increasing order (the cache reads sorted rows)
+        if len(rows):
+            narrow[np.flatnonzero(ok)[order]] = np.asarray(features[rows[order]]).mean(axis=1).reshape(len(rows), -1)
+        similarity = DUPLICATE_SIMILARITY if curation["similarity"] is None else curation["similarity"]
+        groups = near_duplicate_groups(narrow, similarity)
+        done["near_duplicate_groups"] = int(sum(np.bincount(groups[ok]) > 1)) if ok.any() else 0
+    if _curating(curation):
+        kept, _ = select(frame["score"], keep_top=curation["keep_top"], min_score=curation["min_score"],
+                         groups=groups, higher_is_better=higher_is_better)
+        lists = {"kept": frame["path"][kept], "rejected": frame["path"][~kept]}
+        for name, part in lists.items():
+            target = os.path.join(curation["lists"], f"{name}.txt")
+            _write(target, "--lists", lambda t=target, p=part: Path(t).write_text(
+                "".join(f"{line}\n" for line in p), encoding="utf-8"))
+            done[f"{name}_list"] = target
+        done.update(kept=int(kept.sum()), rejected=int((~kept).sum()))
+        out.say(f"{done['kept']} kept ({done['kept_list']}), {done['rejected']} rejected ({done['rejected_list']})")
+        if kept.any():  # the report's slider starts at the worst photo kept
+            threshold = float(frame["score"][kept].min() if higher_is_better else frame["score"][kept].max())
+    if curation["report"]:
+        from ..maps import predict_map
+        from ..report import write_report
+
+        maps = [None] * len(frame)
+        head = model.steps[-1][1]
+        if ok.any() and hasattr(head, "predict_map") and len(model.steps) == 2:  # else a report without maps
+            for i, cells in zip(np.flatnonzero(ok), predict_map(model, list(frame["path"][ok]))):
+                maps[i] = cells
+        report = curation["report"]
+        _write(report, "--report", lambda: write_report(report, frame, maps, title=title, notes=notes,
+                                                        higher_is_better=higher_is_better, threshold=threshold,
+                                                        groups=groups))
+        done["report"] = report
+        out.say(f"report written to {report}")
+    return done

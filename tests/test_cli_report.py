@@ -1,0 +1,71 @@
+"""`mlsp score --report / --keep-top / --min-score / --group-near-duplicates` with the shipped model."""
+
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from sklearn_mlsp.cli import cli
+from sklearn_mlsp.pretrained import reference_images
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    """Four sample photographs, a resized and a recompressed copy, and a broken file, scored once."""
+    root = tmp_path_factory.mktemp("report_cli")
+    photos = root / "photos"
+    photos.mkdir()
+    names, images = reference_images()
+    for name, image in list(zip(names, images))[:4]:
+        im = Image.fromarray(image)
+        im.thumbnail((144, 144))
+        im.save(photos / f"{name}.png")
+        if name == "astronaut":
+            im.resize((im.width * 7 // 10, im.height * 7 // 10), Image.LANCZOS).save(photos / "astronaut_small.png")
+        if name == "chelsea":
+            im.save(photos / "chelsea_q60.jpg", quality=60)
+    (photos / "broken.jpg").write_bytes(b"not a jpeg")
+    result = CliRunner().invoke(cli, ["score", str(photos), "--report", str(root / "report.html"), "--keep-top",
+                                      "0.5", "--group-near-duplicates", "--lists", str(root), "--json", "--quiet"])
+    assert result.exit_code == 1, result.output  # 1: an image could not be read
+    return root, json.loads(result.stdout)
+
+
+def test_near_duplicates_are_grouped_and_the_best_of_the_rest_kept(scored):
+    root, summary = scored
+    kept = (root / "kept.txt").read_text().splitlines()
+    rejected = (root / "rejected.txt").read_text().splitlines()
+    assert len(kept) + len(rejected) == 7 and summary["kept"] == 2 and summary["rejected"] == 5
+    assert summary["near_duplicate_groups"] == 2  # each copy with its original, nothing else
+    assert any(p.endswith("broken.jpg") for p in rejected)
+    by_name = {t["path"].rsplit("/", 1)[-1]: t["score"] for t in summary["top"]}
+    # Of each pair only the better can be kept; of the four distinct photographs, the best two.
+    best = {max(["astronaut.png", "astronaut_small.png"], key=by_name.get),
+            max(["chelsea.png", "chelsea_q60.jpg"], key=by_name.get), "coffee.png", "rocket.png"}
+    expected = sorted(best, key=by_name.get, reverse=True)[:2]
+    assert [p.rsplit("/", 1)[-1] for p in kept] == expected
+
+
+def test_the_report_shows_every_photo_with_its_map(scored):
+    root, summary = scored
+    page = (root / "report.html").read_text(encoding="utf-8")
+    assert summary["report"] == str(root / "report.html")
+    assert page.count('<figure class="photo"') == 6 and page.count('class="photo failed"') == 1
+    assert page.count('<img class="map"') == 6 and page.count("data-group=") == 4
+    assert len(list((root / "report_files").iterdir())) == 6
+    assert "not an image file" in page
+    intervals = re.findall(r'class="interval">\[([^,]+), ([^\]]+)\]', page)
+    assert len(intervals) == 6  # the shipped model gives intervals
+
+
+def test_options_that_cannot_work_fail_before_any_work(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["score", str(tmp_path / "a.png"), "--similarity", "0.9"])
+    assert result.exit_code == 2 and "add that option" in result.output
+    result = runner.invoke(cli, ["score", str(tmp_path / "a.png"), "--report", str(tmp_path / "no" / "r.html")])
+    assert result.exit_code == 3 and "does not exist" in result.output
+    result = runner.invoke(cli, ["score", str(tmp_path / "a.png"), "--keep-top", "1.5"])
+    assert result.exit_code == 2 and "--keep-top" in result.output
