@@ -472,6 +472,23 @@ def test_cli_options_are_the_parameters_names(dmos_labels, monkeypatch):
     assert zero.exit_code == 2 and "--n-jobs" in zero.output
 
 
+def test_fit_options_of_the_recipe_are_named_after_the_heads_parameters():
+    from sklearn_mlsp import Single3FCRegressor
+    from sklearn_mlsp.cli.fit import _make_head, fit
+
+    names = {opt.opts[0]: opt.opts[1:] for opt in fit.params if opt.opts[0].startswith("--")}
+    head_params = Single3FCRegressor().get_params()
+    for option in ["--max-epochs", "--lr", "--batch-size", "--random-state"]:
+        assert option in names and option[2:].replace("-", "_") in head_params, option
+    assert names["--max-epochs"] == ["--epochs"] and names["--random-state"] == ["--seed"]  # older spellings
+    head = _make_head("single3fc", epochs=3, lr=0.5, batch_size=7, seed=11, device="cpu", tap_channels=[4, 4])
+    params = head.get_params()
+    assert (params["max_epochs"], params["lr"], params["batch_size"], params["random_state"]) == (3, 0.5, 7, 11)
+    for command in ["extract", "score"]:  # a default unlike the API's says why
+        text = " ".join(CliRunner().invoke(cli, [command, "--help"]).output.split())
+        assert "The API's errors= defaults to raise" in text, command
+
+
 def test_score_and_evaluate_write_every_image_as_csv_json_or_jsonl(dmos_labels, tmp_path):
     root = dmos_labels
     model = root / "m--lower-is-better.mlsp"

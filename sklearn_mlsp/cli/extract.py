@@ -16,7 +16,8 @@ from ._running import ImagesFailed, _run
 @_feature_options("narrow")
 @click.option("-r", "--recursive", is_flag=True, help="Also take images in subfolders.")
 @click.option("--errors", type=click.Choice(["nan", "raise"]), default="nan", show_default=True,
-              help="nan: carry on past unreadable images (exit code 1); raise: stop at the first.")
+              help="nan: carry on past unreadable images (exit code 1); raise: stop at the first. "
+                   "The API's errors= defaults to raise; a command run over a folder carries on.")
 @_run
 def extract(out, images, cache, backbone, scales, pooling, augment, weights, device, n_decoders, n_jobs, recursive,
             errors):

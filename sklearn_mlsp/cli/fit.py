@@ -58,10 +58,12 @@ def _make_head(head, *, epochs, lr, batch_size, seed, device, tap_channels):
                    "(GroupKFold). Default: shuffled KFold, for labels with one image per content.")
 @click.option("--image-col", default=None, help="Column of image names (default: detected).")
 @click.option("--score-col", default=None, help="Column of scores (default: detected).")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Most epochs (paper: 60).")
+@click.option("--max-epochs", "--epochs", "epochs", type=click.IntRange(min=1), default=None,
+              help="The head's max_epochs (paper: 60).")
 @click.option("--lr", type=float, default=None, help="Learning rate (paper: 1e-4).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Batch size (paper: 128).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of folds and training.")
+@click.option("--random-state", "--seed", "seed", type=int, default=0, show_default=True,
+              help="The head's random_state; also seeds the --cv folds.")
 @click.option("--threshold", type=float, default=None,
               help="High/low split of 'accuracy' (AVA: 5). Default: middle of the score range.")
 @_DIRECTION_OPTION

@@ -95,7 +95,8 @@ def contact_sheet(frame, path, n_show=6, title=None):
 @_parallel_options
 @click.option("-r", "--recursive", is_flag=True, help="Also take images in subfolders.")
 @click.option("--errors", type=click.Choice(["nan", "raise"]), default="nan", show_default=True,
-              help="nan: unreadable images get no score and exit code 1; raise: stop at the first.")
+              help="nan: unreadable images get no score and exit code 1; raise: stop at the first. "
+                   "The API's errors= defaults to raise; a command run over a folder carries on.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=None,
               help="Refuse images larger than this many pixels (decompression-bomb guard; default "
                    "64000000). The model file's own limit is never used.")
