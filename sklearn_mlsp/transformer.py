@@ -22,6 +22,7 @@ from .extraction import (
     FeatureExtractor,
     MemorySink,
     StoreSink,
+    on_cluster,
     plan,
     precision_label,
     run_local,
@@ -255,6 +256,13 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         as with PIL, but nvJPEG's pixels may differ from libjpeg's by a level
         or so, so its features are cached as their own configuration.
         Ignored on the CPU.
+    torch_threads : int or None, default=None
+        PyTorch threads of each extraction worker (``n_jobs`` processes or
+        Dask workers). None: each worker decides from what it has -- its CPU
+        affinity, at most Dask's ``nthreads`` for that worker; local
+        processes share the cores equally. Never from the caller's core
+        count. In one process (``n_jobs=1``) PyTorch's own setting
+        (``torch.set_num_threads``) applies.
 
     Attributes
     ----------
@@ -327,6 +335,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         "channels_last": ["boolean"],
         "cudnn_benchmark": [StrOptions({"auto"}), "boolean"],
         "gpu_decode": ["boolean"],
+        "torch_threads": [POSITIVE_INT, None],
     }
 
     def __init__(
@@ -350,6 +359,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         channels_last=False,
         cudnn_benchmark="auto",
         gpu_decode=False,
+        torch_threads=None,
     ):
         self.backbone = backbone
         self.pooling = pooling
@@ -370,6 +380,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         self.channels_last = channels_last
         self.cudnn_benchmark = cudnn_benchmark
         self.gpu_decode = gpu_decode
+        self.torch_threads = torch_threads
 
     # ------------------------------------------------------------------ fitting
 
@@ -667,7 +678,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         n_jobs = self._n_jobs()
         per_worker = None
         try:
-            if todo and effective_n_jobs(n_jobs) > 1:
+            if todo and (effective_n_jobs(n_jobs) > 1 or on_cluster(n_jobs)):
                 store_path = None
                 if store is not None:
                     store.prepare(config)  # the folder workers commit into
@@ -676,7 +687,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
                 if self.device == "auto" and torch.cuda.device_count() > 1:
                     devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
                 per_worker = run_partitions(items, todo, self._extractor_params(member=member), sink, on_failure,
-                                            progress, decode_args, n_jobs, store_path, config, devices)
+                                            progress, decode_args, n_jobs, store_path, config, devices,
+                                            self.torch_threads)
             elif todo:
                 run_local(items, todo, self._local_extractor(member), sink, on_failure, progress, decode_args,
                           self._n_decoders(len(todo)))
