@@ -93,6 +93,7 @@ def on_dask(workers, paths, warm, cores=None):
     from distributed import Client, LocalCluster
     from joblib import parallel_config
 
+    environ = dict(os.environ)  # the nannies set MALLOC_TRIM_THRESHOLD_ & co. here too, for what this process starts
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                       dashboard_address=None, host="127.0.0.1") as cluster, Client(cluster) as client:
         pids = set()
@@ -101,6 +102,8 @@ def on_dask(workers, paths, warm, cores=None):
                 pids |= set(client.run(pin, {core}, workers=[address]).values())
         with parallel_config(backend="dask"):
             value, per_worker = rate(transformer(-1), paths, warm)  # -1: every thread of the cluster
+    os.environ.clear()
+    os.environ.update(environ)
     check_pinned(per_worker, pids, workers)
     return value
 

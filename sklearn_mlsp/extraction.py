@@ -766,9 +766,12 @@ def keep_freed_memory() -> None:
     setting that also fixes glibc's mmap threshold at 128 KiB: every
     activation above it is then mapped, zero-filled by the kernel and
     unmapped again, forward pass after forward pass; two such workers ran at
-    half the speed of one (benchmarks/RESULTS.md section 7). These limits
-    are glibc's own once its dynamic threshold has adapted (32 MiB, trimming
-    at twice that). Once per process; nothing on other C libraries.
+    half the speed of one (benchmarks/RESULTS.md section 7). Even glibc's
+    defaults return the top of the heap after each pass (a 512x512 image
+    frees some 70 MB there) and fault it in again for the next. A worker
+    keeps its working set instead: large blocks (up to 32 MiB, glibc's
+    largest) come from the heap, and it is trimmed above 1 GiB only. Once
+    per process; nothing on other C libraries.
     """
     if _MALLOC_TUNED:
         return
@@ -781,7 +784,7 @@ def keep_freed_memory() -> None:
         return
     m_trim_threshold, m_mmap_threshold = -1, -3
     mallopt(m_mmap_threshold, 32 * 2**20)
-    mallopt(m_trim_threshold, 64 * 2**20)
+    mallopt(m_trim_threshold, 1024 * 2**20)
 
 
 def decoded_ahead(entries, depth: int = 4):

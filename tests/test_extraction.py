@@ -243,6 +243,8 @@ def test_torch_threads_are_decided_on_the_worker_from_what_it_has(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
     assert extraction.worker_threads(local_processes=2) == 2  # the caller's processes share its cores
     assert extraction.worker_threads(local_processes=8) == 1
+    with pytest.raises(ValueError, match="torch_threads"):
+        tiny_transformer(torch_threads=0).fit()
 
 
 def test_a_partition_decodes_beside_the_network(tmp_path, monkeypatch):
