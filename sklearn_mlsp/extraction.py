@@ -905,7 +905,7 @@ def on_cluster(n_jobs) -> bool:
     """Whether ``n_jobs`` (not 1) runs on a Dask cluster: joblib's Dask backend is active.
 
     Even a cluster of one worker thread computes there: its worker may be
-    another machine (a GPU), and joblib reports it as one job.
+    another machine (a GPU), though joblib reports it as one job.
     """
     if n_jobs == 1 or "joblib._dask" not in sys.modules:
         return False
@@ -936,7 +936,9 @@ def run_partitions(items, positions, params, sink, on_failure, progress, decode_
         return delayed(extract_partition)(params, [items[q] for q in chunk], chunk, decode_args,
                                           store_path, config, torch_threads, devices, token, caller, workers)
 
-    if workers == 1 and on_cluster(n_jobs):  # joblib would run a lone job here, in this process
+    if on_cluster(n_jobs):
+        # Submitted to Dask directly: joblib's Dask backend runs the jobs of a one-thread cluster in
+        # this process, and waits forever for a job whose worker died (KilledWorker).
         results = _on_the_cluster(task(chunk) for chunk in chunks)
     else:
         results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(task(chunk) for chunk in chunks)

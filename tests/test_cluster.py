@@ -3,11 +3,14 @@
 ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1 (random
 free ports, a scheduler file), extracting into one shared store folder; one
 worker is killed (SIGKILL of its whole process group: nanny and worker, as
-when a machine is lost) once the first images are committed. Every process
-started here is killed in a ``finally``, and a watchdog kills them all if
-the test runs past its deadline, so nothing can hang.
+when a machine is lost) once the first images are committed, and with
+Dask's ``allowed-failures`` at 0 the call fails. Every process started here
+is killed in a ``finally``, and a watchdog kills them all if the test runs
+past its deadline; a client still stuck a minute later ends the test
+process (``faulthandler``), so nothing can hang.
 """
 
+import faulthandler
 import glob
 import os
 import signal
@@ -19,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from helpers import tiny_transformer, write_images
 
 from sklearn_mlsp.identity import image_key
@@ -57,7 +61,12 @@ def test_scheduler_and_workers_from_the_command_line_survive_a_killed_worker(tmp
     from joblib import parallel_config
 
     paths = write_images(tmp_path / "img", 64, 96, 128)
-    expected = np.asarray(tiny_transformer().fit().transform(paths))  # one process, no cache
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the workers (--nthreads 1): sums in the same order, features to the bit
+    try:
+        expected = np.asarray(tiny_transformer().fit().transform(paths))  # one process, no cache
+    finally:
+        torch.set_num_threads(threads)
     store_dir = tmp_path / "shared" / "features"  # a folder every worker sees (NFS on a real cluster)
     scheduler_file = tmp_path / "scheduler.json"
     env = {**os.environ, "HF_HUB_OFFLINE": "1",
@@ -67,9 +76,13 @@ def test_scheduler_and_workers_from_the_command_line_survive_a_killed_worker(tmp
     watchdog = threading.Timer(DEADLINE, lambda: [_kill(p) for p in procs])
     watchdog.daemon = True
     watchdog.start()
+    faulthandler.dump_traceback_later(DEADLINE + 60, exit=True)  # a client stuck even so: end this process
     try:
+        # A task whose worker dies fails at once (Dask's KilledWorker) instead of moving to the other
+        # worker: the run stops with images missing, and the rerun has work left.
         procs.append(_start(["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                             "--scheduler-file", str(scheduler_file)], log, env))
+                             "--scheduler-file", str(scheduler_file)], log,
+                            {**env, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}))
         _wait_for(scheduler_file.exists, 60, "scheduler file")
         for i in range(2):
             procs.append(_start(["worker", "--scheduler-file", str(scheduler_file), "--host", "127.0.0.1",
@@ -87,13 +100,13 @@ def test_scheduler_and_workers_from_the_command_line_survive_a_killed_worker(tmp
         killer = threading.Thread(target=kill_a_worker_once_images_are_committed, daemon=True)
         killer.start()
         first = tiny_transformer(n_jobs=-1, cache=store_dir).fit()
-        with parallel_config(backend="dask"):
-            try:
-                first.transform(paths)
-            except Exception as exc:  # allowed, if it says that a worker was lost
-                assert "KilledWorker" in type(exc).__name__ or "worker" in str(exc).lower(), exc
+        with parallel_config(backend="dask"), pytest.raises(distributed.KilledWorker):
+            first.transform(paths)  # raises, not waits: the victim had partitions assigned
         killer.join(timeout=150)
         assert procs[2].poll() is not None, "the worker was not killed"
+        # A partition already running on the survivor finishes (and commits) after the error: wait for it.
+        _wait_for(lambda: not any(client.run(lambda dask_worker: dask_worker.state.executing_count).values()),
+                  120, "idle worker")
 
         # Every image committed reads back exactly as one process computes it ...
         store = FeatureStore(store_dir)
@@ -115,6 +128,7 @@ def test_scheduler_and_workers_from_the_command_line_survive_a_killed_worker(tmp
         store.compact()
         assert int(store.summary()["images"].sum()) == len(paths)  # each image once
     finally:
+        faulthandler.cancel_dump_traceback_later()
         watchdog.cancel()
         if client is not None:
             client.close(timeout=10)
