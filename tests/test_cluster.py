@@ -29,7 +29,7 @@ from sklearn_mlsp.identity import image_key
 from sklearn_mlsp.store import FeatureStore, config_id
 
 ROOT = Path(__file__).resolve().parents[1]
-DEADLINE = 240  # seconds: the watchdog ends every process after this
+DEADLINE = 360  # seconds: the watchdog ends every process after this
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups and SIGKILL")
 
@@ -83,13 +83,13 @@ def test_scheduler_and_workers_from_the_command_line_survive_a_killed_worker(tmp
         procs.append(_start(["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
                              "--scheduler-file", str(scheduler_file)], log,
                             {**env, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}))
-        _wait_for(scheduler_file.exists, 60, "scheduler file")
+        _wait_for(scheduler_file.exists, 120, "scheduler file")
         for i in range(2):
             procs.append(_start(["worker", "--scheduler-file", str(scheduler_file), "--host", "127.0.0.1",
                                  "--nthreads", "1", "--no-dashboard", "--name", f"w{i}",
                                  "--local-directory", str(tmp_path / f"w{i}")], log, env))
         client = distributed.Client(scheduler_file=str(scheduler_file), timeout=60)
-        client.wait_for_workers(2, timeout=60)
+        client.wait_for_workers(2, timeout=180)  # a busy machine starts them slowly
 
         def kill_a_worker_once_images_are_committed():
             try:
