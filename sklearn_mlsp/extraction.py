@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
+import sys
 import tempfile
 import threading
 import time
@@ -60,10 +62,12 @@ __all__ = [
     "extract_partition",
     "extractor_for",
     "load_backbone",
+    "on_cluster",
     "plan",
     "rescale_views",
     "run_local",
     "run_partitions",
+    "worker_threads",
 ]
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -913,7 +917,8 @@ def _prepare(extractor, todo, decode_args):
     return extractor.memory, planned
 
 
-def run_local(items, positions, extractor, sink, on_failure, progress, decode_args, n_decoders):
+def run_local(items, positions, extractor, sink, on_failure, progress, decode_args, n_decoders,
+              decode_ahead=False):
     """Compute ``positions`` in this process, decoding in ``n_decoders`` worker processes.
 
     Images go through :meth:`FeatureExtractor.stream` (batched by size, the
@@ -929,7 +934,9 @@ def run_local(items, positions, extractor, sink, on_failure, progress, decode_ar
     def views_of(loaded):
         return _views_of(loaded, items[loaded.position], extractor, decode_args)
 
-    batches = iter(make_loader(dataset, n_decoders))
+    loader = iter(make_loader(dataset, n_decoders))
+    # Without decoding processes (a Dask worker may not start any), a thread decodes ahead instead.
+    batches = decoded_ahead(loader) if decode_ahead and n_decoders == 0 else loader
     try:
         for loaded, feats in extractor.stream(batches, views_of, planned=planned):
             if feats is None or isinstance(feats, OutOfMemory):
@@ -938,7 +945,9 @@ def run_local(items, positions, extractor, sink, on_failure, progress, decode_ar
                 sink.commit(loaded.position, loaded.key, feats)
             progress.update(1)
     except BaseException:  # Ctrl-C or an error: the decoders stop now, not after PyTorch's timeouts
-        stop_loader(batches)
+        if batches is not loader:
+            batches.close()  # the decoding thread stops first
+        stop_loader(loader)
         raise
 
 
@@ -1097,9 +1106,113 @@ def _partition_decoders(device: str, threads: int | None) -> int:
     return max(1, min(4, (threads or os.cpu_count() or 2) // 2))
 
 
+# ------------------------------------------------------ a worker's own resources
+
+
+def worker_threads(requested=None, local_processes: int = 1) -> int:
+    """Torch threads for a partition, decided on the worker from what it has.
+
+    ``requested`` (``MLSPTransformer(torch_threads=...)``) wins. On a Dask
+    worker: its cores (CPU affinity), at most its ``nthreads``, which is
+    Dask's share of the machine for that worker; its partitions take turns
+    on one network (:func:`extractor_for`), so the one running gets the whole
+    share. In one of the caller's ``local_processes`` (joblib's processes on
+    the caller's machine): an equal part of the cores they share.
+    """
+    if requested:
+        return int(requested)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if "distributed" in sys.modules:  # only a Dask worker has imported it before this task
+        from distributed import get_worker
+
+        try:
+            return max(1, min(cores, get_worker().state.nthreads))
+        except ValueError:  # not on a Dask worker
+            pass
+    return max(1, cores // max(1, local_processes))
+
+
+_MALLOC_TUNED: list = []
+
+
+def keep_freed_memory() -> None:
+    """Let glibc reuse freed activations in this worker instead of unmapping them.
+
+    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, and
+    setting that also fixes glibc's mmap threshold at 128 KiB: every
+    activation above it is then mapped, zero-filled by the kernel and
+    unmapped again, forward pass after forward pass; two such workers ran at
+    half the speed of one (benchmarks/RESULTS.md section 7). Even glibc's
+    defaults return the top of the heap after each pass (a 512x512 image
+    frees some 70 MB there) and fault it in again for the next. A worker
+    keeps its working set instead: large blocks (up to 32 MiB, glibc's
+    largest) come from the heap, and it is trimmed above 1 GiB only. Once
+    per process; nothing on other C libraries.
+    """
+    if _MALLOC_TUNED:
+        return
+    _MALLOC_TUNED.append(True)
+    try:
+        import ctypes
+
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):  # not glibc (macOS, Windows)
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 32 * 2**20)
+    mallopt(m_trim_threshold, 1024 * 2**20)
+
+
+def decoded_ahead(entries, depth: int = 4):
+    """Iterate ``entries``, produced up to ``depth`` ahead in a thread of their own.
+
+    On a worker the next images decode while the network runs (PIL and
+    numpy release the GIL), as the decoding processes do in the one-process
+    path; a Dask worker is daemonic and may not start processes. An error
+    while producing is raised here, in order; closing the iterator stops the
+    thread.
+    """
+    ready = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def produce():
+        try:
+            for entry in entries:
+                if not put((entry, None)):
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            put((end, exc))
+            return
+        put((end, None))
+
+    thread = threading.Thread(target=produce, name="sklearn-mlsp-decoder", daemon=True)
+    thread.start()
+    try:
+        while True:
+            entry, exc = ready.get()
+            if entry is end:
+                if exc is not None:
+                    raise exc
+                return
+            yield entry
+    finally:
+        stop.set()
+        thread.join()
+
+
 def extract_partition(params: ExtractorParams, items, positions, decode_args, store_path=None,
                       config=None, torch_threads=None, devices=None, claim_token=None,
-                      caller_pid=None) -> PartitionResult:
+                      caller_pid=None, local_processes=1) -> PartitionResult:
     """Compute one partition of images on a worker (a joblib task).
 
     With ``store_path`` visible from the worker, features are committed to the
@@ -1116,8 +1229,12 @@ def extract_partition(params: ExtractorParams, items, positions, decode_args, st
     started = time.perf_counter()
     if caller_pid is not None and os.getpid() != caller_pid and os.getppid() == caller_pid:
         die_with_parent()  # a worker process of the caller's: it must not outlive it (as decoders do not)
-    if torch_threads:
-        torch.set_num_threads(torch_threads)
+    in_worker = caller_pid is not None and os.getpid() != caller_pid
+    if in_worker:
+        keep_freed_memory()
+    threads = worker_threads(torch_threads, local_processes)
+    if in_worker or torch_threads:  # the caller's own process keeps its setting unless asked
+        torch.set_num_threads(threads)
     if devices == "auto":
         devices = worker_devices() or ["cpu"]
     if devices:
@@ -1126,7 +1243,7 @@ def extract_partition(params: ExtractorParams, items, positions, decode_args, st
         _drop_extractors(keep_device=params.device)  # networks on one GPU at a time, not one per run
     _partition_started()
     try:
-        return _run_partition(params, items, positions, decode_args, store_path, config, torch_threads, started)
+        return _run_partition(params, items, positions, decode_args, store_path, config, threads, started)
     finally:
         _partition_finished()
 
@@ -1157,7 +1274,7 @@ def _run_partition(params, items, positions, decode_args, store_path, config, th
         try:
             run_local(dict(zip(positions, items)), positions, extractor, Collect(),
                       lambda pos, message: failures.append((pos, message)), _NoProgress(), decode_args,
-                      _partition_decoders(params.device, threads))
+                      _partition_decoders(params.device, threads), decode_ahead=True)
         finally:
             if sink is not None:
                 sink.close()
@@ -1178,17 +1295,32 @@ def partitions(positions: list, n_workers: int, max_size: int = 64) -> list:
     return [positions[i:i + size] for i in range(0, len(positions), size)]
 
 
+def on_cluster(n_jobs) -> bool:
+    """Whether ``n_jobs`` (not 1) runs on a Dask cluster: joblib's Dask backend is active.
+
+    Even a cluster of one worker thread computes there: its worker may be
+    another machine (a GPU), though joblib reports it as one job.
+    """
+    if n_jobs == 1 or "joblib._dask" not in sys.modules:
+        return False
+    from joblib._dask import DaskDistributedBackend
+    from joblib.parallel import get_active_backend
+
+    return isinstance(get_active_backend()[0], DaskDistributedBackend)
+
+
 def run_partitions(items, positions, params, sink, on_failure, progress, decode_args, n_jobs,
-                   store_path=None, config=None, devices=None):
+                   store_path=None, config=None, devices=None, torch_threads=None):
     """Compute ``positions`` as joblib tasks (processes, or Dask under its backend).
 
     ``devices``: None runs every task on ``params.device``; a list or
     "auto" (each worker's own GPUs) makes each worker claim one device.
+    Each worker decides its own torch threads (:func:`worker_threads`);
+    ``torch_threads`` overrides that everywhere.
     """
     from joblib import Parallel, delayed, effective_n_jobs
 
     workers = effective_n_jobs(n_jobs)
-    threads = max(1, (os.cpu_count() or 1) // workers)
     chunks = partitions(list(positions), workers)
 
     # Several GPUs: each worker claims one device for the whole run (partitions
@@ -1198,9 +1330,14 @@ def run_partitions(items, positions, params, sink, on_failure, progress, decode_
 
     def task(chunk):
         return delayed(extract_partition)(params, [items[q] for q in chunk], chunk, decode_args,
-                                          store_path, config, threads, devices, token, caller)
+                                          store_path, config, torch_threads, devices, token, caller, workers)
 
-    results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(task(chunk) for chunk in chunks)
+    if on_cluster(n_jobs):
+        # Submitted to Dask directly: joblib's Dask backend runs the jobs of a one-thread cluster in
+        # this process, and waits forever for a job whose worker died (KilledWorker).
+        results = _on_the_cluster(task(chunk) for chunk in chunks)
+    else:
+        results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(task(chunk) for chunk in chunks)
     try:
         return _collect_partitions(results, sink, on_failure, progress)
     finally:
@@ -1220,6 +1357,20 @@ def _release_everywhere(token: str) -> None:
             warnings.warn(f"could not remove the device lock files on the Dask workers ({exc}).", UserWarning,
                           stacklevel=3)
     release_claims(token)
+
+
+def _on_the_cluster(tasks):
+    """Results of joblib's ``delayed`` tasks submitted to the active Dask backend's client, as they finish."""
+    from distributed import as_completed
+    from joblib.parallel import get_active_backend
+
+    client = get_active_backend()[0].client
+    futures = [client.submit(function, *args, pure=False, **kwargs) for function, args, kwargs in tasks]
+    try:
+        for future in as_completed(futures):
+            yield future.result()
+    finally:  # an error or Ctrl-C here: nothing left running for this call
+        client.cancel(futures)
 
 
 def _collect_partitions(results, sink, on_failure, progress) -> dict:

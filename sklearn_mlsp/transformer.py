@@ -22,6 +22,7 @@ from .extraction import (
     FeatureExtractor,
     MemorySink,
     StoreSink,
+    on_cluster,
     plan,
     precision_label,
     run_local,
@@ -267,6 +268,13 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         or so, so its features are cached as their own configuration.
         Ignored on the CPU; a torchvision that cannot decode on the GPU
         gives one warning, and the images are decoded (and cached) as PIL's.
+    torch_threads : int or None, default=None
+        PyTorch threads of each extraction worker (``n_jobs`` processes or
+        Dask workers). None: each worker decides from what it has -- its CPU
+        affinity, at most Dask's ``nthreads`` for that worker; local
+        processes share the cores equally. Never from the caller's core
+        count. In one process (``n_jobs=1``) PyTorch's own setting
+        (``torch.set_num_threads``) applies.
 
     Attributes
     ----------
@@ -339,6 +347,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         "channels_last": ["boolean"],
         "cudnn_benchmark": [StrOptions({"auto"}), "boolean"],
         "gpu_decode": ["boolean"],
+        "torch_threads": [POSITIVE_INT, None],
     }
 
     def __init__(
@@ -362,6 +371,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         channels_last=False,
         cudnn_benchmark="auto",
         gpu_decode=False,
+        torch_threads=None,
     ):
         self.backbone = backbone
         self.pooling = pooling
@@ -382,6 +392,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         self.channels_last = channels_last
         self.cudnn_benchmark = cudnn_benchmark
         self.gpu_decode = gpu_decode
+        self.torch_threads = torch_threads
 
     # ------------------------------------------------------------------ fitting
 
@@ -738,7 +749,7 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
         n_jobs = self._n_jobs()
         per_worker = None
         try:
-            if todo and effective_n_jobs(n_jobs) > 1:
+            if todo and (effective_n_jobs(n_jobs) > 1 or on_cluster(n_jobs)):
                 store_path = None
                 if store is not None:
                     store.prepare(config)  # the folder workers commit into
@@ -746,7 +757,8 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
                 # "auto": each worker counts its own GPUs (a Dask client's say nothing about its workers).
                 devices = "auto" if self.device == "auto" else None
                 per_worker = run_partitions(items, todo, self._extractor_params(member=member), sink, on_failure,
-                                            progress, decode_args, n_jobs, store_path, config, devices)
+                                            progress, decode_args, n_jobs, store_path, config, devices,
+                                            self.torch_threads)
             elif todo:
                 run_local(items, todo, self._local_extractor(member), sink, on_failure, progress, decode_args,
                           self._n_decoders(len(todo)))

@@ -13,8 +13,7 @@ import torch
 from helpers import tiny_transformer, write_images
 from sklearn.pipeline import make_pipeline
 
-from sklearn_mlsp import ModelFileError, Single1FCRegressor, load_model, save_model
-from sklearn_mlsp import loading
+from sklearn_mlsp import ModelFileError, Single1FCRegressor, load_model, loading, save_model
 from sklearn_mlsp.extraction import ExtractorParams, FeatureExtractor
 
 

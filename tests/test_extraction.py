@@ -6,8 +6,10 @@ mid-run, a FIFO, /dev/zero, a decompression bomb, a killed parent).
 """
 
 import os
+import platform
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -251,6 +253,128 @@ def test_workers_count_their_own_gpus_not_the_callers(tmp_path, monkeypatch):
     t = tiny_transformer(device="auto", n_jobs=2).fit()
     assert t.device_.type == "cuda"
     np.testing.assert_array_equal(np.asarray(t.transform(paths)), single)
+
+
+# ------------------------------------------------------- a worker's resources
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs CPU affinity")
+def test_torch_threads_are_decided_on_the_worker_from_what_it_has(monkeypatch):
+    distributed = pytest.importorskip("distributed")
+
+    class Worker:  # what distributed.get_worker() gives inside a task
+        class state:
+            nthreads = 2
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(distributed, "get_worker", lambda: Worker)
+    assert extraction.worker_threads() == 2  # Dask's share of the machine for this worker
+    Worker.state.nthreads = 8
+    assert extraction.worker_threads() == 4  # at most the cores it may run on
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3})
+    assert extraction.worker_threads() == 1  # pinned to one core
+    assert extraction.worker_threads(requested=3) == 3  # torch_threads overrides
+
+    def outside():
+        raise ValueError("No worker found")
+
+    monkeypatch.setattr(distributed, "get_worker", outside)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert extraction.worker_threads(local_processes=2) == 2  # the caller's processes share its cores
+    assert extraction.worker_threads(local_processes=8) == 1
+    with pytest.raises(ValueError, match="torch_threads"):
+        tiny_transformer(torch_threads=0).fit()
+
+
+def test_a_partition_decodes_beside_the_network(tmp_path, monkeypatch):
+    paths = write_images(tmp_path / "img", 4, 40, 56)
+    threads = []
+    from sklearn_mlsp import loading
+
+    real = loading.decode_views
+
+    def decode(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loading, "decode_views", decode)  # what the partition's ViewsDataset decodes with
+    t = tiny_transformer().fit()
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # this process's setting stays for later tests
+    result = extraction.extract_partition(t._extractor_params("cpu"), paths, [0, 1, 2, 3],
+                                          (False, 32, None, 0.875), torch_threads=1)
+    assert threads == ["sklearn-mlsp-decoder"] * 4
+    np.testing.assert_array_equal(result.features, np.asarray(t.transform(paths)).astype(np.float16))
+
+
+def test_decoded_ahead_runs_ahead_keeps_order_and_raises_in_place():
+    produced = [threading.Event() for _ in range(3)]
+
+    def entries():
+        for i in range(3):
+            produced[i].set()
+            yield i
+        raise RuntimeError("disk gone")
+
+    out = []
+    ahead = extraction.decoded_ahead(entries())
+    for i in ahead:
+        if i == 0:  # the next entry comes while this one is still being used
+            assert produced[1].wait(10)
+        out.append(i)
+        if i == 2:
+            break
+    with pytest.raises(RuntimeError, match="disk gone"):
+        next(ahead)
+    assert out == [0, 1, 2]
+    ahead = extraction.decoded_ahead(iter(range(100)))
+    next(ahead)
+    ahead.close()  # a consumer that stops early stops the thread
+    assert not any(t.name == "sklearn-mlsp-decoder" for t in threading.enumerate())
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator")
+def test_workers_reuse_freed_memory_under_dasks_malloc_settings():
+    # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536: each 1 MiB
+    # array is then a fresh mapping, its pages faulted in again every time.
+    script = textwrap.dedent("""
+        import resource
+        import numpy as np
+        from sklearn_mlsp.extraction import keep_freed_memory
+
+        def faults():
+            start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            for _ in range(50):
+                np.ones(2**17)  # 1 MiB, every page written
+            return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start
+
+        before = faults()
+        keep_freed_memory()
+        faults()
+        print(before, faults())
+    """)
+    env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120,
+                         check=True)
+    before, after = map(int, out.stdout.split())
+    assert before > 5000  # 50 x 256 pages: the setting bites
+    assert after < before / 20
+
+
+def test_a_dask_cluster_of_one_thread_computes_on_it(tmp_path, dask_client, monkeypatch):
+    from joblib import parallel_config
+    from joblib._dask import DaskDistributedBackend
+
+    monkeypatch.setattr(DaskDistributedBackend, "effective_n_jobs", lambda self, n_jobs: 1)
+    paths = write_images(tmp_path / "img", 3, 40, 56)
+    with parallel_config(backend="dask"):
+        t = tiny_transformer(n_jobs=2, torch_threads=3).fit()
+        out = np.asarray(t.transform(paths))
+    # Another thread count sums in another order: equal to a float16 step.
+    np.testing.assert_allclose(out, np.asarray(tiny_transformer().fit().transform(paths)), rtol=2**-10, atol=2**-14)
+    workers = t.transform_stats_["workers"]
+    assert sum(workers.values()) == 3 and f"{socket.gethostname()}:{os.getpid()}" not in workers
+    threads = dask_client.run(lambda: __import__("torch").get_num_threads())
+    assert 3 in threads.values()  # torch_threads reached the worker that computed
 
 
 # ---------------------------------------------------------------------- Dask
