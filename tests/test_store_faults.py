@@ -523,6 +523,29 @@ def test_two_writer_processes_and_a_reader(tmp_path):
     assert sum(h5py.File(s)["keys"].shape[0] for s in (path / CID).glob("*.h5")) == 300
 
 
+def test_a_store_created_by_another_writer_between_two_looks_is_used(tmp_path):
+    # The race two threads (or processes) hit when both create one new store: this writer's first
+    # look finds no folder, the other writer then creates the store (its marker, no shard yet), and
+    # the folder this writer sees next is a non-empty one. It is that store, not a foreign folder.
+    path = tmp_path / "store"
+
+    class OtherWriterInBetween(type(path)):
+        looks = 0
+
+        def is_dir(self):
+            OtherWriterInBetween.looks += 1
+            if OtherWriterInBetween.looks == 1:
+                FeatureStore(path)._exists(create=True)  # what a writer's first append does first
+                return False
+            return super().is_dir()
+
+    store = FeatureStore(path)
+    store.path = OtherWriterInBetween(path)
+    store.append(CONFIG, ["mine-0"], batch(["mine-0"]))
+    assert OtherWriterInBetween.looks >= 2
+    check_exact(FeatureStore(path), ["mine-0"])
+
+
 def test_two_threads_writing_one_store(tmp_path):
     store = FeatureStore(tmp_path / "store")
     keys = [f"th-{i}" for i in range(240)]

@@ -300,7 +300,7 @@ class FeatureStore:
         problem = _marker_problem(info)
         return info, None if problem is None else f"feature store marker '{self.path / MARKER}' is damaged ({problem})"
 
-    def _exists(self, create: bool = False) -> bool:
+    def _exists(self, create: bool = False, _again: bool = True) -> bool:
         """Whether the store exists (creating it if asked); refuses foreign paths."""
         path = self.path
         marker, problem = self._marker_state() if path.is_dir() else (None, None)
@@ -336,6 +336,8 @@ class FeatureStore:
                 "cache= path (a new folder name)."
             )
         if path.is_dir():
+            if _again and (path / MARKER).exists():  # another writer created it since the first look
+                return self._exists(create, _again=False)
             if any(name != "tmp" for name in os.listdir(path)):
                 raise NotAFeatureStoreError(
                     f"'{path}' is a folder that is not an sklearn-mlsp feature store (it has no "
