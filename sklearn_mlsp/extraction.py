@@ -907,6 +907,11 @@ def _prepare(extractor, todo, decode_args):
     params = extractor.params
     dtype = params.autocast_dtype(extractor.device.type) or torch.float32
     extractor.memory = memory_check(params.backbone, extractor.device, dtype, params.scale)
+    # Splits learnt from an out-of-memory error hold for the run they happened in: memory is
+    # measured anew here, and a passing shortage (another process's peak) must not leave every
+    # later run of the transformer at one view per call.
+    extractor._cap.clear()
+    extractor._by_view.clear()
     planned = None
     if extractor.device.type == "cuda" and params.cudnn_benchmark == "auto":
         planned = planned_view_shapes(todo, augment, min_size, crop_fraction)

@@ -100,6 +100,16 @@ def test_a_batch_that_does_not_fit_runs_image_by_image_then_view_by_view(monkeyp
     assert freed  # the allocator's cache is emptied before retrying
 
 
+def test_a_passing_shortage_does_not_split_the_next_transform(monkeypatch):
+    images = [random_image(i, 48, 64) for i in range(2)]
+    calls = _fail_forward(monkeypatch, lambda n, x: n <= 2)  # the batch and its first image's retry: short once
+    t = tiny_transformer(augment=True, errors="nan", max_batch_pixels=10_000_000).fit()
+    first = np.asarray(t.transform(images))
+    assert calls[:2] == [(16, 42, 56), (8, 42, 56)] and calls[2:] == [(1, 42, 56)] * 16
+    again = np.asarray(t.transform(images))  # memory is back: one batch again, not 16 calls
+    assert calls[18:] == [(16, 42, 56)] and t.failures_.empty and close(again, first)
+
+
 @pytest.mark.parametrize("error", [lambda: torch.OutOfMemoryError(CUDA_OOM), lambda: RuntimeError(CPU_OOM),
                                    MemoryError], ids=["cuda", "cpu-allocator", "MemoryError"])
 def test_an_image_that_does_not_fit_one_view_at_a_time_fails_alone(tmp_path, monkeypatch, error):
