@@ -39,6 +39,7 @@ from .loading import (
     ViewsDataset,
     decode_jpeg_views,
     die_with_parent,
+    is_out_of_memory,
     make_loader,
     out_of_memory_message,
     planned_view_shapes,
@@ -98,14 +99,6 @@ def cudnn_benchmark_as(flag_for):
             yield
         finally:
             cudnn.benchmark = saved
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` says an allocation failed: CUDA / MPS out of memory, or the CPU allocator's."""
-    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
-        return True
-    text = str(exc) if isinstance(exc, RuntimeError) else ""
-    return "can't allocate memory" in text or "out of memory" in text.lower()
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ meta-device estimate, images refused before decoding, a real address-space limit
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -22,6 +23,9 @@ from sklearn_mlsp.store import FeatureStore
 CUDA_OOM = "CUDA out of memory. Tried to allocate 9.38 GiB"
 CPU_OOM = ("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
            "you tried to allocate 9999999999 bytes. Error code 12 (Cannot allocate memory)")
+CUBLAS_OOM = "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"
+WINDOWS_OOM = ("[enforce fail at C:\\actions-runner\\alloc_cpu.cpp:72] data. DefaultCPUAllocator: not enough memory: "
+               "you tried to allocate 9999999999 bytes.")
 
 
 _NETWORKS: dict = {}
@@ -111,7 +115,8 @@ def test_a_passing_shortage_does_not_split_the_next_transform(monkeypatch):
 
 
 @pytest.mark.parametrize("error", [lambda: torch.OutOfMemoryError(CUDA_OOM), lambda: RuntimeError(CPU_OOM),
-                                   MemoryError], ids=["cuda", "cpu-allocator", "MemoryError"])
+                                   MemoryError, lambda: RuntimeError(CUBLAS_OOM)],
+                         ids=["cuda", "cpu-allocator", "MemoryError", "cublas"])
 def test_an_image_that_does_not_fit_one_view_at_a_time_fails_alone(tmp_path, monkeypatch, error):
     paths = write_images(tmp_path / "small", 2, 48, 64) + write_images(tmp_path / "big", 1, 96, 128)
     paths = [paths[0], paths[2], paths[1]]
@@ -242,8 +247,10 @@ def test_features_batch_names_the_image_that_does_not_fit(monkeypatch):
             ex.features_batch([np.zeros((1, 48, 64, 3), np.uint8), np.zeros((1, 96, 64, 3), np.uint8)])
 
 
-@pytest.mark.parametrize("error", [MemoryError, lambda *a, **k: RuntimeError(CPU_OOM)],
-                         ids=["MemoryError", "allocator"])
+@pytest.mark.parametrize("error", [MemoryError, lambda *a, **k: RuntimeError(CPU_OOM),
+                                   lambda *a, **k: RuntimeError(WINDOWS_OOM),
+                                   lambda *a, **k: OSError(errno.ENOMEM, "Cannot allocate memory")],
+                         ids=["MemoryError", "allocator", "windows-allocator", "ENOMEM"])
 def test_a_decode_that_runs_out_of_memory_names_it_and_its_size(tmp_path, monkeypatch, error):
     from sklearn_mlsp import loading
 
