@@ -154,6 +154,13 @@ def test_the_per_pixel_estimate_scales_to_the_measured_peak():
     assert abs(memory.bytes_per_pixel("efficientnet_lite0", torch.float16) / per_pixel - 0.5) < 0.02
 
 
+def test_the_refusal_names_the_size_the_network_gets_and_small_figures():
+    check = memory.MemoryCheck("efficientnet_lite0", 276.0, 1_000_000, "cpu", scale=2.0)
+    said = check.describe(8, 84, 112)
+    assert "84x112 (168x224 at scale 2)" in said, said
+    assert "0.0 GiB" not in said and "0.00093 GiB available" in said, said
+
+
 def test_an_image_too_big_for_memory_is_refused_before_decoding(tmp_path, monkeypatch):
     from sklearn_mlsp import images
 
