@@ -41,6 +41,7 @@ from .loading import (
     ViewsDataset,
     decode_jpeg_views,
     die_with_parent,
+    is_out_of_memory,
     make_loader,
     out_of_memory_message,
     planned_view_shapes,
@@ -102,14 +103,6 @@ def cudnn_benchmark_as(flag_for):
             yield
         finally:
             cudnn.benchmark = saved
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` says an allocation failed: CUDA / MPS out of memory, or the CPU allocator's."""
-    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
-        return True
-    text = str(exc) if isinstance(exc, RuntimeError) else ""
-    return "can't allocate memory" in text or "out of memory" in text.lower()
 
 
 @dataclass(frozen=True)
@@ -911,6 +904,11 @@ def _prepare(extractor, todo, decode_args):
     params = extractor.params
     dtype = params.autocast_dtype(extractor.device.type) or torch.float32
     extractor.memory = memory_check(params.backbone, extractor.device, dtype, params.scale)
+    # Splits learnt from an out-of-memory error hold for the run they happened in: memory is
+    # measured anew here, and a passing shortage (another process's peak) must not leave every
+    # later run of the transformer at one view per call.
+    extractor._cap.clear()
+    extractor._by_view.clear()
     planned = None
     if extractor.device.type == "cuda" and params.cudnn_benchmark == "auto":
         planned = planned_view_shapes(todo, augment, min_size, crop_fraction)

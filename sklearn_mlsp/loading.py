@@ -13,6 +13,7 @@ EXIF orientation there exactly as :func:`~sklearn_mlsp.images.load_rgb` does.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import signal
@@ -199,6 +200,22 @@ def _declared_size(item) -> str:
     return ""
 
 
+#: What allocation failures say where they are not a MemoryError or torch.OutOfMemoryError: the CPU
+#: allocator (Linux: ENOMEM's text; Windows: "not enough memory"), CUDA outside the caching allocator,
+#: cuBLAS / cuDNN handles and workspaces.
+_ALLOCATION_FAILED = ("can't allocate memory", "not enough memory", "out of memory", "status_alloc_failed")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says an allocation failed: CUDA / MPS out of memory, or the CPU allocator's."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    if isinstance(exc, OSError) and exc.errno == errno.ENOMEM:  # mmap, or a decoder's C library
+        return True
+    text = str(exc).lower() if isinstance(exc, RuntimeError) else ""
+    return any(phrase in text for phrase in _ALLOCATION_FAILED)
+
+
 def out_of_memory_message(item, pos, during: str) -> str:
     """The failure reason of an image that ran out of memory: never empty, with its size."""
     size = _declared_size(item)
@@ -241,7 +258,7 @@ def decode_views(item, pos, augment, min_size, max_pixels, crop_fraction=CROP_FR
     except MemoryError:
         return LoadedImage(pos, None, out_of_memory_message(item, pos, "decoding it"))
     except Exception as exc:  # anything else a decoder throws is still about this image
-        if "can't allocate memory" in str(exc):  # torch's CPU allocator
+        if is_out_of_memory(exc):  # torch's CPU allocator, ENOMEM from a C library
             return LoadedImage(pos, None, out_of_memory_message(item, pos, "decoding it"))
         reason = str(exc) or type(exc).__name__
         return LoadedImage(pos, None, f"Cannot read image {describe(item, pos)}: {reason}")

@@ -210,11 +210,20 @@ class MemoryCheck:
 
     def describe(self, n_views: int, height: int, width: int) -> str:
         """Why an image does not fit, in words."""
-        gib = 2.0 ** 30
         whole, one = self.estimate(n_views, height, width), self.estimate(1, height, width)
-        return (f"with {n_views} view(s) of {height}x{width} its {self.backbone} forward pass needs about "
-                f"{whole / gib:.1f} GiB ({one / gib:.1f} GiB one view at a time), more than the "
-                f"{self.available / gib:.1f} GiB available on {self.device}")
+        size = f"{height}x{width}"
+        if self.scale != 1.0:  # what the network is given, not what was cut
+            h, w = max(1, round(height * self.scale)), max(1, round(width * self.scale))
+            size += f" ({h}x{w} at scale {self.scale:g})"
+        return (f"with {n_views} view(s) of {size} its {self.backbone} forward pass needs about "
+                f"{_gib(whole)} ({_gib(one)} one view at a time), more than the "
+                f"{_gib(self.available)} available on {self.device}")
+
+
+def _gib(nbytes: int) -> str:
+    """Bytes in GiB, with two significant digits below 1 GiB (never a bare "0.0 GiB")."""
+    gib = nbytes / 2.0 ** 30
+    return f"{gib:.1f} GiB" if gib >= 1 else f"{gib:.2g} GiB"
 
 
 def memory_check(backbone: str, device, dtype=torch.float32, scale: float = 1.0) -> MemoryCheck | None:

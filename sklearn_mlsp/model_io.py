@@ -595,13 +595,19 @@ class _Reader:
             wanted = torch.device(saved) if saved != "auto" else None
         except (RuntimeError, TypeError):
             return saved  # the estimator's own validation names it
-        if wanted is None or wanted.type != "cuda":
+        if wanted is None or wanted.type not in ("cuda", "mps", "xpu"):
             return saved
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count and (wanted.index is None or wanted.index < count):
+        if wanted.type != "cuda":  # a Mac's GPU (or Intel's) where this PyTorch has none: as for CUDA
+            from .transformer import _device_type_available
+
+            if _device_type_available(wanted.type):
+                return saved
+        elif count and (wanted.index is None or wanted.index < count):
             return saved
         here = "cuda" if count else "cpu"
-        has = f"only {count} CUDA device(s)" if count else "no CUDA device"
+        has = (f"no {wanted.type} device" if wanted.type != "cuda"
+               else f"only {count} CUDA device(s)" if count else "no CUDA device")
         warnings.warn(f"{self.path}: the {what} was saved with device={str(saved)!r}, but this machine has {has}; "
                       f"it is loaded on {here!r} (load_model(..., device=...) chooses).", UserWarning, stacklevel=5)
         return here

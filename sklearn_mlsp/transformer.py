@@ -102,6 +102,12 @@ class _PerThread:
         obj.__dict__[self.last] = value
 
 
+def _device_type_available(kind: str) -> bool:
+    """Whether this PyTorch can run on an ``"mps"`` or ``"xpu"`` device (its own checks; no device is touched)."""
+    backend = torch.backends.mps if kind == "mps" else getattr(torch, kind, None)
+    return bool(backend is not None and backend.is_available())
+
+
 def _as_items(X) -> list:
     """The images of ``X`` as a list (paths, PIL images or arrays)."""
     if isinstance(X, (str, os.PathLike)):
@@ -420,6 +426,9 @@ class MLSPTransformer(TransformerMixin, BaseEstimator):
                     f"device={self.device!r}, but this machine has {count} CUDA device(s); use 'auto' (the GPU "
                     "when there is one, else the CPU) or 'cpu'."
                 )
+        if device.type in ("mps", "xpu") and not _device_type_available(device.type):
+            raise ValueError(f"device={self.device!r}, but this PyTorch has no usable {device.type} device; "
+                             "use 'auto' (the GPU when there is one, else the CPU) or 'cpu'.")
         return device
 
     @_fit_context(prefer_skip_nested_validation=True)

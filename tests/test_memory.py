@@ -3,6 +3,7 @@ meta-device estimate, images refused before decoding, a real address-space limit
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -22,6 +23,9 @@ from sklearn_mlsp.store import FeatureStore
 CUDA_OOM = "CUDA out of memory. Tried to allocate 9.38 GiB"
 CPU_OOM = ("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
            "you tried to allocate 9999999999 bytes. Error code 12 (Cannot allocate memory)")
+CUBLAS_OOM = "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"
+WINDOWS_OOM = ("[enforce fail at C:\\actions-runner\\alloc_cpu.cpp:72] data. DefaultCPUAllocator: not enough memory: "
+               "you tried to allocate 9999999999 bytes.")
 
 
 _NETWORKS: dict = {}
@@ -100,8 +104,19 @@ def test_a_batch_that_does_not_fit_runs_image_by_image_then_view_by_view(monkeyp
     assert freed  # the allocator's cache is emptied before retrying
 
 
+def test_a_passing_shortage_does_not_split_the_next_transform(monkeypatch):
+    images = [random_image(i, 48, 64) for i in range(2)]
+    calls = _fail_forward(monkeypatch, lambda n, x: n <= 2)  # the batch and its first image's retry: short once
+    t = tiny_transformer(augment=True, errors="nan", max_batch_pixels=10_000_000).fit()
+    first = np.asarray(t.transform(images))
+    assert calls[:2] == [(16, 42, 56), (8, 42, 56)] and calls[2:] == [(1, 42, 56)] * 16
+    again = np.asarray(t.transform(images))  # memory is back: one batch again, not 16 calls
+    assert calls[18:] == [(16, 42, 56)] and t.failures_.empty and close(again, first)
+
+
 @pytest.mark.parametrize("error", [lambda: torch.OutOfMemoryError(CUDA_OOM), lambda: RuntimeError(CPU_OOM),
-                                   MemoryError], ids=["cuda", "cpu-allocator", "MemoryError"])
+                                   MemoryError, lambda: RuntimeError(CUBLAS_OOM)],
+                         ids=["cuda", "cpu-allocator", "MemoryError", "cublas"])
 def test_an_image_that_does_not_fit_one_view_at_a_time_fails_alone(tmp_path, monkeypatch, error):
     paths = write_images(tmp_path / "small", 2, 48, 64) + write_images(tmp_path / "big", 1, 96, 128)
     paths = [paths[0], paths[2], paths[1]]
@@ -137,6 +152,13 @@ def test_the_per_pixel_estimate_scales_to_the_measured_peak():
         assert abs(per_pixel * n * h * w / measured - 1) < 0.05, (n, h, w)
     # float16 activations take half the bytes
     assert abs(memory.bytes_per_pixel("efficientnet_lite0", torch.float16) / per_pixel - 0.5) < 0.02
+
+
+def test_the_refusal_names_the_size_the_network_gets_and_small_figures():
+    check = memory.MemoryCheck("efficientnet_lite0", 276.0, 1_000_000, "cpu", scale=2.0)
+    said = check.describe(8, 84, 112)
+    assert "84x112 (168x224 at scale 2)" in said, said
+    assert "0.0 GiB" not in said and "0.00093 GiB available" in said, said
 
 
 def test_an_image_too_big_for_memory_is_refused_before_decoding(tmp_path, monkeypatch):
@@ -232,8 +254,10 @@ def test_features_batch_names_the_image_that_does_not_fit(monkeypatch):
             ex.features_batch([np.zeros((1, 48, 64, 3), np.uint8), np.zeros((1, 96, 64, 3), np.uint8)])
 
 
-@pytest.mark.parametrize("error", [MemoryError, lambda *a, **k: RuntimeError(CPU_OOM)],
-                         ids=["MemoryError", "allocator"])
+@pytest.mark.parametrize("error", [MemoryError, lambda *a, **k: RuntimeError(CPU_OOM),
+                                   lambda *a, **k: RuntimeError(WINDOWS_OOM),
+                                   lambda *a, **k: OSError(errno.ENOMEM, "Cannot allocate memory")],
+                         ids=["MemoryError", "allocator", "windows-allocator", "ENOMEM"])
 def test_a_decode_that_runs_out_of_memory_names_it_and_its_size(tmp_path, monkeypatch, error):
     from sklearn_mlsp import loading
 

@@ -123,17 +123,20 @@ def test_mlsp_pipelines_round_trip_exactly_with_metadata(tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only side of a GPU-trained model")
-def test_a_head_saved_with_a_cuda_device_loads_and_predicts_on_the_cpu(tmp_path, head_files):
+@pytest.mark.parametrize("device, says", [("cuda", "no CUDA device"), ("mps", "no mps device")])
+def test_a_head_saved_with_a_cuda_device_loads_and_predicts_on_the_cpu(tmp_path, head_files, device, says):
     # As in test_heads.py for pickles: without a GPU here, a CPU fit whose
-    # device is then set to "cuda" stands for a GPU-trained model.
+    # device is then set to "cuda" (or a Mac's "mps") stands for a GPU-trained model.
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has an mps device")
     net, X, _ = head_files["single3fc"]
     expected = net.predict(X)
-    net.device = "cuda"
+    net.device = device
     try:
         save_model(net, tmp_path / "gpu.mlsp")
     finally:
         net.device = "cpu"
-    with pytest.warns(UserWarning, match="no CUDA device"):
+    with pytest.warns(UserWarning, match=says):
         loaded = load_model(tmp_path / "gpu.mlsp")
     assert loaded.device == "cpu"
     np.testing.assert_array_equal(loaded.predict(X), expected)

@@ -126,6 +126,7 @@ def test_sklearn_contract_clone_params_pickle(images):
     ("n_jobs", 0, "The 'n_jobs' parameter of MLSPTransformer must be"),
     ("n_jobs", True, "The 'n_jobs' parameter of MLSPTransformer must be"),
     *([] if torch.cuda.is_available() else [("device", "cuda", "this machine has 0 CUDA device")]),
+    *([] if torch.backends.mps.is_available() else [("device", "mps", "this PyTorch has no usable mps device")]),
 ])
 def test_bad_parameters_are_named_at_fit(param, value, message):
     with pytest.raises(ValueError, match=message):
