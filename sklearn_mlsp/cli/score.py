@@ -61,14 +61,15 @@ def contact_sheet(frame, path, n_show=6, title=None):
                 pass
             name = os.path.basename(str(row["path"]))
             name = name if len(name) <= 22 else "..." + name[-19:]
-            ax.set_title(f"{label} #{int(row['rank'])}: {row['score']:.3f}\n{name}", fontsize=7)
+            # parse_math=False: a file name such as "$\frac$.jpg" is text, not mathtext to fail on.
+            ax.set_title(f"{label} #{int(row['rank'])}: {row['score']:.3f}\n{name}", fontsize=7, parse_math=False)
     ax = fig.add_subplot(grid[rows - 1, :])
     ax.hist(scored["score"], bins=min(40, max(5, len(scored) // 5)), color="#4477aa")
     ax.set_xlabel("predicted score")
     ax.set_ylabel("images")
     ax.set_title(f"all {len(scored)} scores", fontsize=8)
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(title, fontsize=9, parse_math=False)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
