@@ -13,6 +13,7 @@ from ._options import (
     _FORMAT_OPTION,
     _cache_path,
     _looks_like_model,
+    _not_nan,
     _parallel_options,
     _rows_format,
     _write_rows,
@@ -90,7 +91,7 @@ def contact_sheet(frame, path, n_show=6, title=None):
               help="Scale of the scores for models that support it (the shipped ones: their data's MOS, 0-1, "
                    "or that times 100). Default: the model's own.")
 @click.option("--coverage", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.9,
-              show_default=True, help="Coverage of the low-high intervals (models with intervals).")
+              show_default=True, callback=_not_nan, help="Coverage of the low-high intervals (models with intervals).")
 @click.option("--cache", type=click.Path(), default=None, callback=_cache_path, help="Feature cache folder (reused).")
 @click.option("--device", default="auto", show_default=True, help="auto (the model's), cpu, cuda, ...")
 @_parallel_options
