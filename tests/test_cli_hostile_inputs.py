@@ -1,6 +1,8 @@
 """What careless or hostile input does to `mlsp score`'s outputs: odd file names, NaN options, outputs over inputs."""
 
+import re
 from pathlib import Path
+from urllib.parse import unquote
 
 import pandas as pd
 import pytest
@@ -9,6 +11,7 @@ from helpers import write_images
 
 from sklearn_mlsp.cli import cli
 from sklearn_mlsp.cli.score import contact_sheet
+from sklearn_mlsp.report import write_report
 
 
 def test_contact_sheet_takes_file_names_that_look_like_mathtext(tmp_path):
@@ -28,3 +31,24 @@ def test_nan_options_fail_before_any_work(tmp_path, option):
     result = CliRunner().invoke(cli, ["score", str(tmp_path / "a.png"), *option])
     assert result.exit_code == 2 and f"Invalid value for '{option[0]}'" in result.output, result.output
     assert "NaN" in result.output
+
+
+
+def test_report_named_like_a_url_fragment_keeps_its_thumbnails(tmp_path):
+    paths = write_images(tmp_path / "photos", 2, 32, 32)
+    frame = pd.DataFrame({"path": paths, "score": [0.7, 0.3]})
+    out = write_report(tmp_path / "photos #2 100%.html", frame)
+    sources = re.findall(r'<img class="thumb" loading="lazy" src="([^"]+)"', out.read_text(encoding="utf-8"))
+    assert len(sources) == 2  # a browser reads "#" as the start of a fragment, "%" as an escape
+    assert all((tmp_path / unquote(s)).is_file() for s in sources) and not any("#" in s for s in sources)
+
+
+def test_titles_and_file_names_holding_template_fields_stay_text(tmp_path):
+    paths = write_images(tmp_path / "photos", 2, 32, 32)
+    odd = str(tmp_path / "photos" / "{{photos}}.png")
+    Path(paths[1]).rename(odd)
+    frame = pd.DataFrame({"path": [paths[0], odd], "score": [0.7, 0.3]})
+    page = write_report(tmp_path / "r.html", frame, title="{{photos}} {{settings}}", notes="{{title}}").read_text(
+        encoding="utf-8")
+    assert "<title>{{photos}} {{settings}}</title>" in page and ">{{title}}</div>" in page
+    assert page.count("<figure") == 2 and page.count('<script id="settings"') == 1 and "{{photos}}.png" in page
