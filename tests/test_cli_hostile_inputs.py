@@ -1,5 +1,6 @@
 """What careless or hostile input does to `mlsp score`'s outputs: odd file names, NaN options, outputs over inputs."""
 
+import json
 import re
 from pathlib import Path
 from urllib.parse import unquote
@@ -52,3 +53,35 @@ def test_titles_and_file_names_holding_template_fields_stay_text(tmp_path):
         encoding="utf-8")
     assert "<title>{{photos}} {{settings}}</title>" in page and ">{{title}}</div>" in page
     assert page.count("<figure") == 2 and page.count('<script id="settings"') == 1 and "{{photos}}.png" in page
+
+
+TINY = ["--backbone", "efficientnet_lite0", "--weights", "random", "--pooling", "narrow", "--no-augment",
+        "--n-decoders", "0", "--device", "cpu", "--head", "ridge", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """Four small photos and a ridge model on random-weight features, their features in a cache."""
+    root = tmp_path_factory.mktemp("hostile")
+    paths = write_images(root / "photos", 4, 40, 40)
+    pd.DataFrame({"image": [Path(p).name for p in paths], "mos": [1.0, 2.0, 3.0, 4.0]}).to_csv(
+        root / "labels.csv", index=False)
+    result = CliRunner().invoke(cli, ["fit", str(root / "labels.csv"), "--images", str(root / "photos"), *TINY,
+                                      "--cache", str(root / "f.h5"), "--model", str(root / "m.mlsp")])
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def _score(root, *args):
+    return CliRunner().invoke(cli, ["score", "--model", str(root / "m.mlsp"), str(root / "photos"), "--cache",
+                                    str(root / "f.h5"), "--quiet", *map(str, args)])
+
+
+def test_min_score_beyond_every_score_keeps_none_on_the_page_either(tiny_model, tmp_path):
+    result = _score(tiny_model, "--min-score", "1e9", "--report", tmp_path / "r.html", "--lists", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "kept.txt").read_text() == "" and len((tmp_path / "rejected.txt").read_text().split()) == 4
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    settings = json.loads(re.search(r'<script id="settings" type="application/json">(.*?)</script>', page)[1])
+    scores = [float(s) for s in re.findall(r'data-score="([^"]+)"', page)]
+    assert len(scores) == 4 and not any(s >= settings["threshold"] for s in scores)  # the page's rule of keeping

@@ -85,6 +85,9 @@ def _curate(out, curation, model, frame, features, positions, higher_is_better, 
         out.say(f"{done['kept']} kept ({done['kept_list']}), {done['rejected']} rejected ({done['rejected_list']})")
         if kept.any():  # the report's slider starts at the worst photo kept
             threshold = float(frame["score"][kept].min() if higher_is_better else frame["score"][kept].max())
+        elif ok.any():  # nothing kept (--min-score beyond every score): the page keeps none either
+            best = frame["score"].max() if higher_is_better else frame["score"].min()
+            threshold = float(np.nextafter(best, np.inf if higher_is_better else -np.inf))
     if curation["report"]:
         from ..maps import predict_map
         from ..report import write_report
