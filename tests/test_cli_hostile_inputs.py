@@ -85,3 +85,25 @@ def test_min_score_beyond_every_score_keeps_none_on_the_page_either(tiny_model, 
     settings = json.loads(re.search(r'<script id="settings" type="application/json">(.*?)</script>', page)[1])
     scores = [float(s) for s in re.findall(r'data-score="([^"]+)"', page)]
     assert len(scores) == 4 and not any(s >= settings["threshold"] for s in scores)  # the page's rule of keeping
+
+
+@pytest.mark.parametrize("attack", [["--report", "photos/img_000.png"], ["--out", "m.mlsp"],
+                                    ["--sheet", "s.png", "--report", "s.png"], ["--keep-top", "0.5", "--lists", "."]])
+def test_outputs_over_inputs_or_each_other_are_refused_before_any_work(tiny_model, attack):
+    root = tiny_model
+    (root / "kept.txt").write_text("photos/img_000.png\nphotos/img_001.png\n")  # a list of the last run's keepers
+    inputs = [*(root / "photos").iterdir(), root / "m.mlsp", root / "kept.txt"]
+    before = {p: p.read_bytes() for p in inputs}
+    args = [str(root / a) if a.endswith((".png", ".mlsp")) or a == "." else a for a in attack]
+    result = _score(root, *args, root / "kept.txt")
+    assert result.exit_code == 2 and "would overwrite it" in result.output, result.output
+    assert {p: p.read_bytes() for p in inputs} == before
+
+
+def test_evaluate_refuses_to_write_its_rows_over_the_label_file(tiny_model):
+    root = tiny_model
+    labels = (root / "labels.csv").read_bytes()
+    result = CliRunner().invoke(cli, ["evaluate", str(root / "m.mlsp"), str(root / "labels.csv"), "--images",
+                                      str(root / "photos"), "--out", str(root / "labels.csv"), "--quiet"])
+    assert result.exit_code == 2 and "would overwrite it" in result.output, result.output
+    assert (root / "labels.csv").read_bytes() == labels

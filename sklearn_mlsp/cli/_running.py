@@ -52,6 +52,21 @@ def check_output_path(path, option: str) -> None:
         raise OutputError(f"{option} {path}: the folder {folder} is not writable.")
 
 
+def check_outputs_spare_inputs(outputs, inputs) -> None:
+    """Refuse an output file that is an input (an image, a list, the model) or another output, before any work.
+
+    ``outputs`` holds ``(option, path)`` pairs; ``path`` may be None (not asked for).
+    """
+    taken = {os.path.realpath(p): f"{p}, an input of this command" for p in inputs}
+    for option, path in outputs:
+        if path is None:
+            continue
+        if os.path.realpath(path) in taken:
+            raise InputError(f"{option} {path}: that is {taken[os.path.realpath(path)]}; writing there would "
+                             "overwrite it. Give another file name.")
+        taken[os.path.realpath(path)] = f"the file of {option}"
+
+
 def _write(path, option: str, write) -> None:
     """Run ``write()``; an OSError (a full disk, a folder removed meanwhile) is an output error."""
     try:

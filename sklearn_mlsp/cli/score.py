@@ -7,7 +7,7 @@ import time
 
 import click
 
-from ._curation import _check_curation, _curate, _curation_options
+from ._curation import _check_curation, _curate, _curating, _curation_options
 from ._models import _model, _model_file, _predict, _pyplot, _report_failures
 from ._options import (
     _FORMAT_OPTION,
@@ -19,7 +19,7 @@ from ._options import (
     _write_rows,
     collect_images,
 )
-from ._running import InputError, _run, _write, check_output_path
+from ._running import InputError, _run, _write, check_output_path, check_outputs_spare_inputs
 
 
 def contact_sheet(frame, path, n_show=6, title=None):
@@ -134,6 +134,10 @@ def score(out, images, model_name, out_csv, row_format, top, sheet, scale, cover
         _pyplot()  # fail before the work if matplotlib is missing
     paths = collect_images(images, recursive)
     model_path = _model_file(model_name)
+    outputs = [("--out", out_csv), ("--sheet", sheet), ("--report", curation["report"])]
+    if _curating(curation):
+        outputs += [("--lists", os.path.join(curation["lists"], f"{name}.txt")) for name in ("kept", "rejected")]
+    check_outputs_spare_inputs(outputs, [*paths, *(i for i in images if os.path.isfile(i)), model_path])
     try:
         meta = read_model_metadata(model_path)
     except (ValueError, FileNotFoundError) as exc:
