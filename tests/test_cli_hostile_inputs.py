@@ -107,3 +107,16 @@ def test_evaluate_refuses_to_write_its_rows_over_the_label_file(tiny_model):
                                       str(root / "photos"), "--out", str(root / "labels.csv"), "--quiet"])
     assert result.exit_code == 2 and "would overwrite it" in result.output, result.output
     assert (root / "labels.csv").read_bytes() == labels
+
+
+@pytest.mark.parametrize(("cv", "group_col", "message"), [
+    ("3", "scene", "holds 2 groups; give --cv at most 2"), ("2", "camera", "holds a single group"),
+    ("9", None, "between 2 and the number of images (4)"), ("1", None, "between 2 and")])
+def test_fit_refuses_folds_it_cannot_make_before_building_the_backbone(tiny_model, cv, group_col, message):
+    root = tiny_model
+    table = pd.read_csv(root / "labels.csv").assign(scene=["a", "a", "b", "b"], camera="x")
+    table.to_csv(root / "grouped.csv", index=False)
+    args = ["fit", str(root / "grouped.csv"), "--images", str(root / "photos"), "--cv", cv,
+            "--backbone", "no_such_backbone", "--model", str(root / "g.mlsp")]  # refused first, never built
+    result = CliRunner().invoke(cli, args + (["--group-col", group_col] if group_col else []))
+    assert result.exit_code == 2 and message in result.output, result.output
