@@ -2,6 +2,8 @@
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -120,3 +122,12 @@ def test_fit_refuses_folds_it_cannot_make_before_building_the_backbone(tiny_mode
             "--backbone", "no_such_backbone", "--model", str(root / "g.mlsp")]  # refused first, never built
     result = CliRunner().invoke(cli, args + (["--group-col", group_col] if group_col else []))
     assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_a_reader_that_closes_stdout_early_stops_the_command_quietly():
+    # `mlsp score photos/ --format csv | head -1`: the pipe closes while the command still writes.
+    proc = subprocess.Popen([sys.executable, "-m", "sklearn_mlsp.cli", "models"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the first line
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and stderr == "", stderr

@@ -35,6 +35,7 @@ EXIT_CODES = {
     3: "an output file cannot be written (its folder is missing or not writable)",
     4: "an unexpected internal error (please report it)",
     130: "interrupted (Ctrl-C)",
+    141: "stdout was closed early (as by `| head`): the command stopped writing",
 }
 
 
@@ -143,6 +144,8 @@ def _run(command):
             _fail(out, str(exc), 1)
         except KeyboardInterrupt:
             _interrupted()
+        except BrokenPipeError:
+            _stdout_closed()
         except Exception as exc:  # known input problems become exit code 2
             if os.environ.get("MLSP_DEBUG"):
                 raise
@@ -172,6 +175,13 @@ def _interrupted():
         sys.stderr.flush()
         os._exit(130)
     sys.exit(130)
+
+
+def _stdout_closed():
+    """The reader of stdout went away (``mlsp score ... | head``): stop quietly, as a killed pipeline does (141)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush would fail again
+    sys.exit(141)
 
 
 def _is_input_error(exc) -> bool:
