@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from helpers import write_images
+from helpers import TINY_FIT, write_images
 
 from sklearn_mlsp import load_model
 from sklearn_mlsp.cli import EXIT_CODES, cli
@@ -374,8 +374,7 @@ def test_info_names_a_metadata_field_of_the_wrong_type(project, tmp_path):
 
 # ------------------------------------------------- conventions (issue 20): direction, groups, vocabulary, rows
 
-TINY = ["--backbone", "efficientnet_lite0", "--weights", "random", "--pooling", "narrow", "--no-augment",
-        "--n-decoders", "0", "--device", "cpu", "--head", "ridge", "--quiet"]
+TINY = TINY_FIT
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from urllib.parse import unquote
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from helpers import write_images
+from helpers import TINY_FIT, write_images
 
 from sklearn_mlsp.cli import cli
 from sklearn_mlsp.cli.score import contact_sheet
@@ -57,10 +57,6 @@ def test_titles_and_file_names_holding_template_fields_stay_text(tmp_path):
     assert page.count("<figure") == 2 and page.count('<script id="settings"') == 1 and "{{photos}}.png" in page
 
 
-TINY = ["--backbone", "efficientnet_lite0", "--weights", "random", "--pooling", "narrow", "--no-augment",
-        "--n-decoders", "0", "--device", "cpu", "--head", "ridge", "--quiet"]
-
-
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     """Four small photos and a ridge model on random-weight features, their features in a cache."""
@@ -68,7 +64,7 @@ def tiny_model(tmp_path_factory):
     paths = write_images(root / "photos", 4, 40, 40)
     pd.DataFrame({"image": [Path(p).name for p in paths], "mos": [1.0, 2.0, 3.0, 4.0]}).to_csv(
         root / "labels.csv", index=False)
-    result = CliRunner().invoke(cli, ["fit", str(root / "labels.csv"), "--images", str(root / "photos"), *TINY,
+    result = CliRunner().invoke(cli, ["fit", str(root / "labels.csv"), "--images", str(root / "photos"), *TINY_FIT,
                                       "--cache", str(root / "f.h5"), "--model", str(root / "m.mlsp")])
     assert result.exit_code == 0, result.output
     return root
