@@ -13,7 +13,8 @@ for any scale.
 All functions take 1-D arrays of equal length. Correlations are undefined when
 either side is constant (or has fewer than two values): they return ``nan``
 then, without warnings or errors, so a degenerate model scores ``nan`` in a
-grid search instead of stopping it.
+grid search instead of stopping it. NaN in either array (an image that could
+not be read, predicted with ``errors="nan"``) makes every metric ``nan``.
 
 Examples
 --------
@@ -153,7 +154,8 @@ def binary_accuracy(y_true, y_pred, threshold=None, *, score_range=None, higher_
     -------
     float
         Fraction in [0, 1] of samples on the same side of the threshold;
-        ``nan`` for empty input.
+        ``nan`` for empty input or NaN in either array (as :func:`srcc`
+        and :func:`plcc` give).
 
     Warns
     -----
@@ -163,8 +165,8 @@ def binary_accuracy(y_true, y_pred, threshold=None, *, score_range=None, higher_
     """
     threshold = _resolve_threshold(threshold, score_range, "binary_accuracy")
     y_true, y_pred = _check_pair(y_true, y_pred)
-    if len(y_true) == 0:
-        return float("nan")
+    if len(y_true) == 0 or np.isnan(y_true).any() or np.isnan(y_pred).any():
+        return float("nan")  # NaN (an unread image's prediction) is no side of the threshold; as srcc and plcc
     low, high = float(np.min(y_true)), float(np.max(y_true))
     if len(y_true) > 1 and low < high and not (low <= threshold < high):
         warnings.warn(

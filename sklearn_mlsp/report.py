@@ -28,9 +28,11 @@ import io
 import json
 import math
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
@@ -196,7 +198,8 @@ def write_report(path, frame, maps=None, *, title="Scored photographs", higher_i
     cards = []
     for rank, i in enumerate(order, start=1):
         row = frame.iloc[i]
-        thumb = f"{files.name}/{names[i]}" if written.get(i) else None
+        # A URL: a report named "photos #2.html" or "100%.html" must not cut its thumbnails' address.
+        thumb = quote(f"{files.name}/{names[i]}") if written.get(i) else None
         cells = None if maps[i] is None else np.asarray(maps[i], dtype=np.float64)
         group = groups[i] if groups[i] is not None and sizes[groups[i]] > 1 else None
         cards.append(_card(rank, row, thumb, cells, group))
@@ -205,12 +208,13 @@ def write_report(path, frame, maps=None, *, title="Scored photographs", higher_i
     start = threshold if threshold is not None else (lo if higher_is_better else hi)
     settings = {"higherIsBetter": bool(higher_is_better), "threshold": float(start), "min": lo, "max": hi}
     template = resources.files("sklearn_mlsp").joinpath("report_template.html").read_text(encoding="utf-8")
-    page = (template.replace("{{title}}", html.escape(title))
-            .replace("{{notes}}", html.escape(notes))
-            .replace("{{summary}}", f"{int(ok.sum())} of {n} photographs scored"
-                     + (f", {n - int(ok.sum())} not" if n > ok.sum() else ""))
-            .replace("{{settings}}", json.dumps(settings))
-            .replace("{{histogram}}", _histogram(valid, min(40, max(5, len(valid) // 5))))
-            .replace("{{photos}}", "\n".join(cards)))
+    fields = {"title": html.escape(title), "notes": html.escape(notes),
+              "summary": f"{int(ok.sum())} of {n} photographs scored"
+                         + (f", {n - int(ok.sum())} not" if n > ok.sum() else ""),
+              "settings": json.dumps(settings),
+              "histogram": _histogram(valid, min(40, max(5, len(valid) // 5))),
+              "photos": "\n".join(cards)}
+    # One pass: a title or a file name holding "{{photos}}" is text, not a place to fill in.
+    page = re.sub(r"\{\{(\w+)\}\}", lambda m: fields[m.group(1)], template)
     path.write_text(page, encoding="utf-8")
     return path

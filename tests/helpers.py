@@ -7,6 +7,10 @@ from PIL import Image
 
 from sklearn_mlsp import MLSPTransformer
 
+#: `mlsp fit` options of a quick model: ridge on random-weight EfficientNet-Lite0 features, one view, on the CPU.
+TINY_FIT = ["--backbone", "efficientnet_lite0", "--weights", "random", "--pooling", "narrow", "--no-augment",
+            "--n-decoders", "0", "--device", "cpu", "--head", "ridge", "--quiet"]
+
 
 def random_image(seed: int, height: int = 48, width: int = 64) -> np.ndarray:
     """A smooth random RGB image (smooth, so JPEG keeps it close)."""

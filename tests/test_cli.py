@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from helpers import write_images
+from helpers import TINY_FIT, write_images
 
 from sklearn_mlsp import load_model
 from sklearn_mlsp.cli import EXIT_CODES, cli
@@ -352,7 +352,7 @@ def test_ctrl_c_exits_130_and_an_internal_error_4(project, monkeypatch):
     monkeypatch.setattr(cli_module, "_predict", broken)
     result = CliRunner().invoke(cli, ["score", str(root / "model.mlsp"), str(root / "photos"), "-q"])
     assert result.exit_code == 4 and "a bug" in result.output
-    assert set(EXIT_CODES) == {0, 1, 2, 3, 4, 130}
+    assert set(EXIT_CODES) == {0, 1, 2, 3, 4, 130, 141}
 
 
 def test_info_names_a_metadata_field_of_the_wrong_type(project, tmp_path):
@@ -374,8 +374,7 @@ def test_info_names_a_metadata_field_of_the_wrong_type(project, tmp_path):
 
 # ------------------------------------------------- conventions (issue 20): direction, groups, vocabulary, rows
 
-TINY = ["--backbone", "efficientnet_lite0", "--weights", "random", "--pooling", "narrow", "--no-augment",
-        "--n-decoders", "0", "--device", "cpu", "--head", "ridge", "--quiet"]
+TINY = TINY_FIT
 
 
 @pytest.fixture(scope="module")

@@ -489,6 +489,9 @@ def test_loaders_return_a_scikit_learn_bunch_with_the_old_names_deprecated(tmp_p
         assert data.paths.tolist() == data.data.tolist()
     with pytest.warns(FutureWarning, match="'ids' is deprecated.*use 'image_ids'"):
         assert data["ids"].tolist() == data.image_ids.tolist()
+    with pytest.warns(FutureWarning, match="'paths' is deprecated"):  # dict.get reads the old name too
+        assert data.get("paths").tolist() == data.data.tolist()
+    assert data.get("no such field", 7) == 7
     X, y = load_csv_dataset(tmp_path / "labels.csv", image_dir, return_X_y=True)
     assert X.tolist() == data.data.tolist() and y.tolist() == [0.2, 0.9, 0.5]
     clive_root = tmp_path / "clive"

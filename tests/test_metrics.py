@@ -123,3 +123,11 @@ def test_scorers_dict_for_multi_metric_search():
     assert set(SCORERS) == {"srcc", "plcc", "accuracy"}
     assert {"mean_test_srcc", "mean_test_plcc", "mean_test_accuracy"} <= set(search.cv_results_)
     assert search.best_params_ == {"alpha": 0.1}
+
+
+def test_nan_in_either_array_makes_every_metric_nan():
+    # errors="nan" predicts NaN for an unread image; accuracy used to count it as a "bad" prediction.
+    y = np.array([1.0, 2.0, 4.0, 5.0])
+    for y_true, y_pred in [(y, np.array([1.0, 2.0, np.nan, 5.0])), (np.array([1.0, np.nan, 4.0, 5.0]), y)]:
+        result = paper_metrics(y_true, y_pred, threshold=3)
+        assert np.isnan([result["srcc"], result["plcc"], result["accuracy"]]).all(), result

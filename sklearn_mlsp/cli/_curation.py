@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ._options import _not_nan
 from ._running import _write, check_output_path
 
 
@@ -18,13 +19,14 @@ def _curation_options(f):
                      help="HTML report: photos by score with quality maps, histogram, threshold; thumbnails "
                           "beside it (report.html: report_files/)."),
         click.option("--keep-top", type=click.FloatRange(0, 1, min_open=True), default=None, metavar="FRACTION",
+                     callback=_not_nan,
                      help="Keep the best FRACTION (e.g. 0.2) of the photos: writes kept.txt and rejected.txt."),
-        click.option("--min-score", type=float, default=None,
+        click.option("--min-score", type=float, default=None, callback=_not_nan,
                      help="Keep photos scoring at least this (at most, if lower is better): kept.txt, rejected.txt."),
         click.option("--group-near-duplicates", is_flag=True,
                      help="Group near-identical photos (cosine similarity of their features) and keep the best "
                           "of each group."),
-        click.option("--similarity", type=click.FloatRange(-1, 1), default=None,
+        click.option("--similarity", type=click.FloatRange(-1, 1), default=None, callback=_not_nan,
                      help="Cosine similarity that makes two photos near-duplicates (default 0.7)."),
         click.option("--lists", type=click.Path(file_okay=False), default=".", show_default=True,
                      help="Folder for kept.txt and rejected.txt."),
@@ -83,6 +85,9 @@ def _curate(out, curation, model, frame, features, positions, higher_is_better, 
         out.say(f"{done['kept']} kept ({done['kept_list']}), {done['rejected']} rejected ({done['rejected_list']})")
         if kept.any():  # the report's slider starts at the worst photo kept
             threshold = float(frame["score"][kept].min() if higher_is_better else frame["score"][kept].max())
+        elif ok.any():  # nothing kept (--min-score beyond every score): the page keeps none either
+            best = frame["score"].max() if higher_is_better else frame["score"].min()
+            threshold = float(np.nextafter(best, np.inf if higher_is_better else -np.inf))
     if curation["report"]:
         from ..maps import predict_map
         from ..report import write_report

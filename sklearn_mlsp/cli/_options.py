@@ -93,6 +93,13 @@ def _cache_path(ctx, param, value):
     return value
 
 
+def _not_nan(ctx, param, value):
+    """Refuse NaN: click's float types take "nan", which passes every range check and then fails after the work."""
+    if value is not None and value != value:
+        raise click.BadParameter("NaN is not a number to use here; give a number.", ctx, param)
+    return value
+
+
 def _pooling(value: str):
     if value in ("narrow", "wide", "auto"):
         return value

@@ -35,6 +35,7 @@ EXIT_CODES = {
     3: "an output file cannot be written (its folder is missing or not writable)",
     4: "an unexpected internal error (please report it)",
     130: "interrupted (Ctrl-C)",
+    141: "stdout was closed early (as by `| head`): the command stopped writing",
 }
 
 
@@ -50,6 +51,21 @@ def check_output_path(path, option: str) -> None:
         raise OutputError(f"{option} {path}: the folder {folder} does not exist; create it first.")
     if not os.access(folder, os.W_OK):
         raise OutputError(f"{option} {path}: the folder {folder} is not writable.")
+
+
+def check_outputs_spare_inputs(outputs, inputs) -> None:
+    """Refuse an output file that is an input (an image, a list, the model) or another output, before any work.
+
+    ``outputs`` holds ``(option, path)`` pairs; ``path`` may be None (not asked for).
+    """
+    taken = {os.path.realpath(p): f"{p}, an input of this command" for p in inputs}
+    for option, path in outputs:
+        if path is None:
+            continue
+        if os.path.realpath(path) in taken:
+            raise InputError(f"{option} {path}: that is {taken[os.path.realpath(path)]}; writing there would "
+                             "overwrite it. Give another file name.")
+        taken[os.path.realpath(path)] = f"the file of {option}"
 
 
 def _write(path, option: str, write) -> None:
@@ -128,6 +144,8 @@ def _run(command):
             _fail(out, str(exc), 1)
         except KeyboardInterrupt:
             _interrupted()
+        except BrokenPipeError:
+            _stdout_closed()
         except Exception as exc:  # known input problems become exit code 2
             if os.environ.get("MLSP_DEBUG"):
                 raise
@@ -157,6 +175,13 @@ def _interrupted():
         sys.stderr.flush()
         os._exit(130)
     sys.exit(130)
+
+
+def _stdout_closed():
+    """The reader of stdout went away (``mlsp score ... | head``): stop quietly, as a killed pipeline does (141)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush would fail again
+    sys.exit(141)
 
 
 def _is_input_error(exc) -> bool:

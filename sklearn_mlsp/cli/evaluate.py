@@ -8,7 +8,7 @@ import click
 
 from ._models import _metrics, _model, _predict, _pyplot, _report_failures
 from ._options import _FORMAT_OPTION, _cache_path, _load_labels, _parallel_options, _rows_format, _write_rows
-from ._running import _run, _write, check_output_path
+from ._running import _run, _write, check_output_path, check_outputs_spare_inputs
 
 
 @click.command()
@@ -60,6 +60,8 @@ def evaluate(out, model_path, labels, image_dir, plot, cache, image_col, score_c
         out.warn(f"{model_path} was trained on {'higher' if model_direction else 'lower'}-is-better scores, "
                  f"{labels} holds {'higher' if data.higher_is_better else 'lower'}-is-better ones: expect "
                  "negative correlations.")
+    check_outputs_spare_inputs([("--plot", plot), ("--out", out_rows)],
+                               [model_path, labels, *(str(p) for p in data.data)])
     model = _model(out, model_path, cache, device)
     if threshold is None:
         threshold = meta.get("threshold")

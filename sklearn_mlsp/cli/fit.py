@@ -41,6 +41,22 @@ def _make_head(head, *, epochs, lr, batch_size, seed, device, tap_channels):
     return getattr(heads, HEADS[head])(**params)
 
 
+def _check_folds(cv, n_images, groups, group_col):
+    """Refuse a --cv that the images (or their groups) cannot make."""
+    import numpy as np
+
+    if cv < 2 or cv > n_images:
+        raise InputError(f"--cv must be between 2 and the number of images ({n_images}), got {cv}.")
+    if groups is not None:
+        n_groups = len(np.unique(groups))
+        if n_groups < 2:
+            raise InputError(f"--cv {cv}: the column {group_col!r} holds a single group; folds that share no group "
+                             "need at least 2. Name another --group-col, or leave it out.")
+        if cv > n_groups:
+            raise InputError(f"--cv {cv}: the column {group_col!r} holds {n_groups} groups; give --cv at most "
+                             f"{n_groups}.")
+
+
 @click.command()
 @click.argument("labels", type=click.Path(exists=True, dir_okay=False))
 @click.option("--images", "image_dir", required=True, type=click.Path(exists=True, file_okay=False),
@@ -100,6 +116,8 @@ def fit(out, labels, image_dir, model_path, head, backbone, scales, pooling, aug
     data, missing = _load_labels(out, labels, image_dir, image_col, score_col, higher_is_better, group_col)
     paths = [str(p) for p in data.data]
     groups = data.groups
+    if cv:
+        _check_folds(cv, len(paths), groups, group_col)  # before the extraction; again after its failures
     t = _transformer(out, backbone=backbone, scales=scales, pooling=pooling, augment=augment, weights=weights,
                      device=device, n_decoders=n_decoders, n_jobs=n_jobs, cache=cache,
                      output="flat" if head == "ridge" else "views")
@@ -122,15 +140,10 @@ def fit(out, labels, image_dir, model_path, head, backbone, scales, pooling, aug
 
     cv_scores = None
     if cv:
-        if cv < 2 or cv > len(y):
-            raise InputError(f"--cv must be between 2 and the number of images ({len(y)}), got {cv}.")
+        _check_folds(cv, len(y), groups, group_col)
         if groups is None:
             folds, cv_split = KFold(n_splits=cv, shuffle=True, random_state=seed), "KFold, shuffled"
         else:
-            n_groups = len(np.unique(groups))
-            if cv > n_groups:
-                raise InputError(f"--cv {cv}: the column {group_col!r} holds {n_groups} groups; give --cv at most "
-                                 f"{n_groups}.")
             folds, cv_split = GroupKFold(n_splits=cv), f"GroupKFold by {group_col!r}"
         cv_scores = {"srcc": [], "plcc": [], "accuracy": [], "threshold": threshold}
         out.say(f"{cv}-fold cross-validation of {head} on {len(y)} images ({cv_split}):")

@@ -7,18 +7,19 @@ import time
 
 import click
 
-from ._curation import _check_curation, _curate, _curation_options
+from ._curation import _check_curation, _curate, _curating, _curation_options
 from ._models import _model, _model_file, _predict, _pyplot, _report_failures
 from ._options import (
     _FORMAT_OPTION,
     _cache_path,
     _looks_like_model,
+    _not_nan,
     _parallel_options,
     _rows_format,
     _write_rows,
     collect_images,
 )
-from ._running import InputError, _run, _write, check_output_path
+from ._running import InputError, _run, _write, check_output_path, check_outputs_spare_inputs
 
 
 def contact_sheet(frame, path, n_show=6, title=None):
@@ -61,14 +62,15 @@ def contact_sheet(frame, path, n_show=6, title=None):
                 pass
             name = os.path.basename(str(row["path"]))
             name = name if len(name) <= 22 else "..." + name[-19:]
-            ax.set_title(f"{label} #{int(row['rank'])}: {row['score']:.3f}\n{name}", fontsize=7)
+            # parse_math=False: a file name such as "$\frac$.jpg" is text, not mathtext to fail on.
+            ax.set_title(f"{label} #{int(row['rank'])}: {row['score']:.3f}\n{name}", fontsize=7, parse_math=False)
     ax = fig.add_subplot(grid[rows - 1, :])
     ax.hist(scored["score"], bins=min(40, max(5, len(scored) // 5)), color="#4477aa")
     ax.set_xlabel("predicted score")
     ax.set_ylabel("images")
     ax.set_title(f"all {len(scored)} scores", fontsize=8)
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(title, fontsize=9, parse_math=False)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -89,7 +91,7 @@ def contact_sheet(frame, path, n_show=6, title=None):
               help="Scale of the scores for models that support it (the shipped ones: their data's MOS, 0-1, "
                    "or that times 100). Default: the model's own.")
 @click.option("--coverage", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.9,
-              show_default=True, help="Coverage of the low-high intervals (models with intervals).")
+              show_default=True, callback=_not_nan, help="Coverage of the low-high intervals (models with intervals).")
 @click.option("--cache", type=click.Path(), default=None, callback=_cache_path, help="Feature cache folder (reused).")
 @click.option("--device", default="auto", show_default=True, help="auto (the model's), cpu, cuda, ...")
 @_parallel_options
@@ -132,6 +134,10 @@ def score(out, images, model_name, out_csv, row_format, top, sheet, scale, cover
         _pyplot()  # fail before the work if matplotlib is missing
     paths = collect_images(images, recursive)
     model_path = _model_file(model_name)
+    outputs = [("--out", out_csv), ("--sheet", sheet), ("--report", curation["report"])]
+    if _curating(curation):
+        outputs += [("--lists", os.path.join(curation["lists"], f"{name}.txt")) for name in ("kept", "rejected")]
+    check_outputs_spare_inputs(outputs, [*paths, *(i for i in images if os.path.isfile(i)), model_path])
     try:
         meta = read_model_metadata(model_path)
     except (ValueError, FileNotFoundError) as exc:

@@ -168,6 +168,9 @@ class _DatasetBunch(Bunch):
         except KeyError:
             raise AttributeError(key) from None
 
+    def get(self, key, default=None):
+        return self._field(key) if key in self or key in _RENAMED_FIELDS else default  # dict.get skips _field
+
     def _field(self, key):
         if key in _RENAMED_FIELDS and not dict.__contains__(self, key):
             new = _RENAMED_FIELDS[key]
