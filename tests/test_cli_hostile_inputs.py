@@ -85,7 +85,7 @@ def test_min_score_beyond_every_score_keeps_none_on_the_page_either(tiny_model, 
     assert len(scores) == 4 and not any(s >= settings["threshold"] for s in scores)  # the page's rule of keeping
 
 
-@pytest.mark.parametrize("attack", [["--report", "photos/img_000.png"], ["--out", "m.mlsp"],
+@pytest.mark.parametrize("attack", [["--report", "photos/img_000.png"], ["--out", "m.mlsp", "--format", "csv"],
                                     ["--sheet", "s.png", "--report", "s.png"], ["--keep-top", "0.5", "--lists", "."]])
 def test_outputs_over_inputs_or_each_other_are_refused_before_any_work(tiny_model, attack):
     root = tiny_model
@@ -96,6 +96,27 @@ def test_outputs_over_inputs_or_each_other_are_refused_before_any_work(tiny_mode
     result = _score(root, *args, root / "kept.txt")
     assert result.exit_code == 2 and "would overwrite it" in result.output, result.output
     assert {p: p.read_bytes() for p in inputs} == before
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--out", "{tmp}/r.tsv"], "'.tsv' is not one of .csv, .json, .jsonl"),  # it would silently hold CSV
+    (["--lists", "{tmp}"], "add --keep-top, --min-score or --group-near-duplicates"),  # else silently ignored
+])
+def test_score_refuses_outputs_it_would_get_wrong_before_any_work(tiny_model, tmp_path, args, message):
+    result = _score(tiny_model, *[a.format(tmp=tmp_path) for a in args])
+    assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["fit", "evaluate"])
+def test_a_nan_threshold_is_refused_before_any_work(tiny_model, command):
+    root = tiny_model
+    inputs = [str(root / "labels.csv")] if command == "fit" else [str(root / "m.mlsp"), str(root / "labels.csv")]
+    result = CliRunner().invoke(cli, [command, *inputs, "--images", str(root / "photos"), "--threshold", "nan",
+                                      "--model", str(root / "n.mlsp")] if command == "fit" else
+                                [command, *inputs, "--images", str(root / "photos"), "--threshold", "nan"])
+    assert result.exit_code == 2 and "Invalid value for '--threshold'" in result.output, result.output
+    assert not (root / "n.mlsp").exists()
 
 
 def test_evaluate_refuses_to_write_its_rows_over_the_label_file(tiny_model):

@@ -47,6 +47,10 @@ def _check_curation(curation):
     if curation["similarity"] is not None and not curation["group_near_duplicates"]:
         raise click.UsageError("--similarity sets the threshold of --group-near-duplicates; add that option.")
     check_output_path(curation["report"], "--report")
+    source = click.get_current_context().get_parameter_source("lists")
+    if source is click.core.ParameterSource.COMMANDLINE and not _curating(curation):
+        raise click.UsageError("--lists sets where kept.txt and rejected.txt go; add --keep-top, --min-score or "
+                               "--group-near-duplicates, which choose them.")
     if _curating(curation):
         check_output_path(os.path.join(curation["lists"], "kept.txt"), "--lists")
 

@@ -152,7 +152,7 @@ ROW_FORMATS = ("csv", "json", "jsonl")
 _FORMAT_OPTION = click.option(
     "--format", "row_format", type=click.Choice(ROW_FORMATS), default=None,
     help="Every image with every column, as CSV, a JSON array or JSON lines: to --out, or to stdout without "
-         "it (text then goes to stderr). Default: from --out's suffix, else csv.")
+         "it (text then goes to stderr). Default: from --out's suffix (.csv, .json, .jsonl; none: csv).")
 _DIRECTION_OPTION = click.option(
     "--higher-is-better/--lower-is-better", "higher_is_better", default=None,
     help="Direction of the scores in LABELS. Default: higher is better; a column named like a DMOS needs one "
@@ -169,7 +169,10 @@ def _rows_format(out, row_format, path):
         out.rows_on_stdout = True
     if row_format is None:
         suffix = Path(path).suffix.lower().lstrip(".")
-        row_format = suffix if suffix in ROW_FORMATS else "csv"
+        if suffix and suffix not in ROW_FORMATS:  # r.tsv would silently hold CSV
+            raise click.UsageError(f"--out {path}: '.{suffix}' is not one of .csv, .json, .jsonl; rename the file, "
+                                   "or say the format with --format csv|json|jsonl.")
+        row_format = suffix or "csv"
     return row_format
 
 

@@ -7,7 +7,15 @@ import os
 import click
 
 from ._models import _metrics, _model, _predict, _pyplot, _report_failures
-from ._options import _FORMAT_OPTION, _cache_path, _load_labels, _parallel_options, _rows_format, _write_rows
+from ._options import (
+    _FORMAT_OPTION,
+    _cache_path,
+    _load_labels,
+    _not_nan,
+    _parallel_options,
+    _rows_format,
+    _write_rows,
+)
 from ._running import _run, _write, check_output_path, check_outputs_spare_inputs
 
 
@@ -20,7 +28,7 @@ from ._running import _run, _write, check_output_path, check_outputs_spare_input
 @click.option("--cache", type=click.Path(), default=None, callback=_cache_path, help="Feature cache folder (reused).")
 @click.option("--image-col", default=None, help="Column of image names (default: detected).")
 @click.option("--score-col", default=None, help="Column of scores (default: detected).")
-@click.option("--threshold", type=float, default=None,
+@click.option("--threshold", type=float, default=None, callback=_not_nan,
               help="High/low split of 'accuracy' (AVA: 5). Default: the one recorded in the model.")
 @click.option("--higher-is-better/--lower-is-better", "higher_is_better", default=None,
               help="Direction of the scores in LABELS. Default: the model's; a column named like a DMOS needs one "

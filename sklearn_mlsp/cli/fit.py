@@ -8,7 +8,7 @@ import time
 import click
 
 from ._models import _failures, _metrics, _report_failures, _transformer
-from ._options import _DIRECTION_OPTION, _cache_path, _feature_options, _load_labels, _pooling
+from ._options import _DIRECTION_OPTION, _cache_path, _feature_options, _load_labels, _not_nan, _pooling
 from ._running import InputError, _run, _write, check_output_path
 
 HEADS = {
@@ -80,7 +80,7 @@ def _check_folds(cv, n_images, groups, group_col):
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Batch size (paper: 128).")
 @click.option("--random-state", "--seed", "seed", type=int, default=0, show_default=True,
               help="The head's random_state; also seeds the --cv folds.")
-@click.option("--threshold", type=float, default=None,
+@click.option("--threshold", type=float, default=None, callback=_not_nan,
               help="High/low split of 'accuracy' (AVA: 5). Default: middle of the score range.")
 @_DIRECTION_OPTION
 @_run
