@@ -1225,9 +1225,9 @@ def extract_partition(params: ExtractorParams, items, positions, decode_args, st
     does, and lets its networks go after :data:`WORKER_IDLE_SECONDS` idle.
     """
     started = time.perf_counter()
-    if caller_pid is not None and os.getpid() != caller_pid and os.getppid() == caller_pid:
-        die_with_parent()  # a worker process of the caller's: it must not outlive it (as decoders do not)
     in_worker = caller_pid is not None and os.getpid() != caller_pid
+    if in_worker and os.getppid() == caller_pid:
+        die_with_parent()  # a worker process of the caller's: it must not outlive it (as decoders do not)
     if in_worker:
         keep_freed_memory()
     threads = worker_threads(torch_threads, local_processes)

@@ -255,19 +255,15 @@ def decode_views(item, pos, augment, min_size, max_pixels, crop_fraction=CROP_FR
             key = image_key(item)
     except ImageError as exc:
         return LoadedImage(pos, None, str(exc))
-    except MemoryError:
-        return LoadedImage(pos, None, out_of_memory_message(item, pos, "decoding it"))
     except Exception as exc:  # anything else a decoder throws is still about this image
-        if is_out_of_memory(exc):  # torch's CPU allocator, ENOMEM from a C library
+        if is_out_of_memory(exc):  # MemoryError, torch's CPU allocator, ENOMEM from a C library
             return LoadedImage(pos, None, out_of_memory_message(item, pos, "decoding it"))
         reason = str(exc) or type(exc).__name__
         return LoadedImage(pos, None, f"Cannot read image {describe(item, pos)}: {reason}")
     h, w = rgb.shape[:2]
-    view_fraction = crop_fraction if augment else 1.0
-    factor = upscale_for(h, w, min_size, view_fraction)
+    size = _enlarged(w, h, augment, min_size, crop_fraction)
     upscaled = None
-    if factor > 1.0:
-        size = (max(1, int(np.ceil(w * factor))), max(1, int(np.ceil(h * factor))))
+    if size != (w, h):
         if max_pixels is not None and size[0] * size[1] > max_pixels:
             return LoadedImage(pos, None, (
                 f"Cannot read image {describe(item, pos)}: it is {h}x{w}; enlarged to the "
