@@ -178,10 +178,12 @@ def open_regular_file(item, index=None):
             raise _error(item, index, "is not a regular file (a device, FIFO or socket); refused.")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
+    # Outside the try: once the file object exists it owns the descriptor, and
+    # a Ctrl-C landing here must not close it a second time (EBADF hid the Ctrl-C).
+    return open(fd, "rb")
 
 
 def read_image_bytes(item, index=None) -> bytes:

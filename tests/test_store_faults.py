@@ -149,6 +149,38 @@ def _append_until_interrupted(path, prefix, ready=None):
     os._exit(0)
 
 
+@pytest.mark.parametrize("opener", ["store", "images"])
+def test_ctrl_c_while_a_file_is_being_opened_stays_a_ctrl_c(tmp_path, opener):
+    # A Ctrl-C that landed just after the file object took the descriptor used
+    # to close it twice: EBADF replaced the KeyboardInterrupt, and the store
+    # treated the OSError as "shard cannot be opened now" and went on.
+    from sklearn_mlsp.images import open_regular_file
+    from sklearn_mlsp.store.files import open_regular
+
+    target = tmp_path / "file"
+    target.write_bytes(b"x")
+    open_once = open_regular if opener == "store" else open_regular_file
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    rng = random.Random(0)
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    interrupted = 0
+    try:
+        for _ in range(3000):
+            try:
+                signal.setitimer(signal.ITIMER_REAL, rng.uniform(1e-6, 2e-4))
+                while True:
+                    open_once(target).close()
+            except KeyboardInterrupt:
+                interrupted += 1
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert interrupted == 3000  # every one a KeyboardInterrupt: none became an OSError
+
+
 def test_ctrl_c_is_never_swallowed_and_keeps_what_was_committed(tmp_path):
     path = tmp_path / "store"
     rng = random.Random(3)

@@ -139,10 +139,12 @@ def open_regular(path):
             raise StrayEntryError(_stray_message(path, special_kind(path) or "not a regular file"))
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
+    # Outside the try: once the file object exists it owns the descriptor, and
+    # a Ctrl-C landing here must not close it a second time (EBADF hid the Ctrl-C).
+    return open(fd, "rb")
 
 
 def _stray_message(path, kind: str) -> str:
