@@ -7,6 +7,16 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # processes, and tiny layers do not pay for thread hand-offs on a busy machine.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import signal
+
+# A test run started in the background (`make test &`, nohup, some CI runners)
+# inherits an ignored SIGINT, and so would every child it starts: the Ctrl-C
+# tests send real SIGINTs to children and would wait for them in vain. Python's
+# own handler makes forked children raise KeyboardInterrupt, and children that
+# exec start with SIGINT at its default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 import torch
 
 torch.set_num_threads(1)
