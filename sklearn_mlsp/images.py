@@ -27,6 +27,7 @@ import threading
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ._ctrl_c import ctrl_c_deferred
 from ._validation import POSITIVE_INT, validate_params
 
 __all__ = [
@@ -162,28 +163,29 @@ def open_regular_file(item, index=None):
     it replaced the file after a check.
     """
     path = os.fspath(item)
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise _error(item, index, "file does not exist.") from None
-    except IsADirectoryError:
-        raise _error(item, index, "is a directory, not an image file.") from None
-    except OSError as exc:
-        raise _error(item, index, f"cannot open the file ({exc.strerror or exc}).") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise _error(item, index, "is a directory, not an image file.")
-        if not stat.S_ISREG(mode):
-            raise _error(item, index, "is not a regular file (a device, FIFO or socket); refused.")
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
-    # Outside the try: once the file object exists it owns the descriptor, and
-    # a Ctrl-C landing here must not close it a second time (EBADF hid the Ctrl-C).
-    return open(fd, "rb")
+    # No Ctrl-C from os.open until a file object owns the descriptor: one landing
+    # in between leaked it (or, caught by the cleanup, closed it twice: EBADF hid the Ctrl-C).
+    with ctrl_c_deferred():
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        except FileNotFoundError:
+            raise _error(item, index, "file does not exist.") from None
+        except IsADirectoryError:
+            raise _error(item, index, "is a directory, not an image file.") from None
+        except OSError as exc:
+            raise _error(item, index, f"cannot open the file ({exc.strerror or exc}).") from None
+        try:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode):
+                raise _error(item, index, "is a directory, not an image file.")
+            if not stat.S_ISREG(mode):
+                raise _error(item, index, "is not a regular file (a device, FIFO or socket); refused.")
+            if hasattr(os, "set_blocking"):
+                os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return open(fd, "rb")
 
 
 def read_image_bytes(item, index=None) -> bytes:

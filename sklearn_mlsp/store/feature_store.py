@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._ctrl_c import ctrl_c_deferred
 from .errors import (
     LegacyStoreError,
     NotAFeatureStoreError,
@@ -849,12 +850,16 @@ class FeatureStore:
         if fcntl is None:
             yield True
             return
+        fd = None
         try:
-            fd = os.open(folder / ".compact.lock", os.O_RDWR | os.O_CREAT, 0o666)
-        except OSError:
-            yield True  # read-only or odd file system: overlapping merges only duplicate keys
-            return
-        try:
+            with ctrl_c_deferred():  # a Ctrl-C before `fd` is set would leak the descriptor
+                try:
+                    fd = os.open(folder / ".compact.lock", os.O_RDWR | os.O_CREAT, 0o666)
+                except OSError:
+                    pass
+            if fd is None:
+                yield True  # read-only or odd file system: overlapping merges only duplicate keys
+                return
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
                 locked = True
@@ -864,7 +869,8 @@ class FeatureStore:
                 locked = True  # no flock here (some network file systems): proceed
             yield locked
         finally:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
 
     def _size_class(self, shard: Shard) -> int:
         return int(math.log(max(len(shard), 1), FANOUT) + 1e-9)
@@ -1066,6 +1072,11 @@ class FeatureStore:
         folder = self._folder(c)
         rows = self._verify_entries(c, folder, CONFIG_ENTRIES, repair)
         stored, problem = self._config_problem(c)
+        if (stored is None and not (folder / CONFIG_FILE).exists() and not (folder / CONFIG_FILE).is_symlink()
+                and not any(folder.glob(f"*{SHARD_SUFFIX}"))):
+            # A first append stopped (Ctrl-C, kill) before it wrote config.json: nothing
+            # is stored, nothing is lost, and the next writer writes it.
+            problem = None
         config = stored if problem is None else self._config_from_shards(c)
         if problem is not None:
             if repair and config is not None:

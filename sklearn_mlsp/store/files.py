@@ -22,6 +22,7 @@ import time
 import uuid
 from pathlib import Path
 
+from .._ctrl_c import ctrl_c_deferred
 from .errors import StoreFullError, StrayEntryError
 
 try:  # POSIX
@@ -44,16 +45,16 @@ def unique_name(prefix: str = "", suffix: str = "") -> str:
 
 def fsync_dir(folder: Path) -> None:
     """Make a rename in ``folder`` durable (no-op where directories cannot be opened)."""
+    fd = None
     try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
+        with ctrl_c_deferred():  # a Ctrl-C before `fd` is set would leak the descriptor
+            fd = os.open(folder, os.O_RDONLY)
         os.fsync(fd)
     except OSError:
         pass
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
 
 
 def full_error(exc: OSError, where) -> StoreFullError:
@@ -124,27 +125,28 @@ def open_regular(path):
         Something that is not a regular file is there (named in the message).
     """
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        kind = special_kind(path)
-        if kind is None:
+    # No Ctrl-C from os.open until a file object owns the descriptor: one landing
+    # in between leaked it (or, caught by the cleanup, closed it twice: EBADF hid the Ctrl-C).
+    with ctrl_c_deferred():
+        try:
+            fd = os.open(path, flags)
+        except FileNotFoundError:
             raise
-        raise StrayEntryError(_stray_message(path, kind)) from exc
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise StrayEntryError(_stray_message(path, special_kind(path) or "not a regular file"))
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
-    # Outside the try: once the file object exists it owns the descriptor, and
-    # a Ctrl-C landing here must not close it a second time (EBADF hid the Ctrl-C).
-    return open(fd, "rb")
+        except OSError as exc:
+            kind = special_kind(path)
+            if kind is None:
+                raise
+            raise StrayEntryError(_stray_message(path, kind)) from exc
+        try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                raise StrayEntryError(_stray_message(path, special_kind(path) or "not a regular file"))
+            if hasattr(os, "set_blocking"):
+                os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return open(fd, "rb")
 
 
 def _stray_message(path, kind: str) -> str:
@@ -171,17 +173,20 @@ def _lock(fd) -> bool:
     return True
 
 
-def _write_temp(data, tmp_dir: Path):
-    """Write ``data`` (bytes-like, or a list of them) to a new file in ``tmp_dir``.
+def _write_then(data, tmp_dir: Path, place):
+    """Write ``data`` (bytes-like, or a list of them) to a new file in ``tmp_dir``, then ``place`` it.
 
-    Returns ``(path, fd)``: the descriptor stays open, holding the writer's
-    lock, until the caller has renamed the file into place and closes it.
+    ``place(path)`` renames or links the written file into place; its result
+    is returned. The descriptor, holding the writer's lock, stays open until
+    ``place`` returns, and one ``try`` covers it from ``os.open`` to its close:
+    a Ctrl-C anywhere leaves no partial file and no descriptor behind.
     """
     make_dirs(tmp_dir, tmp_dir.parent)
     tmp = tmp_dir / unique_name(suffix=".partial")
     fd = None
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with ctrl_c_deferred():  # a Ctrl-C before `fd` is set would leak the descriptor
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         _lock(fd)
         for part in data if isinstance(data, list) else [data]:
             view = memoryview(part).cast("B")
@@ -189,26 +194,20 @@ def _write_temp(data, tmp_dir: Path):
                 written = os.write(fd, view[:_WRITE_BLOCK])
                 view = view[written:]
         os.fsync(fd)
-    except BaseException as exc:  # Ctrl-C included: leave no partial file, then re-raise
-        if fd is not None:
-            os.close(fd)
-        _unlink(tmp)
-        if isinstance(exc, OSError) and exc.errno in _FULL:
+        return place(tmp)
+    except OSError as exc:
+        if exc.errno in _FULL:
             raise full_error(exc, tmp_dir.parent) from exc
         raise
-    return tmp, fd
+    finally:  # Ctrl-C included
+        if fd is not None:
+            os.close(fd)  # the lock goes only now: upkeep never takes a file about to be renamed
+        _unlink(tmp)  # gone once renamed into place; a second name once linked
 
 
 def publish(data, final: Path, tmp_dir: Path) -> None:
     """Write ``data`` (bytes-like) to ``final`` atomically and durably."""
-    tmp, fd = _write_temp(data, tmp_dir)
-    try:
-        os.rename(tmp, final)
-    except BaseException:
-        _unlink(tmp)
-        raise
-    finally:
-        os.close(fd)  # the lock goes only now: upkeep never takes a file about to be renamed
+    _write_then(data, tmp_dir, lambda tmp: os.rename(tmp, final))
     fsync_dir(final.parent)
 
 
@@ -219,22 +218,19 @@ def publish_once(data, final: Path, tmp_dir: Path) -> bool:
     """
     if final.exists() or final.is_symlink():
         return False
-    tmp, fd = _write_temp(data, tmp_dir)
-    try:
-        os.link(tmp, final)  # fails with EEXIST instead of replacing: first writer wins
-        created = True
-    except FileExistsError:
-        created = False
-    except OSError:  # a file system without hard links: a rename is still atomic
-        if final.exists():
-            created = False
-        else:
+
+    def place(tmp) -> bool:
+        try:
+            os.link(tmp, final)  # fails with EEXIST instead of replacing: first writer wins
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links: a rename is still atomic
+            if final.exists():
+                return False
             os.rename(tmp, final)
-            fsync_dir(final.parent)
-            return True
-    finally:
-        _unlink(tmp)
-        os.close(fd)
+        return True
+
+    created = _write_then(data, tmp_dir, place)
     if created:
         fsync_dir(final.parent)
     return created

@@ -26,16 +26,15 @@ from __future__ import annotations
 import errno
 import json
 import os
-import signal
 import threading
 import zlib
 from collections import OrderedDict
-from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from .._ctrl_c import ctrl_c_deferred
 from .errors import StoreDamageError
 from .files import open_regular, unique_name
 
@@ -120,28 +119,6 @@ class _Template:
             self.image = bytes(fh.id.get_file_image())  # the file after the user block
 
 
-@contextmanager
-def _ctrl_c_deferred():
-    """Hold a Ctrl-C until the block ends, then raise it.
-
-    h5py runs cleanup in weakref callbacks, where a KeyboardInterrupt is
-    printed as "Exception ignored" and lost; building a layout with h5py
-    must not swallow the user's Ctrl-C.
-    """
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-        yield
-        return
-    caught = []
-    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    if caught:
-        raise KeyboardInterrupt
-
-
 _TEMPLATES: OrderedDict = OrderedDict()
 _TEMPLATES_LOCK = threading.Lock()
 
@@ -153,7 +130,9 @@ def _template(config, cid, keys_dtype, shape) -> _Template:
         if found is not None:
             _TEMPLATES.move_to_end(key)
             return found
-    with _ctrl_c_deferred():
+    # h5py runs cleanup in weakref callbacks, where a KeyboardInterrupt is printed
+    # as "Exception ignored" and lost: building a layout must not swallow a Ctrl-C.
+    with ctrl_c_deferred():
         made = _Template(config, cid, keys_dtype, shape)
     if len(made.image) <= 1 << 20:  # keep only small ones (the data is in the image)
         with _TEMPLATES_LOCK:
