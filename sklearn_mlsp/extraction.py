@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .allocator import keep_freed_memory
 from .backbones import get_backbone
 from .identity import image_key
 from .images import ImageError, _is_path, _refuse_if_closed, _refuse_if_too_big, describe, load_rgb
@@ -1128,37 +1129,6 @@ def worker_threads(requested=None, local_processes: int = 1) -> int:
         except ValueError:  # not on a Dask worker
             pass
     return max(1, cores // max(1, local_processes))
-
-
-_MALLOC_TUNED: list = []
-
-
-def keep_freed_memory() -> None:
-    """Let glibc reuse freed activations in this worker instead of unmapping them.
-
-    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, and
-    setting that also fixes glibc's mmap threshold at 128 KiB: every
-    activation above it is then mapped, zero-filled by the kernel and
-    unmapped again, forward pass after forward pass; two such workers ran at
-    half the speed of one (benchmarks/RESULTS.md section 7). Even glibc's
-    defaults return the top of the heap after each pass (a 512x512 image
-    frees some 70 MB there) and fault it in again for the next. A worker
-    keeps its working set instead: large blocks (up to 32 MiB, glibc's
-    largest) come from the heap, and it is trimmed above 1 GiB only. Once
-    per process; nothing on other C libraries.
-    """
-    if _MALLOC_TUNED:
-        return
-    _MALLOC_TUNED.append(True)
-    try:
-        import ctypes
-
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError, TypeError):  # not glibc (macOS, Windows)
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    mallopt(m_mmap_threshold, 32 * 2**20)
-    mallopt(m_trim_threshold, 1024 * 2**20)
 
 
 def decoded_ahead(entries, depth: int = 4):
