@@ -155,6 +155,22 @@ def test_the_per_pixel_estimate_scales_to_the_measured_peak():
     assert abs(memory.bytes_per_pixel("efficientnet_lite0", torch.float16) / per_pixel - 0.5) < 0.02
 
 
+def test_a_network_the_meta_device_cannot_run_is_tried_once(monkeypatch):
+    calls = []
+
+    def failing(backbone, *args):
+        calls.append(backbone)
+        raise NotImplementedError("an operator without a meta kernel")
+
+    monkeypatch.setattr(memory, "activation_bytes", failing)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 8 * 2**30)
+    for _ in range(3):  # one check a run: each would pay for the failing pass again
+        assert memory.memory_check("a network the meta device cannot run", "cpu") is None
+    assert calls == ["a network the meta device cannot run"]
+    assert memory.memory_check("a network the meta device cannot run", "cpu", torch.float16) is None
+    assert len(calls) == 2  # another precision is another pass
+
+
 def test_the_refusal_names_the_size_the_network_gets_and_small_figures():
     check = memory.MemoryCheck("efficientnet_lite0", 276.0, 1_000_000, "cpu", scale=2.0)
     said = check.describe(8, 84, 112)
