@@ -9,11 +9,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import signal
 
-# A test run started in the background (`make test &`, nohup, some CI runners)
-# inherits an ignored SIGINT, and so would every child it starts: the Ctrl-C
-# tests send real SIGINTs to children and would wait for them in vain. Python's
-# own handler makes forked children raise KeyboardInterrupt, and children that
-# exec start with SIGINT at its default.
+# Ctrl-C tests send SIGINT to children, which inherit an ignored SIGINT (a run
+# started with `&` or nohup ignores it) and would then never see the Ctrl-C.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 

@@ -221,7 +221,8 @@ def test_ctrl_c_at_any_moment_of_a_write_leaves_no_descriptor_open(tmp_path):
                 store.append(CONFIG, keys, batch(keys))
                 i += 8
                 # The SIGINT was sent before `sent` was set: its KeyboardInterrupt is due by now.
-                assert not sent.is_set(), f"run {run}: an append swallowed the Ctrl-C ({signal.getsignal(signal.SIGINT)})"
+                assert not sent.is_set(), (
+                    f"run {run}: an append swallowed the Ctrl-C (SIGINT handler {signal.getsignal(signal.SIGINT)})")
         except KeyboardInterrupt:
             interrupted += 1
         finally:

@@ -61,6 +61,7 @@ def _predict(model, paths, out, *, errors="nan", n_decoders=None, n_jobs=None, s
 
     from ..images import ImageError
     from ..intervals import predict_with_std
+    from ..model_checks import is_skipped_step
     from ..transformer import MLSPTransformer
 
     steps = getattr(model, "steps", None)
@@ -91,7 +92,8 @@ def _predict(model, paths, out, *, errors="nan", n_decoders=None, n_jobs=None, s
     if len(ok):
         Xt = features[ok] if failures else features
         for _, step in steps[1:-1]:
-            Xt = step.transform(Xt)
+            if not is_skipped_step(step):  # "passthrough" or None: the pipeline skips it too
+                Xt = step.transform(Xt)
         last = steps[-1][1]
         if spread:
             columns["score"][ok], columns["std"][ok] = predict_with_std(last, Xt)
