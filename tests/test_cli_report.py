@@ -2,9 +2,13 @@
 
 import json
 import re
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
+from helpers import TINY_FIT, write_images
 from PIL import Image
 
 from sklearn_mlsp.cli import cli
@@ -69,3 +73,43 @@ def test_options_that_cannot_work_fail_before_any_work(tmp_path):
     assert result.exit_code == 3 and "does not exist" in result.output
     result = runner.invoke(cli, ["score", str(tmp_path / "a.png"), "--keep-top", "1.5"])
     assert result.exit_code == 2 and "--keep-top" in result.output
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A Single-3FC model on random-weight EfficientNet-Lite0 features (it has quality maps), fitted on 6 images."""
+    root = tmp_path_factory.mktemp("tiny_model")
+    paths = write_images(root / "train", 6, 48, 48)
+    pd.DataFrame({"file": [Path(p).name for p in paths], "score": np.arange(6.0)}).to_csv(
+        root / "labels.csv", index=False)
+    fit = [a for a in TINY_FIT if a not in ("--head", "ridge")]
+    result = CliRunner().invoke(cli, ["fit", str(root / "labels.csv"), "--images", str(root / "train"),
+                                      "--model", str(root / "m.mlsp"), *fit, "--head", "single3fc",
+                                      "--epochs", "2", "--batch-size", "3"])
+    assert result.exit_code == 0, result.output
+    return root / "m.mlsp"
+
+
+def _score(model, *args):
+    result = CliRunner().invoke(cli, ["score", "--model", str(model), *map(str, args), "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_a_rerun_in_the_scored_folder_leaves_the_commands_own_outputs_out(tiny_model, tmp_path):
+    photos = tmp_path / "photos"
+    write_images(photos / "trip", 3, 40, 48)
+    write_images(photos, 2, 40, 48, start=3)
+    args = [photos, "--recursive", "--report", photos / "report.html", "--sheet", photos / "sheet.png",
+            "--keep-top", "0.5", "--lists", photos]
+    first = _score(tiny_model, *args)
+    assert len(list((photos / "report_files").glob("*.jpg"))) == 5 and (photos / "sheet.png").is_file()
+    second = _score(tiny_model, *args)
+    assert first["images"] == second["images"] == 5
+    assert sorted((photos / "kept.txt").read_text().splitlines()
+                  + (photos / "rejected.txt").read_text().splitlines()) == sorted(
+        str(p) for p in [*(photos / "trip").glob("*.png"), *photos.glob("img_*.png")])
+    # The thumbnails' folder on its own is nothing to score.
+    result = CliRunner().invoke(cli, ["score", "--model", str(tiny_model), str(photos / "report_files"),
+                                      "--report", str(photos / "report.html")])
+    assert result.exit_code == 2 and "only this command's own outputs" in result.output

@@ -132,11 +132,17 @@ def score(out, images, model_name, out_csv, row_format, top, sheet, scale, cover
     _check_curation(curation)
     if sheet:
         _pyplot()  # fail before the work if matplotlib is missing
-    paths = collect_images(images, recursive)
-    model_path = _model_file(model_name)
     outputs = [("--out", out_csv), ("--sheet", sheet), ("--report", curation["report"])]
     if _curating(curation):
         outputs += [("--lists", os.path.join(curation["lists"], f"{name}.txt")) for name in ("kept", "rejected")]
+    # A rerun over the folder the outputs went to must not score them (the report's thumbnails, the sheet).
+    own = [path for _, path in outputs]
+    if curation["report"]:
+        from ..report import thumbnails_folder
+
+        own.append(thumbnails_folder(curation["report"]))
+    paths = collect_images(images, recursive, exclude=own)
+    model_path = _model_file(model_name)
     check_outputs_spare_inputs(outputs, [*paths, *(i for i in images if os.path.isfile(i)), model_path])
     try:
         meta = read_model_metadata(model_path)
