@@ -113,3 +113,25 @@ def test_a_rerun_in_the_scored_folder_leaves_the_commands_own_outputs_out(tiny_m
     result = CliRunner().invoke(cli, ["score", "--model", str(tiny_model), str(photos / "report_files"),
                                       "--report", str(photos / "report.html")])
     assert result.exit_code == 2 and "only this command's own outputs" in result.output
+
+
+def test_lists_go_beside_the_report_and_replace_only_lists_mlsp_wrote(tiny_model, tmp_path, monkeypatch):
+    photos = tmp_path / "photos"
+    write_images(photos, 4, 40, 48)
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path)
+    common = [photos, "--keep-top", "0.5", "--cache", tmp_path / "cache"]
+    summary = _score(tiny_model, *common, "--report", tmp_path / "out" / "r.html")
+    assert summary["kept_list"] == str(tmp_path / "out" / "kept.txt") and not (tmp_path / "kept.txt").exists()
+    summary = _score(tiny_model, *common, "--out", tmp_path / "out" / "s.csv")  # a rerun replaces its own lists
+    assert summary["kept"] == 2 and len((tmp_path / "out" / "rejected.txt").read_text().splitlines()) == 2
+    # The user's own kept.txt (or one edited since) is left alone, before any work, saying what to do.
+    mine = "my picks\n"
+    for folder in (tmp_path, tmp_path / "out"):
+        (folder / "kept.txt").write_text(mine)
+        result = CliRunner().invoke(cli, ["score", "--model", str(tiny_model), *map(str, common),
+                                          "--lists", str(folder)])
+        assert result.exit_code == 3 and "add --replace-lists" in " ".join(result.output.split()), result.output
+        assert (folder / "kept.txt").read_text() == mine
+    summary = _score(tiny_model, *common, "--replace-lists")  # the current folder; mine replaced, as asked
+    assert summary["kept_list"] == "./kept.txt" and len((tmp_path / "kept.txt").read_text().splitlines()) == 2

@@ -7,7 +7,7 @@ import time
 
 import click
 
-from ._curation import _check_curation, _curate, _curating, _curation_options
+from ._curation import _check_curation, _check_lists_are_ours, _curate, _curating, _curation_options
 from ._models import _model, _model_file, _predict, _pyplot, _report_failures
 from ._options import (
     _FORMAT_OPTION,
@@ -129,7 +129,7 @@ def score(out, images, model_name, out_csv, row_format, top, sheet, scale, cover
     check_output_path(out_csv, "--out")
     row_format = _rows_format(out, row_format, out_csv)
     check_output_path(sheet, "--sheet")
-    _check_curation(curation)
+    _check_curation(curation, out_csv)
     if sheet:
         _pyplot()  # fail before the work if matplotlib is missing
     outputs = [("--out", out_csv), ("--sheet", sheet), ("--report", curation["report"])]
@@ -144,6 +144,7 @@ def score(out, images, model_name, out_csv, row_format, top, sheet, scale, cover
     paths = collect_images(images, recursive, exclude=own)
     model_path = _model_file(model_name)
     check_outputs_spare_inputs(outputs, [*paths, *(i for i in images if os.path.isfile(i)), model_path])
+    _check_lists_are_ours(curation)
     try:
         meta = read_model_metadata(model_path)
     except (ValueError, FileNotFoundError) as exc:
