@@ -135,3 +135,39 @@ def test_lists_go_beside_the_report_and_replace_only_lists_mlsp_wrote(tiny_model
         assert (folder / "kept.txt").read_text() == mine
     summary = _score(tiny_model, *common, "--replace-lists")  # the current folder; mine replaced, as asked
     assert summary["kept_list"] == "./kept.txt" and len((tmp_path / "kept.txt").read_text().splitlines()) == 2
+
+
+def test_the_report_takes_one_backbone_pass_and_one_head_pass_with_the_ordinary_scores(tiny_model, tmp_path,
+                                                                                      monkeypatch):
+    from sklearn_mlsp.extraction import FeatureExtractor
+    from sklearn_mlsp.heads.regressors import Single3FCRegressor
+
+    photos = tmp_path / "photos"
+    write_images(photos, 3, 40, 48)
+    (photos / "broken.png").write_bytes(b"not a png")
+    forward, predict, predict_map = FeatureExtractor._forward, Single3FCRegressor.predict, \
+        Single3FCRegressor.predict_map
+    calls = {"views": 0, "predict": 0, "predict_map": 0}
+
+    def counting(name, method):
+        def count(self, x, *args, **kwargs):
+            calls[name] += int(x.shape[0]) if name == "views" else 1
+            return method(self, x, *args, **kwargs)
+        return count
+
+    monkeypatch.setattr(FeatureExtractor, "_forward", counting("views", forward))
+    monkeypatch.setattr(Single3FCRegressor, "predict", counting("predict", predict))
+    monkeypatch.setattr(Single3FCRegressor, "predict_map", counting("predict_map", predict_map))
+    plain = CliRunner().invoke(cli, ["score", "--model", str(tiny_model), str(photos), "--json", "--quiet"])
+    assert calls == {"views": 3, "predict": 1, "predict_map": 0}  # one view an image (no augment), std with it
+    calls.update(views=0, predict=0)
+    report = CliRunner().invoke(cli, ["score", "--model", str(tiny_model), str(photos), "--json", "--quiet",
+                                      "--report", str(tmp_path / "r.html")])
+    assert calls == {"views": 3, "predict": 1, "predict_map": 1}, calls  # not 6 views: the wide ones serve both
+    assert plain.exit_code == report.exit_code == 1  # 1: the broken image
+    plain, report = (pd.DataFrame(json.loads(r.stdout)["top"]).set_index("path") for r in (plain, report))
+    span = np.ptp(plain["score"]) or 1.0
+    np.testing.assert_allclose(report["score"], plain["score"], atol=2e-3 * span)
+    np.testing.assert_allclose(report["std"], plain["std"], atol=2e-3 * span)
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert page.count('<img class="map"') == 3 and page.count('class="photo failed"') == 1

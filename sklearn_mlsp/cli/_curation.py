@@ -111,8 +111,11 @@ def _curating(curation) -> bool:
     return curation["keep_top"] is not None or curation["min_score"] is not None or curation["group_near_duplicates"]
 
 
-def _curate(out, curation, model, frame, features, positions, higher_is_better, title, notes) -> dict:
-    """``--report``, ``--keep-top``, ``--min-score``, ``--group-near-duplicates``: what they wrote, for the summary."""
+def _curate(out, curation, maps, frame, features, positions, higher_is_better, title, notes) -> dict:
+    """``--report``, ``--keep-top``, ``--min-score``, ``--group-near-duplicates``: what they wrote, for the summary.
+
+    ``maps``: each row's quality map in the frame's order (None for rows without one), or None: no maps.
+    """
     import hashlib
 
     import numpy as np
@@ -151,14 +154,8 @@ def _curate(out, curation, model, frame, features, positions, higher_is_better, 
             best = frame["score"].max() if higher_is_better else frame["score"].min()
             threshold = float(np.nextafter(best, np.inf if higher_is_better else -np.inf))
     if curation["report"]:
-        from ..maps import predict_map
         from ..report import write_report
 
-        maps = [None] * len(frame)
-        head = model.steps[-1][1]
-        if ok.any() and hasattr(head, "predict_map") and len(model.steps) == 2:  # else a report without maps
-            for i, cells in zip(np.flatnonzero(ok), predict_map(model, list(frame["path"][ok]))):
-                maps[i] = cells
         report = curation["report"]
         _write(report, "--report", lambda: write_report(report, frame, maps, title=title, notes=notes,
                                                         higher_is_better=higher_is_better, threshold=threshold,

@@ -161,9 +161,13 @@ def score(out, images, model_name, out_csv, row_format, top, sheet, scale, cover
     if hasattr(final, "predict_interval"):
         final.set_params(coverage=coverage)
     higher_is_better = bool(meta.get("higher_is_better", True))
+    # The report's maps and the scores from one backbone pass (wide features; the narrow ones their mean).
+    with_maps = curation["report"] and hasattr(final, "predict_map") and len(getattr(model, "steps", ())) == 2
+    maps_grid = 5 if with_maps else None
     columns, failures, stats, features = _predict(model, paths, out, errors=errors, n_decoders=n_decoders,
                                                   n_jobs=n_jobs, spread=True, max_pixels=max_pixels,
-                                                  with_features=True)
+                                                  with_features=True, maps_grid=maps_grid)
+    maps = columns.pop("maps", None)
     frame = pd.DataFrame({"path": paths, **columns, "position": np.arange(len(paths))})
     frame["error"] = ""
     for f in failures:
@@ -193,8 +197,9 @@ def score(out, images, model_name, out_csv, row_format, top, sheet, scale, cover
     if sheet:
         title = f"{model_label}: {n_ok} images, {'higher' if higher_is_better else 'lower'} is better"
         _write(sheet, "--sheet", lambda: contact_sheet(frame, sheet, title=title))
-    curated = _curate(out, curation, model, frame, features, positions, higher_is_better,
-                      title=f"{model_label}: {len(paths)} photographs", notes=f"scores on {scale_name}")
+    curated = _curate(out, curation, None if maps is None else [maps[p] for p in positions], frame, features,
+                      positions, higher_is_better, title=f"{model_label}: {len(paths)} photographs",
+                      notes=f"scores on {scale_name}")
     seconds = time.perf_counter() - start
     out.say(f"{n_ok} of {len(paths)} images scored ({stats['cached']} cached, {stats['computed']} computed, "
             f"{len(failures)} failed) in {seconds:.1f} s"
