@@ -1,19 +1,12 @@
 """benchmarks/report_figures.py: its cheap part (a report of synthetic scores) runs and prints its row."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "report_figures.py"
+from helpers import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("benchmark_report_figures", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("report_figures")
 
 
 def test_the_report_part_times_a_page_of_synthetic_photos(script, capsys):
