@@ -48,7 +48,7 @@ _LAZY = {
 }
 #: The public modules, reachable as attributes (``sklearn_mlsp.metrics.srcc``) as when the package imported them.
 _SUBMODULES = frozenset({
-    "backbones", "cli", "datasets", "extraction", "heads", "identity", "images", "intervals", "loading",
+    "allocator", "backbones", "cli", "datasets", "extraction", "heads", "identity", "images", "intervals", "loading",
     "members", "metrics", "model_checks", "model_errors", "model_io", "pipeline", "pooling", "pretrained",
     "store", "synthetic", "taps", "transformer", "views",
 })  # fmt: skip

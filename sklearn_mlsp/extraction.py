@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .allocator import keep_freed_memory
 from .backbones import get_backbone
 from .identity import image_key
 from .images import ImageError, _is_path, _refuse_if_closed, _refuse_if_too_big, describe, load_rgb
@@ -245,7 +246,6 @@ class FeatureExtractor:
         self._by_view: set = set()  # view shapes whose images run one view per call
         self._copy_stream = None
         self._decoder_refused = False
-        self._last_oom = ""
         #: :class:`~sklearn_mlsp.memory.MemoryCheck` of the current run, or None (nothing estimated).
         self.memory: MemoryCheck | None = None
 
@@ -392,9 +392,9 @@ class FeatureExtractor:
     def _submit(self, group, inflight, depth):
         """Queue one group's forward call, yielding what is finished; on out of memory, run it split."""
         shape = tuple(group[0][1].shape)
-        retry_whole = True
+        retry_whole, oom = True, ""
         if shape not in self._by_view:
-            batch = self._try_launch(group)
+            batch, oom = self._try_launch(group)
             if batch is not None:
                 inflight.append(batch)
                 while len(inflight) > depth:
@@ -408,43 +408,51 @@ class FeatureExtractor:
         while inflight:  # what is finished is handed out first: an out-of-memory error never loses it
             yield from self._collect(inflight.popleft())
         for entry, views in group:
-            yield entry, self._run_split(views, shape, retry_whole)
+            yield entry, self._run_split(views, shape, retry_whole, oom)
 
     def _try_launch(self, group):
-        """:meth:`_launch`, or None when the device (or the host) is out of memory."""
+        """``(batch, "")`` from :meth:`_launch`, or ``(None, the allocator's message)`` when out of memory.
+
+        The message goes back to the caller, not onto the extractor: threads
+        share an extractor, and each image's failure reports its own error.
+        """
         try:
-            return self._launch(group)
+            return self._launch(group), ""
         except Exception as exc:  # noqa: BLE001 -- only allocation failures are handled, the rest re-raised
             if not is_out_of_memory(exc):
                 raise
-            self._last_oom = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return None  # outside the except block: the traceback (and the tensors its frames hold) is gone
+            oom = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None, oom  # outside the except block: the traceback (and the tensors its frames hold) is gone
 
     def _run_now(self, group):
-        batch = self._try_launch(group)
-        return None if batch is None else next(self._collect(batch))[1]
+        """``(features, "")``, or ``(None, the allocator's message)`` when out of memory."""
+        batch, oom = self._try_launch(group)
+        return (None, oom) if batch is None else (next(self._collect(batch))[1], "")
 
-    def _run_split(self, views, shape, retry_whole: bool = True):
-        """One image alone, else one view per call; :class:`OutOfMemory` when one view does not fit."""
+    def _run_split(self, views, shape, retry_whole: bool = True, oom: str = ""):
+        """One image alone, else one view per call; :class:`OutOfMemory` when one view does not fit.
+
+        ``oom`` is the message of the call that failed before (the group's).
+        """
         self._free_memory()
         if shape not in self._by_view and not retry_whole:
             self._by_view.add(shape)
             if views.shape[0] == 1:
-                return OutOfMemory(tuple(views.shape[:3]), str(self.device), self._last_oom)
+                return OutOfMemory(tuple(views.shape[:3]), str(self.device), oom)
         if shape not in self._by_view:
-            feats = self._run_now([(None, views)])
+            feats, oom = self._run_now([(None, views)])
             if feats is not None:
                 return feats
             self._by_view.add(shape)
             self._free_memory()
             if views.shape[0] == 1:  # one view: nothing smaller to try
-                return OutOfMemory(tuple(views.shape[:3]), str(self.device), self._last_oom)
+                return OutOfMemory(tuple(views.shape[:3]), str(self.device), oom)
         parts = []
         for v in range(views.shape[0]):
-            feats = self._run_now([(None, views[v:v + 1])])
+            feats, oom = self._run_now([(None, views[v:v + 1])])
             if feats is None:
                 self._free_memory()
-                return OutOfMemory(tuple(views.shape[:3]), str(self.device), self._last_oom)
+                return OutOfMemory(tuple(views.shape[:3]), str(self.device), oom)
             parts.append(feats)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
@@ -1128,37 +1136,6 @@ def worker_threads(requested=None, local_processes: int = 1) -> int:
         except ValueError:  # not on a Dask worker
             pass
     return max(1, cores // max(1, local_processes))
-
-
-_MALLOC_TUNED: list = []
-
-
-def keep_freed_memory() -> None:
-    """Let glibc reuse freed activations in this worker instead of unmapping them.
-
-    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, and
-    setting that also fixes glibc's mmap threshold at 128 KiB: every
-    activation above it is then mapped, zero-filled by the kernel and
-    unmapped again, forward pass after forward pass; two such workers ran at
-    half the speed of one (benchmarks/RESULTS.md section 7). Even glibc's
-    defaults return the top of the heap after each pass (a 512x512 image
-    frees some 70 MB there) and fault it in again for the next. A worker
-    keeps its working set instead: large blocks (up to 32 MiB, glibc's
-    largest) come from the heap, and it is trimmed above 1 GiB only. Once
-    per process; nothing on other C libraries.
-    """
-    if _MALLOC_TUNED:
-        return
-    _MALLOC_TUNED.append(True)
-    try:
-        import ctypes
-
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError, TypeError):  # not glibc (macOS, Windows)
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    mallopt(m_mmap_threshold, 32 * 2**20)
-    mallopt(m_trim_threshold, 1024 * 2**20)
 
 
 def decoded_ahead(entries, depth: int = 4):

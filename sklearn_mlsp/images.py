@@ -27,6 +27,7 @@ import threading
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ._regular_files import open_if_regular
 from ._validation import POSITIVE_INT, validate_params
 
 __all__ = [
@@ -161,29 +162,19 @@ def open_regular_file(item, index=None):
     device, FIFO or socket is refused by name before a byte is read, even if
     it replaced the file after a check.
     """
-    path = os.fspath(item)
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise _error(item, index, "file does not exist.") from None
-    except IsADirectoryError:
-        raise _error(item, index, "is a directory, not an image file.") from None
-    except OSError as exc:
+    def refuse_open(exc):
+        if isinstance(exc, FileNotFoundError):
+            raise _error(item, index, "file does not exist.") from None
+        if isinstance(exc, IsADirectoryError):
+            raise _error(item, index, "is a directory, not an image file.") from None
         raise _error(item, index, f"cannot open the file ({exc.strerror or exc}).") from None
-    try:
-        mode = os.fstat(fd).st_mode
+
+    def refuse_kind(mode):
         if stat.S_ISDIR(mode):
-            raise _error(item, index, "is a directory, not an image file.")
-        if not stat.S_ISREG(mode):
-            raise _error(item, index, "is not a regular file (a device, FIFO or socket); refused.")
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
-    # Outside the try: once the file object exists it owns the descriptor, and
-    # a Ctrl-C landing here must not close it a second time (EBADF hid the Ctrl-C).
-    return open(fd, "rb")
+            return _error(item, index, "is a directory, not an image file.")
+        return _error(item, index, "is not a regular file (a device, FIFO or socket); refused.")
+
+    return open_if_regular(os.fspath(item), follow_links=True, on_open_error=refuse_open, on_not_regular=refuse_kind)
 
 
 def read_image_bytes(item, index=None) -> bytes:

@@ -113,6 +113,19 @@ def bytes_per_pixel(backbone: str, dtype=torch.float32) -> float:
     return activation_bytes(backbone, 1, side, side, dtype) / (side * side)
 
 
+@functools.lru_cache(maxsize=32)
+def _bytes_per_pixel_or_none(backbone: str, dtype) -> float | None:
+    """:func:`bytes_per_pixel`, or None for a network the meta device cannot run.
+
+    Cached with the same key, failures included: a failed pass costs as much
+    as a good one, and it would fail again for every run.
+    """
+    try:
+        return bytes_per_pixel(backbone, dtype)
+    except Exception:  # noqa: BLE001 -- a network the meta device cannot run: no estimate, no refusals
+        return None
+
+
 def _meminfo_available() -> int | None:
     try:
         import psutil
@@ -231,8 +244,7 @@ def memory_check(backbone: str, device, dtype=torch.float32, scale: float = 1.0)
     available = available_bytes(device)
     if available is None:
         return None
-    try:
-        per_pixel = bytes_per_pixel(backbone, dtype)
-    except Exception:  # noqa: BLE001 -- a network the meta device cannot run: no estimate, no refusals
+    per_pixel = _bytes_per_pixel_or_none(backbone, dtype)
+    if per_pixel is None:
         return None
     return MemoryCheck(backbone, per_pixel, int(available), str(device), float(scale))

@@ -246,19 +246,32 @@ def _check_c_ints(cls, params):
                              f"(a C int). Got {value!r} instead.")
 
 
+def is_skipped_step(value) -> bool:
+    """Whether a pipeline step is one scikit-learn skips: ``"passthrough"`` or None."""
+    return value is None or (isinstance(value, str) and value == "passthrough")
+
+
 def check_pipeline_steps(path, steps, where) -> None:
-    """A pipeline's steps are (name, estimator) pairs: transformers, then a predictor."""
+    """A pipeline's steps are (name, estimator) pairs: transformers, then a predictor.
+
+    A step before the last may be ``"passthrough"`` or None (scikit-learn
+    skips it); no other plain value is a step.
+    """
     from sklearn.base import BaseEstimator
 
     if not isinstance(steps, list) or not steps:
         raise _error(path, f"{where}.steps: expected a non-empty list of (name, estimator) steps.")
     for i, step in enumerate(steps):
+        last = i == len(steps) - 1
+        if (not last and isinstance(step, tuple) and len(step) == 2 and isinstance(step[0], str)
+                and is_skipped_step(step[1])):
+            continue
         ok = (isinstance(step, tuple) and len(step) == 2 and isinstance(step[0], str)
               and isinstance(step[1], BaseEstimator))
         if not ok:
             raise _error(path, f"{where}.steps[{i}]: expected a (name, estimator) pair, the file has {_short(step)} "
-                               "(passthrough steps are not saved in model files).")
-        last = i == len(steps) - 1
+                               "(of plain values, only 'passthrough' and None are steps, and not as the last "
+                               "step, which predicts).")
         if not last and not hasattr(step[1], "transform"):
             raise _error(path, f"{where}.steps[{i}]: {type(step[1]).__name__} cannot transform, so it cannot come "
                                "before the last step.")

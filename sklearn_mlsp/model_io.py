@@ -374,10 +374,12 @@ def _versions() -> dict:
 
 def _describe(model) -> dict:
     """Backbone, feature configuration and head of a fitted pipeline."""
+    from .model_checks import is_skipped_step
     from .transformer import MLSPTransformer
 
     steps = list(getattr(model, "steps", [("", model)]))
-    info = {"steps": [f"{name}: {type(est).__name__}" for name, est in steps]}
+    info = {"steps": [f"{name}: {'passthrough' if is_skipped_step(est) else type(est).__name__}"
+                      for name, est in steps]}
     for _, est in steps:
         if isinstance(est, MLSPTransformer) and hasattr(est, "config_"):
             info.update(

@@ -7,6 +7,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # processes, and tiny layers do not pay for thread hand-offs on a busy machine.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import signal
+
+# Ctrl-C tests send SIGINT to children, which inherit an ignored SIGINT (a run
+# started with `&` or nohup ignores it) and would then never see the Ctrl-C.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 import torch
 
 torch.set_num_threads(1)

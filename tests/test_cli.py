@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from helpers import TINY_FIT, write_images
+from helpers import TINY_FIT, tiny_transformer, write_images
 
-from sklearn_mlsp import load_model
+from sklearn_mlsp import load_model, save_model
 from sklearn_mlsp.cli import EXIT_CODES, cli
 
 BIN = Path(sys.executable).parent / "mlsp"
@@ -315,6 +315,21 @@ def test_score_applies_the_users_max_pixels_never_the_files(project, tmp_path):
     assert result.exit_code == 1
     summary = json.loads(result.stdout.splitlines()[-1])
     assert "exceeds max_pixels=1000000" in summary["failures"][0]["error"]
+
+
+def test_score_skips_a_passthrough_step_as_the_pipeline_does(tmp_path):
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import Pipeline
+
+    paths = [str(p) for p in write_images(tmp_path / "photos", 4)]
+    model = Pipeline([("mlsp", tiny_transformer(output="flat")), ("skip", "passthrough"),
+                      ("ridge", RidgeCV())]).fit(paths, np.arange(4.0))
+    save_model(model, tmp_path / "m.mlsp")
+    result = CliRunner().invoke(cli, ["score", str(tmp_path / "m.mlsp"), *paths, "--out", str(tmp_path / "s.csv"),
+                                      "-q"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "s.csv").set_index("path")
+    np.testing.assert_allclose(table.loc[paths, "score"], model.predict(paths), rtol=1e-12)
 
 
 @pytest.mark.parametrize("option", ["--out", "--sheet"])

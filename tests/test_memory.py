@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import warnings
 
 import numpy as np
@@ -154,6 +155,22 @@ def test_the_per_pixel_estimate_scales_to_the_measured_peak():
     assert abs(memory.bytes_per_pixel("efficientnet_lite0", torch.float16) / per_pixel - 0.5) < 0.02
 
 
+def test_a_network_the_meta_device_cannot_run_is_tried_once(monkeypatch):
+    calls = []
+
+    def failing(backbone, *args):
+        calls.append(backbone)
+        raise NotImplementedError("an operator without a meta kernel")
+
+    monkeypatch.setattr(memory, "activation_bytes", failing)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 8 * 2**30)
+    for _ in range(3):  # one check a run: each would pay for the failing pass again
+        assert memory.memory_check("a network the meta device cannot run", "cpu") is None
+    assert calls == ["a network the meta device cannot run"]
+    assert memory.memory_check("a network the meta device cannot run", "cpu", torch.float16) is None
+    assert len(calls) == 2  # another precision is another pass
+
+
 def test_the_refusal_names_the_size_the_network_gets_and_small_figures():
     check = memory.MemoryCheck("efficientnet_lite0", 276.0, 1_000_000, "cpu", scale=2.0)
     said = check.describe(8, 84, 112)
@@ -236,7 +253,7 @@ def test_a_real_out_of_memory_under_an_address_space_limit_is_that_images_failur
         print("SMALL", bool(np.isfinite(out[1]).all()), "BIG", bool(np.isnan(out[0]).all()))
     """)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = {line.split(" ", 1)[0]: line for line in done.stdout.splitlines()}
     for key in ("REFUSED", "FAILED"):
@@ -252,6 +269,45 @@ def test_features_batch_names_the_image_that_does_not_fit(monkeypatch):
         warnings.simplefilter("ignore")
         with pytest.raises(torch.OutOfMemoryError, match="image 1 of views_list: out of memory"):
             ex.features_batch([np.zeros((1, 48, 64, 3), np.uint8), np.zeros((1, 96, 64, 3), np.uint8)])
+
+
+def test_each_thread_reports_its_own_out_of_memory_error(monkeypatch):
+    # Threads share an extractor (decoding thread, joblib's threading backend, Dask worker threads):
+    # an out-of-memory error in one must not become the error another reports.
+    ex = extraction.FeatureExtractor(tiny_transformer().fit()._extractor_params())
+
+    def launch(self, group):
+        raise torch.OutOfMemoryError(f"CUDA out of memory in thread {threading.current_thread().name}")
+
+    a_frees, b_done = threading.Semaphore(0), threading.Semaphore(0)
+
+    def free_memory(self):  # between A's failure and its report, B runs out of memory too
+        if threading.current_thread().name == "A":
+            a_frees.release()
+            assert b_done.acquire(timeout=60)
+
+    monkeypatch.setattr(FeatureExtractor, "_launch", launch)
+    monkeypatch.setattr(FeatureExtractor, "_free_memory", free_memory)
+    errors: dict = {}
+
+    def run():
+        try:
+            ex.features_batch([np.zeros((1, 48, 64, 3), np.uint8)])
+        except torch.OutOfMemoryError as exc:
+            errors.setdefault(threading.current_thread().name, []).append(str(exc))
+
+    a = threading.Thread(target=run, name="A")
+    a.start()
+    while a.is_alive():
+        if a_frees.acquire(timeout=0.05):
+            b = threading.Thread(target=run, name="B")
+            b.start()
+            b.join()
+            b_done.release()
+    a.join()
+    assert len(errors["A"]) == 1 and errors["B"]
+    assert "in thread A" in errors["A"][0], errors["A"]
+    assert all("in thread B" in e for e in errors["B"]), errors["B"]
 
 
 @pytest.mark.parametrize("error", [MemoryError, lambda *a, **k: RuntimeError(CPU_OOM),

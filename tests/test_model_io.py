@@ -17,7 +17,7 @@ from helpers import tiny_transformer, write_images
 from safetensors import safe_open
 from safetensors.numpy import save_file
 from sklearn.linear_model import LinearRegression, RidgeCV
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 
@@ -95,6 +95,29 @@ def test_sklearn_pipelines_round_trip_exactly(tmp_path):
         model.fit(X, y)
         save_model(model, tmp_path / "m.mlsp")
         np.testing.assert_array_equal(load_model(tmp_path / "m.mlsp").predict(X), model.predict(X))
+
+
+def test_passthrough_steps_round_trip_and_no_other_plain_value_is_a_step(tmp_path):
+    X, y = RNG.normal(size=(30, 6)), RNG.normal(size=30)
+    for skipped in ("passthrough", None):  # scikit-learn skips both
+        model = Pipeline([("scale", StandardScaler()), ("skip", skipped), ("ridge", RidgeCV())]).fit(X, y)
+        path = save_model(model, tmp_path / "m.mlsp")
+        loaded = load_model(path)
+        assert loaded.steps[1] == ("skip", skipped)
+        np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+        assert read_model_metadata(path)["steps"] == ["scale: StandardScaler", "skip: passthrough", "ridge: RidgeCV"]
+
+    def step(index, value):
+        def edit(structure):
+            structure["params"]["steps"][index]["v"][1] = value
+        return edit
+
+    # Another name where "passthrough" stood, and a skipped last step (it could not predict).
+    for index, value in [(1, "drop"), (1, "subprocess.Popen"), (1, "Passthrough"), (2, "passthrough"), (2, None)]:
+        path = _copy_edited(tmp_path / "m.mlsp", tmp_path, step(index, value))
+        with pytest.raises(ModelFileError, match=rf"edited\.mlsp: model\.steps\[{index}\]: expected a \(name, "
+                                                 r"estimator\) pair.*only 'passthrough' and None"):
+            load_model(path)
 
 
 def test_mlsp_pipelines_round_trip_exactly_with_metadata(tmp_path):

@@ -68,6 +68,7 @@ def _predict(model, paths, out, *, errors="nan", n_decoders=None, n_jobs=None, s
 
     from ..images import ImageError
     from ..intervals import predict_with_interval
+    from ..model_checks import is_skipped_step
     from ..transformer import MLSPFeatures, MLSPTransformer
 
     steps = getattr(model, "steps", None)
@@ -113,7 +114,8 @@ def _predict(model, paths, out, *, errors="nan", n_decoders=None, n_jobs=None, s
     if len(ok):
         Xt = features[ok] if failures else features
         for _, step in steps[1:-1]:
-            Xt = step.transform(Xt)
+            if not is_skipped_step(step):  # "passthrough" or None: the pipeline skips it too
+                Xt = step.transform(Xt)
         if spread:
             score, std, low, high = predict_with_interval(last, Xt)
             columns["score"][ok], columns["std"][ok], columns["low"][ok], columns["high"][ok] = score, std, low, high

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..allocator import keep_freed_memory
 from . import _running
 from .cache import cache
 from .evaluate import evaluate
@@ -36,4 +37,5 @@ for command in (extract, fit, score, evaluate, models, info, cache):
 def main(argv=None):
     """Entry point of the ``mlsp`` console script."""
     _running._EXIT_AT_ONCE = True
+    keep_freed_memory()  # our own process: activations stay mapped between images
     return cli.main(args=argv, prog_name="mlsp")

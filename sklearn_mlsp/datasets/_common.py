@@ -206,3 +206,57 @@ def _returned(bunch, return_X_y):
 def _named_like_dmos(column) -> bool:
     """Whether a score column's name says DMOS (a differential score: lower is better in most releases)."""
     return "dmos" in str(column).lower()
+
+
+#: Docstring entries every loader shares (numpydoc's shared-text pattern): a
+#: loader's docstring names them, e.g. ``{return_X_y}``, and :func:`_fill_doc`
+#: writes them in, with the loader's own ``order`` of rows.
+_SHARED_DOCS = {
+    "check_images": """check_images : bool, default=True
+        Check that each image exists and that PIL can read its header.
+        Images that fail are left out and reported. ``False`` skips all file
+        access.""",
+    "return_X_y": """return_X_y : bool, default=False
+        Return ``(data, target)`` instead of the Bunch.""",
+    "bunch": """data : :class:`~sklearn.utils.Bunch`
+        Dictionary-like object with the following attributes, one row per
+        image kept, in {order}.
+        The former names ``paths`` (for ``data``) and ``ids`` (for
+        ``image_ids``) still read, with a ``FutureWarning``.""",
+    "X_y": """(data, target) : tuple
+        With ``return_X_y=True``.""",
+    "warns": """Warns
+    -----
+    UserWarning
+        When images are left out, with their number and the first names.""",
+}
+# What the loaders of label files raise (KonIQ-10k, ..., load_csv_dataset).
+_SHARED_DOCS["label_file_raises"] = """FileNotFoundError
+        If the label file or the image folder is absent.
+    ValueError
+        If the label file lacks a column (the message lists those it has),
+        holds non-numeric scores, empty or duplicate names (the message
+        quotes the lines), or if none of the images can be used."""
+# The end of the returned Bunch's attributes, and the other return value.
+_SHARED_DOCS["bunch_end"] = """missing : DataFrame
+            Images left out, with columns ``id``, ``path`` and ``reason``.
+        frame : DataFrame or None
+            With ``as_frame=True``, see above.
+        DESCR : str
+            Description of the dataset.
+
+    """ + _SHARED_DOCS["X_y"]
+
+
+def _shared_docs(order: str) -> dict:
+    """:data:`_SHARED_DOCS` for a loader whose rows come in ``order`` (e.g. "the order of the file")."""
+    return {key: text.format(order=order) for key, text in _SHARED_DOCS.items()}
+
+
+def _fill_doc(order: str):
+    """Decorator: write :data:`_SHARED_DOCS` into a loader's docstring."""
+    def fill(func):
+        if func.__doc__:  # python -OO strips docstrings
+            func.__doc__ = func.__doc__.format(**_shared_docs(order))
+        return func
+    return fill

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ._common import _bunch, _check_and_report, _returned
+from ._common import _bunch, _check_and_report, _returned, _shared_docs
 from ._label_files import _check_names, _label_header, _parse_scores, _read_label_file
 
 
@@ -37,7 +37,7 @@ class _LabelFileDataset:
     text: tuple = ()
     #: Hook ``derive(frame, lines, path, sep) -> dict`` of further fields.
     derive: Callable | None = None
-    #: Description; ``{n}``, ``{n_missing}`` and ``{path}`` are filled in.
+    #: Description; the label file and the number of images kept and left out are appended.
     descr: str = ""
     #: The rating scale's documented range, and its direction.
     score_range: tuple | None = None
@@ -118,7 +118,8 @@ def _load_label_file_dataset(spec, root, image_dir, label_file, check_images, as
         if bunch.split is not None:
             out["split"] = bunch.split
         bunch.frame = out
-    bunch.DESCR = spec.descr.format(n=len(bunch.target), n_missing=len(missing), path=path)
+    bunch.DESCR = (f"{spec.descr}\nLabels: {path}\n"
+                   f"This copy: {len(bunch.target)} images kept, {len(missing)} left out (see bunch.missing).\n")
     return _returned(bunch, return_X_y)
 
 
@@ -135,24 +136,16 @@ _LOADER_DOC = """Load the {name} dataset from its release layout.
         Folder holding the images; default {image_dir_default}.
     label_file : str or path-like, default=None
         The label file, when it is not where the release puts it.
-    check_images : bool, default=True
-        Check that each image exists and that PIL can read its header.
-        Images that fail are left out and reported. ``False`` skips all file
-        access.
+    {check_images}
     as_frame : bool, default=False
         Also return the data as a DataFrame in ``frame`` (columns ``image``,
         ``path``, ``mos`` and the further fields below; 2-D fields as
         ``<field>_1``, ``<field>_2``, ...).
-    return_X_y : bool, default=False
-        Return ``(data, target)`` instead of the Bunch.
+    {return_X_y}
 
     Returns
     -------
-    data : :class:`~sklearn.utils.Bunch`
-        Dictionary-like object with the following attributes, one row per
-        image kept, in the order of the label file. The former names
-        ``paths`` (for ``data``) and ``ids`` (for ``image_ids``) still read,
-        with a ``FutureWarning``.
+    {bunch}
 
         data : ndarray of str, shape (n_images,)
             Image paths.
@@ -167,29 +160,13 @@ _LOADER_DOC = """Load the {name} dataset from its release layout.
             ``{score_range}``, the rating scale.
         higher_is_better : bool
             {higher_is_better}.
-{fields}        missing : DataFrame
-            Images left out, with columns ``id``, ``path`` and ``reason``.
-        frame : DataFrame or None
-            With ``as_frame=True``, see above.
-        DESCR : str
-            Description of the dataset.
-
-    (data, target) : tuple
-        With ``return_X_y=True``.
+{fields}        {bunch_end}
 
     Raises
     ------
-    FileNotFoundError
-        If the label file or the image folder is absent.
-    ValueError
-        If the label file lacks a column (the message lists those it has),
-        holds non-numeric scores, empty or duplicate names (the message
-        quotes the lines), or if none of the images can be used.
+    {label_file_raises}
 
-    Warns
-    -----
-    UserWarning
-        When images are left out, with their number and the first names.
+    {warns}
     """
 
 
@@ -205,7 +182,7 @@ def _loader_doc(spec, *, target, split, fields, also=""):
         groups=groups, score_range=f"({float(low)}, {float(high)})", higher_is_better=spec.higher_is_better,
         split=split, fields="".join(
             f"        {name} : {kind}\n            {text}\n" for name, kind, text in fields
-        ),
+        ), **_shared_docs("the order of the label file"),
     )
 
 

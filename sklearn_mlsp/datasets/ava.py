@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ._common import _N_SHOWN, _bunch, _check_and_report, _random_split, _returned
+from ._common import _N_SHOWN, _bunch, _check_and_report, _fill_doc, _random_split, _returned
 
 _AVA_N_COLUMNS = 15
 _AVA_TEST_LIST = os.path.join("aesthetics_image_lists", "generic_test.jpgl")
@@ -92,6 +92,7 @@ This copy: {n} images ({n_train} train, {n_val} validation, {n_test} test);
 """
 
 
+@_fill_doc(order="the order of ``AVA.txt``")
 def load_ava(
     root,
     image_dir=None,
@@ -130,16 +131,11 @@ def load_ava(
         to read the labels without the images.
     as_frame : bool, default=False
         Also return the per-image data as a DataFrame in ``frame``.
-    return_X_y : bool, default=False
-        Return ``(data, target)`` instead of the Bunch.
+    {return_X_y}
 
     Returns
     -------
-    data : :class:`~sklearn.utils.Bunch`
-        Dictionary-like object with the following attributes, one row per
-        image kept, in the order of ``AVA.txt``. The former names ``paths``
-        (for ``data``) and ``ids`` (for ``image_ids``) still read, with a
-        ``FutureWarning``.
+    {bunch}
 
         data : ndarray of str, shape (n_images,)
             Image paths, the input of :class:`~sklearn_mlsp.MLSPTransformer`.
@@ -175,8 +171,7 @@ def load_ava(
         DESCR : str
             Description of the dataset.
 
-    (data, target) : tuple
-        With ``return_X_y=True``.
+    {X_y}
 
     Raises
     ------

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from ._common import _bunch, _check_and_report, _returned
+from ._common import _bunch, _check_and_report, _fill_doc, _returned
 
 _CLIVE_TRAINING_IMAGES = frozenset(f"t{i}.bmp" for i in range(1, 8))
 
@@ -48,6 +48,7 @@ This copy: {n} images kept, {n_missing} left out (see bunch.missing).
 """
 
 
+@_fill_doc(order="release order")
 def load_clive(root, check_images=True, as_frame=False, return_X_y=False):
     """Load the LIVE In the Wild (CLIVE) dataset from its release layout.
 
@@ -62,23 +63,15 @@ def load_clive(root, check_images=True, as_frame=False, return_X_y=False):
     ----------
     root : str or path-like
         Folder of the release (holding ``Data/`` and ``Images/``).
-    check_images : bool, default=True
-        Check that each image exists and that PIL can read its header.
-        Images that fail are left out and reported. ``False`` skips all file
-        access.
+    {check_images}
     as_frame : bool, default=False
         Also return the data as a DataFrame in ``frame`` (columns ``image``,
         ``path``, ``mos`` and ``std`` when available).
-    return_X_y : bool, default=False
-        Return ``(data, target)`` instead of the Bunch.
+    {return_X_y}
 
     Returns
     -------
-    data : :class:`~sklearn.utils.Bunch`
-        Dictionary-like object with the following attributes, one row per
-        image kept, in release order. The former names ``paths`` (for
-        ``data``) and ``ids`` (for ``image_ids``) still read, with a
-        ``FutureWarning``.
+    {bunch}
 
         data : ndarray of str, shape (n_images,)
             Image paths.
@@ -94,15 +87,7 @@ def load_clive(root, check_images=True, as_frame=False, return_X_y=False):
             True.
         std : ndarray of float64 of shape (n_images,), or None
             Standard deviation of the ratings, when the release file is present.
-        missing : DataFrame
-            Images left out, with columns ``id``, ``path`` and ``reason``.
-        frame : DataFrame or None
-            With ``as_frame=True``, see above.
-        DESCR : str
-            Description of the dataset.
-
-    (data, target) : tuple
-        With ``return_X_y=True``.
+        {bunch_end}
 
     Raises
     ------
@@ -112,10 +97,7 @@ def load_clive(root, check_images=True, as_frame=False, return_X_y=False):
         If a .mat file lacks its variable or the names and scores differ in
         number.
 
-    Warns
-    -----
-    UserWarning
-        When images are left out, with their number and the first names.
+    {warns}
     """
     root = os.fspath(root)
     names_file = os.path.join(root, "Data", "AllImages_release.mat")

@@ -5,10 +5,11 @@ import os
 import numpy as np
 import pandas as pd
 
-from ._common import _bunch, _check_and_report, _named_like_dmos, _random_split, _returned
+from ._common import _bunch, _check_and_report, _fill_doc, _named_like_dmos, _random_split, _returned
 from ._label_files import _check_names, _parse_scores, _read_label_file
 
 
+@_fill_doc(order="the order of the file")
 def load_csv_dataset(
     csv,
     image_dir,
@@ -82,16 +83,11 @@ def load_csv_dataset(
         None: True, unless the score column is named like a DMOS (``dmos``,
         a differential score where lower is usually better), which is an
         error that asks for the direction.
-    return_X_y : bool, default=False
-        Return ``(data, target)`` instead of the Bunch.
+    {return_X_y}
 
     Returns
     -------
-    data : :class:`~sklearn.utils.Bunch`
-        Dictionary-like object with the following attributes, one row per
-        image kept, in the order of the file. The former names ``paths``
-        (for ``data``) and ``ids`` (for ``image_ids``) still read, with a
-        ``FutureWarning``.
+    {bunch}
 
         data : ndarray of str, shape (n_images,)
             Image paths (names on disk with ``case_insensitive=True``).
@@ -107,30 +103,15 @@ def load_csv_dataset(
             As given.
         higher_is_better : bool
             As given (True by default).
-        missing : DataFrame
-            Images left out, with columns ``id``, ``path`` and ``reason``.
-        frame : DataFrame or None
-            With ``as_frame=True``, see above.
-        DESCR : str
-            Description of what was loaded.
-
-    (data, target) : tuple
-        With ``return_X_y=True``.
+        {bunch_end}
 
     Raises
     ------
-    FileNotFoundError
-        If the label file or the image folder is absent.
-    ValueError
-        If the label file lacks a column (the message lists those it has),
-        holds non-numeric scores, empty or duplicate names (the message
-        quotes the lines), if none of the images can be used, or if the
-        score column is named like a DMOS and ``higher_is_better`` is None.
+    {label_file_raises}
+        Also if the score column is named like a DMOS and
+        ``higher_is_better`` is None.
 
-    Warns
-    -----
-    UserWarning
-        When images are left out, with their number and the first names.
+    {warns}
     """
     path = os.fspath(csv)
     if higher_is_better is None:

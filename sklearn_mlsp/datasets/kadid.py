@@ -26,9 +26,6 @@ reference (degradation category rating).
 - var: the variance of the ratings; reference: the pristine image (ref_img),
   in the same folder, also returned as groups: folds by reference content
   (GroupKFold) share no scene. The release defines no official split.
-
-Labels: {path}
-This copy: {n} images kept, {n_missing} left out (see bunch.missing).
 """,
 )
 

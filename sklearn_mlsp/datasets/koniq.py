@@ -42,9 +42,6 @@ crowd workers on a 1-5 scale (absolute category rating).
 - distribution: the shares of votes for 1..5 (c1..c5); n_votes: their count.
 - split: the release's training / validation / test sets, when the label file
   has the set column (koniq10k_distributions_sets.csv).
-
-Labels: {path}
-This copy: {n} images kept, {n_missing} left out (see bunch.missing).
 """,
 )
 

@@ -21,9 +21,6 @@ many sizes, rated by crowd workers; MOS on a 0-100 scale.
   names are paths relative to the image folder, e.g. "AVA__149.jpg" or a
   subfolder and a name.
 - split: the release's set column (e.g. train / validation / test), when present.
-
-Labels: {path}
-This copy: {n} images kept, {n_missing} left out (see bunch.missing).
 """,
 )
 

@@ -33,9 +33,6 @@ smartphones, rated in the laboratory; MOS on a 0-100 scale.
 - The images are the full-size release (TestImage); many are large, so
   MLSPTransformer's max_pixels may need raising, or resize them first as the
   SPAQ authors did (shorter side 512).
-
-Labels: {path}
-This copy: {n} images kept, {n_missing} left out (see bunch.missing).
 """,
 )
 

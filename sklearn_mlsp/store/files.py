@@ -22,6 +22,7 @@ import time
 import uuid
 from pathlib import Path
 
+from .._regular_files import open_if_regular
 from .errors import StoreFullError, StrayEntryError
 
 try:  # POSIX
@@ -123,28 +124,17 @@ def open_regular(path):
     StrayEntryError
         Something that is not a regular file is there (named in the message).
     """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
+    def refuse_open(exc):
+        if isinstance(exc, FileNotFoundError):
+            return
         kind = special_kind(path)
-        if kind is None:
-            raise
-        raise StrayEntryError(_stray_message(path, kind)) from exc
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise StrayEntryError(_stray_message(path, special_kind(path) or "not a regular file"))
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
-    # Outside the try: once the file object exists it owns the descriptor, and
-    # a Ctrl-C landing here must not close it a second time (EBADF hid the Ctrl-C).
-    return open(fd, "rb")
+        if kind is not None:
+            raise StrayEntryError(_stray_message(path, kind)) from exc
+
+    def refuse_kind(mode):
+        return StrayEntryError(_stray_message(path, special_kind(path) or "not a regular file"))
+
+    return open_if_regular(path, follow_links=False, on_open_error=refuse_open, on_not_regular=refuse_kind)
 
 
 def _stray_message(path, kind: str) -> str:
