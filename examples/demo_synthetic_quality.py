@@ -196,9 +196,11 @@ print(f"\nscatter plot saved to {scatter_path}")
 # :func:`~sklearn_mlsp.save_model` writes one file that loads without running
 # any code from it (no pickle). The held-out photos
 # were written as PNG files above; the ``mlsp`` command scores that folder, as
-# a user would, reading their features from the cache, and writes an HTML
-# report: the photos by score, each with its quality map (where in the photo
-# the model finds it weakest), a histogram and a threshold to pick photos by.
+# a user would, and writes an HTML report: the photos by score, each with its
+# quality map (where in the photo the model finds it weakest), a histogram and
+# a threshold to pick photos by. With ``--report`` one backbone pass serves
+# both: the maps' wide features, whose cells' mean is the narrow features the
+# model scores (cached, like the training features, in the same file).
 model_path = out / "quality.mlsp"
 save_model(model, model_path, y=y[train], metadata={"labels": "synthetic degradations (demo)"})
 print(f"\nmodel saved to {model_path} ({model_path.stat().st_size / 1e6:.1f} MB)")

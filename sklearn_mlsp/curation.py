@@ -19,8 +19,9 @@ __all__ = ["DUPLICATE_SIMILARITY", "near_duplicate_groups", "select"]
 #: Cosine similarity of narrow features at and above which two photographs are
 #: near-duplicates. Measured with the shipped model's features
 #: (EfficientNet-Lite0 at two scales) on scikit-image's eight sample
-#: photographs: copies resized to 70 % score 0.78-0.88, recompressed as JPEG
-#: at quality 60 score 0.94-0.99, and different photographs at most 0.56.
+#: photographs at 256 pixels: copies resized to 70 % score 0.80-0.88,
+#: recompressed as JPEG at quality 60 0.93-0.98, and different photographs at
+#: most 0.52 (``benchmarks/report_figures.py``).
 DUPLICATE_SIMILARITY = 0.7
 
 

@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._validation import Interval, validate_parameter_constraints
 from .maps import PREDICT_MAP_DOC
 
-__all__ = ["ConformalRegressor", "conformal_quantile", "predict_with_std"]
+__all__ = ["ConformalRegressor", "conformal_quantile", "predict_with_interval", "predict_with_std"]
 
 
 def predict_with_std(estimator, X):
@@ -34,6 +34,23 @@ def predict_with_std(estimator, X):
         mean = estimator.predict(X)
         std = np.zeros(len(mean))
     return np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+
+
+def predict_with_interval(estimator, X, coverage=None):
+    """``(mean, std, low, high)`` of a fitted regressor from one prediction of its members.
+
+    For a :class:`ConformalRegressor`, what ``predict(X, return_std=True)``
+    and ``predict_interval(X, coverage)`` give, without running the regressor
+    twice; for others, :func:`predict_with_std` and NaN intervals.
+    """
+    if not isinstance(estimator, ConformalRegressor):
+        mean, std = predict_with_std(estimator, X)
+        return mean, std, np.full(len(mean), np.nan), np.full(len(mean), np.nan)
+    coverage = estimator._checked_coverage(coverage)
+    mean, clipped, std = estimator._predict(X)
+    low, high = estimator._interval(mean, clipped, std, coverage)
+    scale = float(estimator.output_scale)
+    return clipped * scale, std * scale, low * scale, high * scale
 
 
 def conformal_quantile(scores, coverage):
@@ -266,19 +283,26 @@ class ConformalRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
             Interval ends, clipped to ``bounds``, times ``output_scale``.
             ``low <= prediction <= high``.
         """
+        coverage = self._checked_coverage(coverage)
+        low, high = self._interval(*self._predict(X), coverage)
+        scale = float(self.output_scale)
+        return low * scale, high * scale
+
+    def _checked_coverage(self, coverage):
         coverage = self.coverage if coverage is None else coverage
         if not (isinstance(coverage, Real) and 0 < coverage < 1):
             raise ValueError(f"coverage must be a number in (0, 1), e.g. 0.9; got {coverage!r}.")
-        mean, clipped, std = self._predict(X)
+        return coverage
+
+    def _interval(self, mean, clipped, std, coverage):
+        """Interval ends around ``_predict``'s ``(mean, clipped, std)``, before ``output_scale``."""
         q = conformal_quantile(self.scores_, coverage)
         half = q * (std + self.std_floor_) if self.normalize else np.full(len(mean), q)
         low, high = mean - half, mean + half
         bounds = self._check_bounds()
         if bounds is not None:
             low, high = np.clip(low, *bounds), np.clip(high, *bounds)
-        low, high = np.minimum(low, clipped), np.maximum(high, clipped)
-        scale = float(self.output_scale)
-        return low * scale, high * scale
+        return np.minimum(low, clipped), np.maximum(high, clipped)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -459,6 +459,8 @@ def save_model(model, path, *, y=None, cv_scores=None, metadata=None, weights_dt
         info["cv_scores"] = cv_scores
     info["higher_is_better"] = True
     if metadata:
+        if "steps" in metadata:  # load_model compares them with what the structure builds
+            raise ValueError("metadata may not set 'steps': save_model records the pipeline's steps itself.")
         info.update(metadata)
     header = {
         "format": FORMAT_NAME,
@@ -861,4 +863,23 @@ def load_model(path, *, cache=None, device=None, allow_unsafe_limits=False):
                     allow_unsafe_limits=allow_unsafe_limits).value(structure, "model")
     if not isinstance(model, BaseEstimator):  # pragma: no cover - the structure is an estimator node
         raise ModelFileError(f"{os.fspath(path)}: model: the file does not hold an estimator.")
+    _check_recorded_steps(path, header, model)
     return model
+
+
+def _check_recorded_steps(path, header, model) -> None:
+    """The steps the structure builds are the steps :func:`save_model` recorded.
+
+    A skipped step ("passthrough" or None) is a valid pipeline, so one edit of
+    the structure could otherwise drop a fitted scaler and load without a word.
+    """
+    info = _parse_json(path, header, "metadata")
+    recorded = info.get("steps") if isinstance(info, dict) else None
+    if recorded is None:  # files of a user's own metadata, or none recorded
+        return
+    built = _describe(model)["steps"]
+    if recorded != built:
+        raise ModelFileError(
+            f"{os.fspath(path)}: model.steps: the structure builds the steps {built}, but the file recorded "
+            f"{recorded} when it was saved; a hand-edited or corrupt file. Refusing to load it."
+        )

@@ -139,6 +139,12 @@ def _card(rank, row, thumb, cells, group) -> str:
             f'<span class="name" title="{html.escape(path)}">{name}</span></figcaption></figure>')
 
 
+def thumbnails_folder(path) -> Path:
+    """The folder of the thumbnails of the report ``path``: ``<stem>_files`` beside it."""
+    path = Path(path)
+    return path.with_name(path.stem + "_files")
+
+
 def write_report(path, frame, maps=None, *, title="Scored photographs", higher_is_better=True, threshold=None,
                  groups=None, notes=""):
     """Write a static HTML report of scored photographs.
@@ -176,7 +182,7 @@ def write_report(path, frame, maps=None, *, title="Scored photographs", higher_i
         The HTML file written.
     """
     path = Path(path)
-    files = path.with_name(path.stem + "_files")
+    files = thumbnails_folder(path)
     files.mkdir(exist_ok=True)
     n = len(frame)
     maps = [None] * n if maps is None else list(maps)

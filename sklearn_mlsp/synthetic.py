@@ -15,7 +15,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 from sklearn.utils import Bunch, check_random_state
 
-__all__ = ["DISTORTIONS", "PHOTOS", "degrade_image", "make_degraded_photos"]
+__all__ = ["DISTORTIONS", "PHOTOS", "degrade_image", "degrade_quadrant", "make_degraded_photos"]
 
 #: Names of the scikit-image sample photographs used as pristine sources. They
 #: are natural RGB photographs stored in the scikit-image package itself
@@ -176,6 +176,40 @@ def degrade_image(image, distortion, level, n_levels=5, random_state=None):
         # A single grey mean (not per channel) so colours are not shifted.
         out = _to_uint8(x.mean() + (x - x.mean()) * param)
     return out, param
+
+
+def degrade_quadrant(image, quadrant, distortion, level, n_levels=5, random_state=None):
+    """Apply one distortion to one quadrant of a photograph only: a local defect.
+
+    The whole photograph is degraded with :func:`degrade_image` (so a blur
+    near the quadrant's edges sees the pixels beyond them), then only the
+    quadrant is copied into the pristine photograph. Quality maps
+    (:mod:`sklearn_mlsp.maps`) should point at it.
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W, 3), dtype uint8
+        Pristine RGB photograph.
+    quadrant : {0, 1, 2, 3}
+        Top left, top right, bottom left, bottom right: the cell
+        ``(quadrant // 2, quadrant % 2)`` of a ``2 x 2`` map. The top and left
+        quadrants are ``H // 2`` rows and ``W // 2`` columns.
+    distortion, level, n_levels, random_state
+        As for :func:`degrade_image`.
+
+    Returns
+    -------
+    degraded : ndarray of shape (H, W, 3), dtype uint8
+    """
+    if quadrant not in (0, 1, 2, 3):
+        raise ValueError(f"quadrant must be 0, 1, 2 or 3 (top left to bottom right), got {quadrant!r}.")
+    whole = degrade_image(image, distortion, level, n_levels, random_state=random_state)[0]
+    h, w = (s // 2 for s in whole.shape[:2])
+    rows = slice(0, h) if quadrant < 2 else slice(h, None)
+    cols = slice(0, w) if quadrant % 2 == 0 else slice(w, None)
+    out = np.array(image, copy=True)
+    out[rows, cols] = whole[rows, cols]
+    return out
 
 
 def make_degraded_photos(

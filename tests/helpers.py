@@ -37,3 +37,15 @@ def tiny_transformer(**params) -> MLSPTransformer:
                     "augment": False, "device": "cpu", "verbose": 0, "n_decoders": 0}
     defaults.update(params)
     return MLSPTransformer(**defaults)
+
+
+def load_benchmark(name: str):
+    """The module of ``benchmarks/<name>.py``, loaded from its file (benchmarks/ is no package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

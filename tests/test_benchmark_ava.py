@@ -1,16 +1,14 @@
 """End-to-end tests of benchmarks/ava.py on a tiny synthetic AVA-format folder."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import load_benchmark
 from PIL import Image
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ava.py"
 N_IMAGES = 24
 TEST_IDS = 8
 MISSING_ID = 1099  # listed in AVA.txt and the test list, no image file
@@ -18,10 +16,7 @@ MISSING_ID = 1099  # listed in AVA.txt and the test list, no image file
 
 @pytest.fixture(scope="module")
 def ava_script():
-    spec = importlib.util.spec_from_file_location("benchmark_ava", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("ava")
 
 
 def _image(brightness, seed):

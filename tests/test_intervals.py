@@ -17,7 +17,7 @@ from sklearn_mlsp import (
     load_model,
     save_model,
 )
-from sklearn_mlsp.intervals import conformal_quantile
+from sklearn_mlsp.intervals import conformal_quantile, predict_with_interval
 
 SMALL = dict(max_epochs=3, device="cpu", batch_size=32, random_state=0)
 
@@ -231,3 +231,32 @@ def test_calibration_puts_squashed_predictions_back_on_the_target_scale():
 
     with pytest.raises(ValueError, match="do not increase"):
         ConformalRegressor(Backwards(), cv=KFold(5), calibrate=True).fit(X, np.sort(y))
+
+
+def test_score_spread_and_interval_from_one_prediction_of_the_members():
+    class CountingRidge(Ridge):
+        calls = 0
+
+        def predict(self, X):
+            CountingRidge.calls += 1
+            return super().predict(X)
+
+    def noise(rng, X):
+        return rng.normal(size=len(X)) * 0.3
+
+    X, y = _linear(200, 0, noise)
+    y = (y - y.min()) / np.ptp(y)
+    model = ConformalRegressor(CountingRidge(), cv=4, bounds=(0, 1), output_scale=100, coverage=0.8).fit(X, y)
+    far = X * 3  # some clipped
+    CountingRidge.calls = 0
+    score, std, low, high = predict_with_interval(model, far)
+    assert CountingRidge.calls == 1
+    expected = (*model.predict(far, return_std=True), *model.predict_interval(far))
+    for got, want in zip((score, std, low, high), expected):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="coverage must be"):
+        predict_with_interval(model, far, coverage=1.5)
+    ridge = Ridge().fit(X, y)  # no intervals of its own: NaN
+    score, std, low, high = predict_with_interval(ridge, X)
+    np.testing.assert_array_equal(score, ridge.predict(X))
+    assert not std.any() and np.isnan(low).all() and np.isnan(high).all()

@@ -98,7 +98,7 @@ def test_a_noisy_quadrant_is_the_weakest_part_of_the_map():
     # Real features (EfficientNet-Lite0), a head trained on whole photographs made noisy at two
     # levels, five photographs; then every photograph with noise in one quadrant only.
     from sklearn_mlsp import MLSPPipeline, MLSPTransformer
-    from sklearn_mlsp.synthetic import PHOTOS, degrade_image, make_degraded_photos
+    from sklearn_mlsp.synthetic import PHOTOS, degrade_quadrant, make_degraded_photos
 
     side = 80
     train = make_degraded_photos(n_levels=2, distortions=("noise",), max_side=side, sources=PHOTOS[:5])
@@ -111,13 +111,8 @@ def test_a_noisy_quadrant_is_the_weakest_part_of_the_map():
     images, quadrants, sources = [], [], []
     pristine = make_degraded_photos(n_levels=1, distortions=("noise",), max_side=side)
     for photo, name in zip(pristine.images[::2], pristine.source[::2]):
-        noisy = degrade_image(photo, "noise", 1, 1, random_state=0)[0]
-        h, w = (s // 2 for s in photo.shape[:2])
         for q in range(4):
-            top, left = (q // 2) * h, (q % 2) * w
-            image = photo.copy()
-            image[top:top + h, left:left + w] = noisy[top:top + h, left:left + w]
-            images.append(image)
+            images.append(degrade_quadrant(photo, q, "noise", 1, 1, random_state=0))
             quadrants.append(q)
             sources.append(name)
     maps = model.predict_map(images, grid=2)

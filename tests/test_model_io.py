@@ -120,6 +120,24 @@ def test_passthrough_steps_round_trip_and_no_other_plain_value_is_a_step(tmp_pat
             load_model(path)
 
 
+def test_an_edit_that_skips_a_fitted_step_is_refused(tmp_path):
+    # "passthrough" and None are valid steps, so one edit could drop the fitted
+    # scaler and the file would load and predict other numbers without a word.
+    X, y = RNG.normal(3, 2, size=(30, 6)), RNG.normal(size=30)
+    model = Pipeline([("scale", StandardScaler()), ("ridge", RidgeCV())]).fit(X, y)
+    save_model(model, tmp_path / "m.mlsp")
+    for skipped in ("passthrough", None):
+        def skip_scaler(structure, skipped=skipped):
+            structure["params"]["steps"][0]["v"][1] = skipped
+        path = _copy_edited(tmp_path / "m.mlsp", tmp_path, skip_scaler)
+        with pytest.raises(ModelFileError, match=r"edited\.mlsp: model\.steps: the structure builds the steps "
+                                                 r"\['scale: passthrough', 'ridge: RidgeCV'\], but the file "
+                                                 r"recorded \['scale: StandardScaler'"):
+            load_model(path)
+    with pytest.raises(ValueError, match="metadata may not set 'steps'"):
+        save_model(model, tmp_path / "n.mlsp", metadata={"steps": ["scale: passthrough", "ridge: RidgeCV"]})
+
+
 def test_mlsp_pipelines_round_trip_exactly_with_metadata(tmp_path):
     paths = write_images(tmp_path / "img", 8)
     y = np.linspace(1, 9, 8)

@@ -148,3 +148,18 @@ def test_parameters_at_full_severity():
 def test_invalid_arguments(kwargs):
     with pytest.raises(ValueError):
         make_degraded_photos(**kwargs)
+
+
+def test_degrade_quadrant_changes_that_quadrant_only():
+    from sklearn_mlsp.synthetic import degrade_quadrant
+
+    image = np.full((9, 12, 3), 128, dtype=np.uint8)
+    for q in range(4):
+        out = degrade_quadrant(image, q, "noise", 2, 2, random_state=0)
+        changed = np.any(out != image, axis=2)
+        rows, cols = (slice(0, 4), slice(4, None))[q // 2], (slice(0, 6), slice(6, None))[q % 2]
+        assert changed[rows, cols].mean() > 0.9
+        changed[rows, cols] = False
+        assert not changed.any()
+    with pytest.raises(ValueError, match="quadrant must be 0, 1, 2 or 3"):
+        degrade_quadrant(image, 4, "blur", 1)

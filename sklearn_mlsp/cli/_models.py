@@ -49,20 +49,27 @@ def _report_failures(out, failures, n):
 
 
 def _predict(model, paths, out, *, errors="nan", n_decoders=None, n_jobs=None, spread=False, max_pixels=None,
-             with_features=False):
+             with_features=False, maps_grid=None):
     """Scores of ``paths`` (NaN where an image failed), and the failures.
 
     With ``spread``, ``std`` / ``low`` / ``high`` columns too where the model's
-    last step gives them (``predict(X, return_std=True)``, ``predict_interval``).
+    last step gives them (``predict(X, return_std=True)``, ``predict_interval``;
+    one prediction for both).
     ``max_pixels`` is the user's (``--max-pixels``), never the model file's.
     ``with_features`` adds a fourth value: the transformer's features of ``paths``.
+    ``maps_grid`` (an int ``k``, for a narrow head with ``predict_map`` as the
+    only other step) adds a ``maps`` column, each image's ``k x k`` quality
+    map (None where it failed), from one backbone pass: the wide features are
+    extracted, and the narrow ones the head scores are their cells' mean
+    (exact with area pooling, :mod:`sklearn_mlsp.pooling`); those are the
+    features returned.
     """
     import numpy as np
 
     from ..images import ImageError
-    from ..intervals import predict_with_std
+    from ..intervals import predict_with_interval
     from ..model_checks import is_skipped_step
-    from ..transformer import MLSPTransformer
+    from ..transformer import MLSPFeatures, MLSPTransformer
 
     steps = getattr(model, "steps", None)
     if not steps or not isinstance(steps[0][1], MLSPTransformer):
@@ -79,6 +86,10 @@ def _predict(model, paths, out, *, errors="nan", n_decoders=None, n_jobs=None, s
         transformer.set_params(n_decoders=n_decoders)
     if n_jobs is not None:
         transformer.set_params(n_jobs=n_jobs)
+    if maps_grid is not None:
+        from sklearn.base import clone
+
+        transformer = clone(transformer).set_params(pooling=int(maps_grid), output="views").fit()
     try:
         features = transformer.transform(paths)
     except ImageError as exc:
@@ -89,16 +100,25 @@ def _predict(model, paths, out, *, errors="nan", n_decoders=None, n_jobs=None, s
         columns.update(std=np.full(len(paths), np.nan), low=np.full(len(paths), np.nan),
                        high=np.full(len(paths), np.nan))
     ok = np.setdiff1d(np.arange(len(paths)), [f["position"] for f in failures])
+    last = steps[-1][1]
+    if maps_grid is not None:
+        columns["maps"] = [None] * len(paths)
+        taps, views = transformer.tap_channels_, transformer.view_names_
+        narrow = np.full((len(paths), *features.shape[1:3], 1, 1), np.nan, dtype=np.float32)
+        for rows in np.array_split(ok, -(-len(ok) // 256)) if len(ok) else []:  # wide features: a chunk at a time
+            wide = MLSPFeatures(np.asarray(features[rows], dtype=np.float32), taps, views)
+            narrow[rows] = wide.mean(axis=(3, 4), keepdims=True)
+            for i, cells in zip(rows, last.predict_map(wide)):
+                columns["maps"][i] = cells
+        features = MLSPFeatures(narrow, taps, views)
     if len(ok):
         Xt = features[ok] if failures else features
         for _, step in steps[1:-1]:
             if not is_skipped_step(step):  # "passthrough" or None: the pipeline skips it too
                 Xt = step.transform(Xt)
-        last = steps[-1][1]
         if spread:
-            columns["score"][ok], columns["std"][ok] = predict_with_std(last, Xt)
-            if hasattr(last, "predict_interval"):
-                columns["low"][ok], columns["high"][ok] = last.predict_interval(Xt)
+            score, std, low, high = predict_with_interval(last, Xt)
+            columns["score"][ok], columns["std"][ok], columns["low"][ok], columns["high"][ok] = score, std, low, high
         else:
             columns["score"][ok] = last.predict(Xt)
     if with_features:

@@ -18,7 +18,7 @@ IMAGE_COLUMNS = ("image", "image_name", "image_id", "filename", "file_name", "fi
 SCORE_COLUMNS = ("mos", "score", "rating", "mean", "target", "label", "dmos", "y")
 
 
-def collect_images(inputs, recursive: bool = False) -> list[str]:
+def collect_images(inputs, recursive: bool = False, exclude=()) -> list[str]:
     """Image paths from files, folders and text files of paths.
 
     Parameters
@@ -31,6 +31,10 @@ def collect_images(inputs, recursive: bool = False) -> list[str]:
         blank lines and lines starting with ``#`` are skipped).
     recursive : bool, default=False
         Walk subfolders.
+    exclude : sequence of str, default=()
+        Files and folders that a folder's scan leaves out: the command's own
+        outputs (a report's thumbnails, a contact sheet), which a rerun must
+        not score as photos. Files named as inputs are taken all the same.
 
     Returns
     -------
@@ -41,16 +45,26 @@ def collect_images(inputs, recursive: bool = False) -> list[str]:
     InputError
         If an argument does not exist, or nothing is found.
     """
+    outputs = [os.path.realpath(e) for e in exclude if e is not None]
+
+    def is_output(path) -> bool:
+        real = os.path.realpath(path)
+        return any(real == o or real.startswith(o + os.sep) for o in outputs)
+
     paths: list[str] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
             found = p.rglob("*") if recursive else p.glob("*")
             images = sorted(str(f) for f in found if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+            own = [f for f in images if is_output(f)]
+            if own and len(own) == len(images):
+                raise InputError(f"folder {item!r} holds only this command's own outputs ({own[0]} ...); "
+                                 "give the folder of the photos.")
             if not images:
                 hint = "" if recursive else " (add --recursive to look in subfolders)"
                 raise InputError(f"folder {item!r} holds no image files{hint}.")
-            paths.extend(images)
+            paths.extend(f for f in images if not own or not is_output(f))
         elif p.is_file() and p.suffix.lower() in LIST_EXTENSIONS:
             try:
                 lines = p.read_text(encoding="utf-8").splitlines()

@@ -7,7 +7,7 @@ import time
 
 import click
 
-from ._curation import _check_curation, _curate, _curating, _curation_options
+from ._curation import _check_curation, _check_lists_are_ours, _curate, _curating, _curation_options
 from ._models import _model, _model_file, _predict, _pyplot, _report_failures
 from ._options import (
     _FORMAT_OPTION,
@@ -129,15 +129,22 @@ def score(out, images, model_name, out_csv, row_format, top, sheet, scale, cover
     check_output_path(out_csv, "--out")
     row_format = _rows_format(out, row_format, out_csv)
     check_output_path(sheet, "--sheet")
-    _check_curation(curation)
+    _check_curation(curation, out_csv)
     if sheet:
         _pyplot()  # fail before the work if matplotlib is missing
-    paths = collect_images(images, recursive)
-    model_path = _model_file(model_name)
     outputs = [("--out", out_csv), ("--sheet", sheet), ("--report", curation["report"])]
     if _curating(curation):
         outputs += [("--lists", os.path.join(curation["lists"], f"{name}.txt")) for name in ("kept", "rejected")]
+    # A rerun over the folder the outputs went to must not score them (the report's thumbnails, the sheet).
+    own = [path for _, path in outputs]
+    if curation["report"]:
+        from ..report import thumbnails_folder
+
+        own.append(thumbnails_folder(curation["report"]))
+    paths = collect_images(images, recursive, exclude=own)
+    model_path = _model_file(model_name)
     check_outputs_spare_inputs(outputs, [*paths, *(i for i in images if os.path.isfile(i)), model_path])
+    _check_lists_are_ours(curation)
     try:
         meta = read_model_metadata(model_path)
     except (ValueError, FileNotFoundError) as exc:
@@ -154,9 +161,13 @@ def score(out, images, model_name, out_csv, row_format, top, sheet, scale, cover
     if hasattr(final, "predict_interval"):
         final.set_params(coverage=coverage)
     higher_is_better = bool(meta.get("higher_is_better", True))
+    # The report's maps and the scores from one backbone pass (wide features; the narrow ones their mean).
+    with_maps = curation["report"] and hasattr(final, "predict_map") and len(getattr(model, "steps", ())) == 2
+    maps_grid = 5 if with_maps else None
     columns, failures, stats, features = _predict(model, paths, out, errors=errors, n_decoders=n_decoders,
                                                   n_jobs=n_jobs, spread=True, max_pixels=max_pixels,
-                                                  with_features=True)
+                                                  with_features=True, maps_grid=maps_grid)
+    maps = columns.pop("maps", None)
     frame = pd.DataFrame({"path": paths, **columns, "position": np.arange(len(paths))})
     frame["error"] = ""
     for f in failures:
@@ -186,8 +197,9 @@ def score(out, images, model_name, out_csv, row_format, top, sheet, scale, cover
     if sheet:
         title = f"{model_label}: {n_ok} images, {'higher' if higher_is_better else 'lower'} is better"
         _write(sheet, "--sheet", lambda: contact_sheet(frame, sheet, title=title))
-    curated = _curate(out, curation, model, frame, features, positions, higher_is_better,
-                      title=f"{model_label}: {len(paths)} photographs", notes=f"scores on {scale_name}")
+    curated = _curate(out, curation, None if maps is None else [maps[p] for p in positions], frame, features,
+                      positions, higher_is_better, title=f"{model_label}: {len(paths)} photographs",
+                      notes=f"scores on {scale_name}")
     seconds = time.perf_counter() - start
     out.say(f"{n_ok} of {len(paths)} images scored ({stats['cached']} cached, {stats['computed']} computed, "
             f"{len(failures)} failed) in {seconds:.1f} s"
