@@ -171,3 +171,18 @@ def test_the_report_takes_one_backbone_pass_and_one_head_pass_with_the_ordinary_
     np.testing.assert_allclose(report["std"], plain["std"], atol=2e-3 * span)
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert page.count('<img class="map"') == 3 and page.count('class="photo failed"') == 1
+
+
+def test_a_name_with_a_line_break_is_refused_before_the_work_when_lists_are_asked(tiny_model, tmp_path):
+    # kept.txt holds one path per line: "x\nimportant.png" would read as two paths
+    # for `xargs -d '\n' rm < rejected.txt`, one of them perhaps another file.
+    photos = tmp_path / "photos"
+    write_images(photos, 2, 40, 48)
+    Image.open(next(photos.glob("*.png"))).save(photos / "x\nimportant.png")
+    cache = tmp_path / "cache"
+    result = CliRunner().invoke(cli, ["score", "--model", str(tiny_model), str(photos), "--keep-top", "0.5",
+                                      "--lists", str(tmp_path), "--cache", str(cache), "--quiet"])
+    assert result.exit_code == 2 and "has a line break in its name" in result.output, result.output
+    assert "important.png" in result.output and not cache.exists() and not (tmp_path / "kept.txt").exists()
+    summary = _score(tiny_model, photos, "--cache", cache)  # without lists, every photo is scored
+    assert summary["scored"] == 3, summary

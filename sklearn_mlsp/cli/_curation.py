@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ._options import _not_nan
-from ._running import OutputError, _write, check_output_path
+from ._running import InputError, OutputError, _write, check_output_path
 
 
 def _curation_options(f):
@@ -105,6 +105,20 @@ def _check_lists_are_ours(curation):
             raise OutputError(f"--lists {folder}: {target} exists and is not a list mlsp score wrote there (or it "
                               "was changed since); move it, choose another folder with --lists, or add "
                               "--replace-lists to replace it.")
+
+
+def _check_listable(paths) -> None:
+    """Refuse, before the work, a path that kept.txt / rejected.txt cannot hold as one line.
+
+    The lists are one path per line, made to be piped into other tools
+    (``xargs -d '\\n' rm < rejected.txt``): a name with a line break would
+    read as two paths there, one of which may be another file.
+    """
+    for path in paths:
+        if "\n" in path or "\r" in path:
+            raise InputError(f"{path!r} has a line break in its name, which kept.txt and rejected.txt (one path "
+                             "per line) cannot hold; rename it, or score without --keep-top, --min-score and "
+                             "--group-near-duplicates.")
 
 
 def _curating(curation) -> bool:

@@ -7,7 +7,14 @@ import time
 
 import click
 
-from ._curation import _check_curation, _check_lists_are_ours, _curate, _curating, _curation_options
+from ._curation import (
+    _check_curation,
+    _check_listable,
+    _check_lists_are_ours,
+    _curate,
+    _curating,
+    _curation_options,
+)
 from ._models import _model, _model_file, _predict, _pyplot, _report_failures
 from ._options import (
     _FORMAT_OPTION,
@@ -145,6 +152,8 @@ def score(out, images, model_name, out_csv, row_format, top, sheet, scale, cover
     model_path = _model_file(model_name)
     check_outputs_spare_inputs(outputs, [*paths, *(i for i in images if os.path.isfile(i)), model_path])
     _check_lists_are_ours(curation)
+    if _curating(curation):
+        _check_listable(paths)
     try:
         meta = read_model_metadata(model_path)
     except (ValueError, FileNotFoundError) as exc:
