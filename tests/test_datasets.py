@@ -499,6 +499,12 @@ def test_loaders_return_a_scikit_learn_bunch_with_the_old_names_deprecated(tmp_p
     X, y = load_clive(clive_root, return_X_y=True)
     assert len(X) == 2 and y.tolist() == [30.0, 60.0]
     assert load_clive(clive_root).score_range == (0.0, 100.0)
+    # With as_frame=True as well, pandas objects as scikit-learn's loaders give: the frame's columns.
+    X, y = load_csv_dataset(tmp_path / "labels.csv", image_dir, as_frame=True, return_X_y=True)
+    assert isinstance(X, pd.Series) and X.name == "path" and X.tolist() == data.data.tolist()
+    assert isinstance(y, pd.Series) and y.name == "mos" and y.tolist() == [0.2, 0.9, 0.5]
+    X, y = load_clive(clive_root, as_frame=True, return_X_y=True)
+    assert isinstance(X, pd.Series) and isinstance(y, pd.Series) and y.tolist() == [30.0, 60.0]
 
 
 def test_csv_groups_and_the_direction_of_a_dmos_column(tmp_path):

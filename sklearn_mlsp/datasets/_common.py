@@ -198,9 +198,18 @@ def _bunch(keep, missing, *, score_range, higher_is_better, **fields):
                          score_range=score_range, higher_is_better=bool(higher_is_better))
 
 
-def _returned(bunch, return_X_y):
-    """What a loader returns: the Bunch, or ``(data, target)`` with ``return_X_y=True``."""
-    return (bunch.data, bunch.target) if return_X_y else bunch
+def _returned(bunch, return_X_y, target_column="mos"):
+    """What a loader returns: the Bunch, or ``(data, target)`` with ``return_X_y=True``.
+
+    With ``as_frame=True`` too (``bunch.frame`` set), as scikit-learn's loaders
+    do, pandas objects from the frame: its ``path`` column (a Series, the one
+    column MLSPTransformer reads) and its score column.
+    """
+    if not return_X_y:
+        return bunch
+    if bunch.frame is not None:
+        return bunch.frame["path"], bunch.frame[target_column]
+    return bunch.data, bunch.target
 
 
 def _named_like_dmos(column) -> bool:
@@ -224,7 +233,9 @@ _SHARED_DOCS = {
         The former names ``paths`` (for ``data``) and ``ids`` (for
         ``image_ids``) still read, with a ``FutureWarning``.""",
     "X_y": """(data, target) : tuple
-        With ``return_X_y=True``.""",
+        With ``return_X_y=True``: arrays of paths and scores; with
+        ``as_frame=True`` too, the frame's ``path`` and score columns (two
+        Series, as scikit-learn's loaders return pandas objects then).""",
     "warns": """Warns
     -----
     UserWarning

@@ -183,4 +183,4 @@ def load_csv_dataset(
         f"{len(bunch.target)} images kept, {len(missing)} left out "
         f"(see bunch.missing).{split_text}\n"
     )
-    return _returned(bunch, return_X_y)
+    return _returned(bunch, return_X_y, score_col)
