@@ -46,11 +46,7 @@ def predict_with_interval(estimator, X, coverage=None):
     if not isinstance(estimator, ConformalRegressor):
         mean, std = predict_with_std(estimator, X)
         return mean, std, np.full(len(mean), np.nan), np.full(len(mean), np.nan)
-    coverage = estimator._checked_coverage(coverage)
-    mean, clipped, std = estimator._predict(X)
-    low, high = estimator._interval(mean, clipped, std, coverage)
-    scale = float(estimator.output_scale)
-    return clipped * scale, std * scale, low * scale, high * scale
+    return estimator._predict_with_interval(X, coverage)
 
 
 def conformal_quantile(scores, coverage):
@@ -283,16 +279,17 @@ class ConformalRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
             Interval ends, clipped to ``bounds``, times ``output_scale``.
             ``low <= prediction <= high``.
         """
-        coverage = self._checked_coverage(coverage)
-        low, high = self._interval(*self._predict(X), coverage)
-        scale = float(self.output_scale)
-        return low * scale, high * scale
+        return self._predict_with_interval(X, coverage)[2:]
 
-    def _checked_coverage(self, coverage):
+    def _predict_with_interval(self, X, coverage):
+        """``(prediction, std, low, high)`` times ``output_scale``, from one prediction of the regressor."""
         coverage = self.coverage if coverage is None else coverage
         if not (isinstance(coverage, Real) and 0 < coverage < 1):
             raise ValueError(f"coverage must be a number in (0, 1), e.g. 0.9; got {coverage!r}.")
-        return coverage
+        mean, clipped, std = self._predict(X)
+        low, high = self._interval(mean, clipped, std, coverage)
+        scale = float(self.output_scale)
+        return clipped * scale, std * scale, low * scale, high * scale
 
     def _interval(self, mean, clipped, std, coverage):
         """Interval ends around ``_predict``'s ``(mean, clipped, std)``, before ``output_scale``."""

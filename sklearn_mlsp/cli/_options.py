@@ -57,14 +57,14 @@ def collect_images(inputs, recursive: bool = False, exclude=()) -> list[str]:
         if p.is_dir():
             found = p.rglob("*") if recursive else p.glob("*")
             images = sorted(str(f) for f in found if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
-            own = [f for f in images if is_output(f)]
-            if own and len(own) == len(images):
-                raise InputError(f"folder {item!r} holds only this command's own outputs ({own[0]} ...); "
-                                 "give the folder of the photos.")
             if not images:
                 hint = "" if recursive else " (add --recursive to look in subfolders)"
                 raise InputError(f"folder {item!r} holds no image files{hint}.")
-            paths.extend(f for f in images if not own or not is_output(f))
+            photos = [f for f in images if not is_output(f)] if outputs else images
+            if not photos:
+                raise InputError(f"folder {item!r} holds only this command's own outputs ({images[0]} ...); "
+                                 "give the folder of the photos.")
+            paths.extend(photos)
         elif p.is_file() and p.suffix.lower() in LIST_EXTENSIONS:
             try:
                 lines = p.read_text(encoding="utf-8").splitlines()
